@@ -1,0 +1,24 @@
+{
+  "targets": [
+    {
+      "target_name": "tripdump",
+      "sources": [
+        "native/core/fd_budget.cc",
+        "native/core/proc_file.cc",
+        "native/core/parsers.cc",
+        "native/core/process_table.cc",
+        "native/core/system_stats.cc",
+        "native/napi/addon.cc",
+        "native/napi/sampler_wrap.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++1y"],
+      "cflags_cc": ["-std=c++20", "-Wall", "-Wextra", "-fvisibility=hidden", "-fexceptions", "-O2"],
+      "conditions": [
+        ["'<!(node -p \"process.env.TRIPDUMP_WERROR || ''\")'=='1'", { "cflags_cc": ["-Werror"] }]
+      ]
+    }
+  ]
+}
