@@ -3,13 +3,15 @@
     {
       "target_name": "tripdump",
       "sources": [
+        "native/core/error.cc",
         "native/core/fd_budget.cc",
         "native/core/proc_file.cc",
         "native/core/parsers.cc",
         "native/core/process_table.cc",
         "native/core/system_stats.cc",
         "native/napi/addon.cc",
-        "native/napi/sampler_wrap.cc"
+        "native/napi/sampler_wrap.cc",
+        "native/napi/errors.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],

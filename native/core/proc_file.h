@@ -1,0 +1,93 @@
+// One /proc file or directory of one process, read the way design §3 prescribes: the fd is opened once
+// and kept (within the FdBudget), each sample is one pread at offset 0 into a buffer that holds the whole
+// file. Past the budget the same object reads by path (open/read/close) so callers never branch.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/fd.h"
+
+namespace tripdump {
+
+class ProcFile {
+ public:
+  ProcFile() = default;
+  ProcFile(ProcFile&&) noexcept = default;
+  ProcFile& operator=(ProcFile&&) noexcept = default;
+  ~ProcFile() { close(); }
+
+  // Opens `path`; keeps the fd when the budget allows. Returns 0 or an errno (nothing is kept on error).
+  int open(std::string path);
+  // Reads the whole file. Returns 0 or an errno (ESRCH once the process is reaped, for a kept fd).
+  int read();
+  // The bytes of the last successful read.
+  std::string_view data() const { return {buf_[cur_].get(), len_[cur_]}; }
+  // Whether the last read differs from the one before it (true for the first read): unchanged bytes
+  // need no parsing.
+  bool changed() const { return changed_; }
+  bool is_open() const { return !path_.empty(); }
+  bool kept() const { return static_cast<bool>(fd_); }
+  void close();
+
+ private:
+  int read_into(int fd, int slot);
+  std::string path_;
+  Fd fd_;
+  std::unique_ptr<char[]> buf_[2];
+  size_t cap_[2] = {0, 0};
+  size_t len_[2] = {0, 0};
+  int cur_ = 0;
+  bool changed_ = true;
+  bool have_prev_ = false;
+};
+
+// A /proc directory (/proc/PID/fd, /proc/PID/task, /proc): kept O_DIRECTORY fd, entries listed with
+// getdents64 from offset 0, and for fd directories a count from fstat's st_size where the kernel
+// provides it (6.2+), probed once.
+class ProcDir {
+ public:
+  ProcDir() = default;
+  ProcDir(ProcDir&&) noexcept = default;
+  ProcDir& operator=(ProcDir&&) noexcept = default;
+  ~ProcDir() { close(); }
+
+  int open(std::string path);
+  bool is_open() const { return !path_.empty(); }
+  void close();
+  // Number of entries other than . and .. ; returns -errno on failure.
+  long count();
+  // Calls fn(name) for each entry other than . and .. ; returns 0 or an errno.
+  template <typename Fn>
+  int for_each(Fn&& fn);
+  // readlinkat relative to this directory (fd-dir entries are links). Returns the length or -errno.
+  long readlink(const char* name, char* buf, size_t cap);
+  const std::string& path() const { return path_; }
+
+ private:
+  int with_fd(int (*op)(int fd, void* ctx), void* ctx);
+  std::string path_;
+  Fd fd_;
+};
+
+// Whether fstat(/proc/PID/fd).st_size is the fd count on this kernel (6.2+); probed once.
+bool fd_dir_size_is_count();
+
+// Lists one directory fd from offset 0, calling fn(name) for every entry but . and ..
+int list_dir_fd(int fd, void (*fn)(const char* name, void* ctx), void* ctx);
+
+template <typename Fn>
+int ProcDir::for_each(Fn&& fn) {
+  struct Ctx {
+    Fn* fn;
+  } ctx{&fn};
+  return with_fd(
+      [](int fd, void* c) {
+        return list_dir_fd(fd, [](const char* name, void* cc) { (*static_cast<Ctx*>(cc)->fn)(name); }, c);
+      },
+      &ctx);
+}
+
+}  // namespace tripdump

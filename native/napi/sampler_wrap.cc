@@ -1,0 +1,233 @@
+// The Sampler's native half: a ProcessTable behind an ObjectWrap. Sweeps hand JS an external ArrayBuffer
+// over the table's column block, so nothing is copied; sampleAsync sweeps on a libuv worker thread.
+#include <napi.h>
+
+#include <memory>
+
+#include "core/fd_budget.h"
+#include "core/process_table.h"
+#include "napi/addon.h"
+#include "napi/errors.h"
+
+namespace tripdump::napi {
+
+namespace {
+
+Napi::Array identities(Napi::Env env, const std::vector<Identity>& ids) {
+  Napi::Array a = Napi::Array::New(env, ids.size());
+  for (uint32_t i = 0; i < ids.size(); ++i) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("pid", ids[i].pid);
+    o.Set("startTime", ids[i].start_time_ms);
+    a.Set(i, o);
+  }
+  return a;
+}
+
+Napi::Object host_object(Napi::Env env, const HostSample& h) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("cpuPercent", h.cpu_percent);
+  o.Set("cpus", h.cpus);
+  o.Set("memTotalBytes", static_cast<double>(h.mem_total));
+  o.Set("memAvailableBytes", h.has_available ? Napi::Value(Napi::Number::New(env, static_cast<double>(h.mem_available)))
+                                             : env.Null());
+  o.Set("memFreeBytes", static_cast<double>(h.mem_free));
+  o.Set("swapTotalBytes", static_cast<double>(h.swap_total));
+  o.Set("swapFreeBytes", static_cast<double>(h.swap_free));
+  o.Set("load1", h.load1);
+  o.Set("load5", h.load5);
+  o.Set("load15", h.load15);
+  o.Set("runnable", static_cast<double>(h.runnable));
+  o.Set("processes", static_cast<double>(h.processes));
+  return o;
+}
+
+bool flag(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  return v.IsBoolean() && v.As<Napi::Boolean>().Value();
+}
+
+class SamplerWrap : public Napi::ObjectWrap<SamplerWrap> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "NativeSampler",
+                       {InstanceMethod<&SamplerWrap::watch>("watch"), InstanceMethod<&SamplerWrap::unwatch>("unwatch"),
+                        InstanceMethod<&SamplerWrap::sample>("sample"),
+                        InstanceMethod<&SamplerWrap::sample_async>("sampleAsync"),
+                        InstanceMethod<&SamplerWrap::close>("close"), InstanceAccessor<&SamplerWrap::size>("size")});
+  }
+
+  // new NativeSampler({fields: mask, all, children, threads, host})
+  explicit SamplerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SamplerWrap>(info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = info[0].As<Napi::Object>();
+    TableOptions opts;
+    opts.fields = o.Get("fields").As<Napi::Number>().Uint32Value();
+    opts.all = flag(o, "all");
+    opts.follow.children = flag(o, "children");
+    opts.follow.threads = flag(o, "threads");
+    opts.host = flag(o, "host");
+    table_ = guarded(env, [&] { return std::make_shared<ProcessTable>(opts); });
+    addon_data(env).tables.push_back(table_);
+  }
+
+  ~SamplerWrap() override {
+    if (table_) table_->close();
+  }
+
+  // The JS object handed back for a sweep: columns over the block, plus the sweep's small facts.
+  Napi::Object result_object(Napi::Env env, SweepResult& r) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("buffer", buffer_for(env, r.block));
+    o.Set("capacity", static_cast<double>(r.block->capacity));
+    o.Set("rows", static_cast<double>(r.rows));
+    o.Set("generation", static_cast<double>(r.generation));
+    o.Set("time", r.time_ms);
+    o.Set("durationMs", r.duration_ms);
+    o.Set("started", identities(env, r.started));
+    o.Set("exited", identities(env, r.exited));
+    if (r.has_host) o.Set("host", host_object(env, r.host));
+    return o;
+  }
+
+ private:
+  // One external ArrayBuffer per block, cached for the two blocks a table alternates between. The
+  // finalizer holds a reference to the block, so JS views stay valid after the table grows past it.
+  Napi::ArrayBuffer buffer_for(Napi::Env env, const std::shared_ptr<ColumnBlock>& block) {
+    for (auto& c : cache_)
+      if (c.block == block.get() && !c.ref.IsEmpty()) return c.ref.Value();
+    auto* hold = new std::shared_ptr<ColumnBlock>(block);
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, block->data.get(), block->bytes,
+                                                  [](Napi::Env, void*, std::shared_ptr<ColumnBlock>* h) { delete h; },
+                                                  hold);
+    Cached& slot = cache_[next_slot_];
+    next_slot_ ^= 1;
+    slot.block = block.get();
+    slot.ref = Napi::Persistent(ab);
+    return ab;
+  }
+
+  Napi::Value watch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const int pid = info[0].As<Napi::Number>().Int32Value();
+    WatchOptions w;
+    if (info[1].IsObject()) {
+      Napi::Object o = info[1].As<Napi::Object>();
+      w.children = flag(o, "children");
+      w.threads = flag(o, "threads");
+    }
+    const Identity id = guarded(env, [&] { return table_->watch(pid, w); });
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("pid", id.pid);
+    o.Set("startTime", id.start_time_ms);
+    return o;
+  }
+
+  Napi::Value unwatch(const Napi::CallbackInfo& info) {
+    table_->unwatch(info[0].As<Napi::Number>().Int32Value());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value sample(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    SweepResult r = guarded(env, [&] { return table_->sweep(); });
+    return result_object(env, r);
+  }
+
+  Napi::Value sample_async(const Napi::CallbackInfo& info);
+
+  Napi::Value close(const Napi::CallbackInfo& info) {
+    table_->close();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value size(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(table_->size()));
+  }
+
+  struct Cached {
+    ColumnBlock* block = nullptr;
+    Napi::Reference<Napi::ArrayBuffer> ref;
+  };
+  std::shared_ptr<ProcessTable> table_;
+  Cached cache_[2];
+  int next_slot_ = 0;
+};
+
+// Sweeps on a libuv worker thread; the promise settles on the JS thread.
+class SweepWorker : public Napi::AsyncWorker {
+ public:
+  SweepWorker(Napi::Env env, SamplerWrap* wrap, std::shared_ptr<ProcessTable> table)
+      : Napi::AsyncWorker(env, "tripdump:sample"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        wrap_ref_(Napi::Persistent(wrap->Value())),
+        wrap_(wrap),
+        table_(std::move(table)) {}
+
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      result_ = table_->sweep();
+    } catch (const SysError& e) {
+      error_ = std::make_unique<SysError>(e);
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    if (error_) deferred_.Reject(to_js_error(env, *error_).Value());
+    else deferred_.Resolve(wrap_->result_object(env, result_));
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference wrap_ref_;  // keeps the wrapper (and its buffer cache) alive until we settle
+  SamplerWrap* wrap_;
+  std::shared_ptr<ProcessTable> table_;
+  SweepResult result_;
+  std::unique_ptr<SysError> error_;
+};
+
+Napi::Value SamplerWrap::sample_async(const Napi::CallbackInfo& info) {
+  auto* worker = new SweepWorker(info.Env(), this, table_);
+  Napi::Promise p = worker->promise();
+  worker->Queue();
+  return p;
+}
+
+Napi::Value layout(const Napi::CallbackInfo& info) {
+  const size_t cap = static_cast<size_t>(info[0].As<Napi::Number>().Int64Value());
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("bytes", static_cast<double>(ColumnBlock::bytes_for(cap)));
+  o.Set("comm", static_cast<double>(ColumnBlock::comm_offset(cap)));
+  o.Set("changed", static_cast<double>(ColumnBlock::changed_offset(cap)));
+  o.Set("unavailable", static_cast<double>(ColumnBlock::unavailable_offset(cap)));
+  o.Set("flags", static_cast<double>(ColumnBlock::flags_offset(cap)));
+  return o;
+}
+
+}  // namespace
+
+void init_sampler(Napi::Env env, Napi::Object exports) {
+  Napi::Function ctor = SamplerWrap::define(env);
+  addon_data(env).sampler_ctor = Napi::Persistent(ctor);
+  exports.Set("NativeSampler", ctor);
+  Napi::Array names = Napi::Array::New(env, kFieldCount);
+  for (int i = 0; i < kFieldCount; ++i) names.Set(static_cast<uint32_t>(i), kFieldNames[i]);
+  exports.Set("fieldNames", names);
+  exports.Set("commMax", static_cast<double>(kCommMax));
+  exports.Set("layout", Napi::Function::New(env, layout, "layout"));
+  exports.Set("fdBudget", Napi::Function::New(
+                              env,
+                              [](const Napi::CallbackInfo& info) {
+                                Napi::Object o = Napi::Object::New(info.Env());
+                                o.Set("limit", static_cast<double>(FdBudget::instance().limit()));
+                                o.Set("inUse", static_cast<double>(FdBudget::instance().in_use()));
+                                return o;
+                              },
+                              "fdBudget"));
+}
+
+}  // namespace tripdump::napi

@@ -1,0 +1,119 @@
+// Loads the addon and checks, once, that it is the one this code was written against: a stale build
+// with another field order would silently put values under the wrong names.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FIELD_NAMES } from './sampler/fields.js';
+
+export interface NativeIdentity {
+  pid: number;
+  startTime: number;
+}
+
+export interface NativeHostSample {
+  cpuPercent: number;
+  cpus: number;
+  memTotalBytes: number;
+  memAvailableBytes: number | null;
+  memFreeBytes: number;
+  swapTotalBytes: number;
+  swapFreeBytes: number;
+  load1: number;
+  load5: number;
+  load15: number;
+  runnable: number;
+  processes: number;
+}
+
+export interface NativeSweep {
+  buffer: ArrayBuffer;
+  capacity: number;
+  rows: number;
+  generation: number;
+  time: number;
+  durationMs: number;
+  started: NativeIdentity[];
+  exited: NativeIdentity[];
+  host?: NativeHostSample;
+}
+
+export interface NativeSamplerOptions {
+  fields: number;
+  all: boolean;
+  children: boolean;
+  threads: boolean;
+  host: boolean;
+}
+
+export interface NativeSampler {
+  watch(pid: number, options?: { children?: boolean; threads?: boolean }): NativeIdentity;
+  unwatch(pid: number): void;
+  sample(): NativeSweep;
+  sampleAsync(): Promise<NativeSweep>;
+  close(): void;
+  readonly size: number;
+}
+
+export interface ColumnLayout {
+  bytes: number;
+  comm: number;
+  changed: number;
+  unavailable: number;
+  flags: number;
+}
+
+export interface NativeBinding {
+  NativeSampler: new (options: NativeSamplerOptions) => NativeSampler;
+  fieldNames: string[];
+  commMax: number;
+  layout(capacity: number): ColumnLayout;
+  fdBudget(): { limit: number; inUse: number };
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** Where the addon may be, in order: the build next to the sources, then next to dist/. */
+export const addonCandidates = [
+  path.resolve(here, '..', 'build', 'Release', 'tripdump.node'),
+  path.resolve(here, '..', '..', 'build', 'Release', 'tripdump.node'),
+  path.resolve(here, '..', 'build', 'Debug', 'tripdump.node'),
+];
+
+function load(): NativeBinding {
+  const require = createRequire(import.meta.url);
+  const failures: string[] = [];
+  for (const candidate of addonCandidates) {
+    if (!existsSync(candidate)) {
+      failures.push(`${candidate}: not found`);
+      continue;
+    }
+    try {
+      return check(require(candidate) as NativeBinding, candidate);
+    } catch (e) {
+      failures.push(`${candidate}: ${(e as Error).message}`);
+    }
+  }
+  throw new Error(
+    `tripdump: cannot load the native addon (run \`npm install\` or \`npm run build:native\`). Tried:\n  ${failures.join('\n  ')}`,
+  );
+}
+
+function check(binding: NativeBinding, where: string): NativeBinding {
+  const names = binding.fieldNames;
+  if (
+    typeof binding.NativeSampler !== 'function' ||
+    typeof binding.layout !== 'function' ||
+    !Array.isArray(names) ||
+    names.length !== FIELD_NAMES.length ||
+    names.some((n, i) => n !== FIELD_NAMES[i])
+  )
+    throw new Error(`${where} does not match this version of tripdump (rebuild it with \`npm run build:native\`)`);
+  return binding;
+}
+
+let cached: NativeBinding | undefined;
+/** The addon, loaded on first use. */
+export function binding(): NativeBinding {
+  cached ??= load();
+  return cached;
+}

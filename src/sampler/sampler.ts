@@ -1,0 +1,152 @@
+// The public Sampler: a native ProcessTable plus field selection, snapshot validity and async sweeps.
+import { fromNative, native, UsageError } from '../errors.js';
+import { binding, type NativeBinding, type NativeSampler, type NativeSweep } from '../native.js';
+import { FIELD_INFO, FIELD_NAMES, DEFAULT_FIELDS, type FieldName } from './fields.js';
+import { ColumnViews, type ProcessIdentity, Snapshot } from './snapshot.js';
+
+export interface SamplerOptions {
+  /** Fields to sample: names from FIELD_NAMES, or 'all'. Default: the fields of /proc/PID/stat. */
+  fields?: readonly FieldName[] | 'all';
+  /** Sample every process on the host, discovering new ones each sweep. */
+  all?: boolean;
+  /** Default for watch(): also sample children (and their children) of watched processes. */
+  children?: boolean;
+  /** Default for watch(): also sample each thread of watched processes, as rows of their own. */
+  threads?: boolean;
+  /** Add host CPU, memory and load (/proc/stat, /proc/meminfo, /proc/loadavg) to every snapshot. */
+  host?: boolean;
+}
+
+export interface WatchOptions {
+  children?: boolean;
+  threads?: boolean;
+}
+
+/** Checks a field list, naming the first bad entry. */
+export function parseFields(fields: readonly string[] | 'all' | undefined): FieldName[] {
+  if (fields === undefined) return [...DEFAULT_FIELDS];
+  if (fields === 'all') return [...FIELD_NAMES];
+  if (!Array.isArray(fields) || fields.length === 0)
+    throw new UsageError(`fields must be a non-empty list of field names or 'all'`, 'fields');
+  for (const f of fields)
+    if (!Object.hasOwn(FIELD_INFO, f))
+      throw new UsageError(`unknown field '${f}' (known: ${FIELD_NAMES.join(', ')})`, 'fields');
+  // pid is the row key: always there.
+  return FIELD_NAMES.filter((f) => f === 'pid' || fields.includes(f));
+}
+
+export function checkPid(pid: unknown, what = 'pid'): number {
+  if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0 || pid > 0x3fffffff)
+    throw new UsageError(`${what} must be a positive integer, got ${String(pid)}`, what);
+  return pid;
+}
+
+export class Sampler {
+  readonly fields: readonly FieldName[];
+  #binding: NativeBinding;
+  #native: NativeSampler;
+  #options: SamplerOptions;
+  #views: ColumnViews[] = [];
+  #sweepsStarted = 0;
+  #inFlight: Promise<Snapshot> | undefined;
+  #closed = false;
+
+  constructor(options: SamplerOptions = {}) {
+    this.fields = parseFields(options.fields);
+    this.#options = options;
+    this.#binding = binding();
+    let mask = 0;
+    for (const f of this.fields) mask |= 1 << FIELD_NAMES.indexOf(f);
+    this.#native = native(
+      () =>
+        new this.#binding.NativeSampler({
+          fields: mask >>> 0,
+          all: options.all === true,
+          children: options.children === true,
+          threads: options.threads === true,
+          host: options.host === true,
+        }),
+    );
+  }
+
+  /** Processes (and thread rows) in the last sweep. */
+  get size(): number {
+    return this.#native.size;
+  }
+
+  /**
+   * Starts sampling a process. Its files are opened now, so a pid that does not exist throws
+   * ProcessGoneError here; it appears in the next snapshot (in `started`).
+   */
+  watch(pid: number, options: WatchOptions = {}): ProcessIdentity {
+    this.#open();
+    checkPid(pid);
+    return native(() =>
+      this.#native.watch(pid, {
+        children: options.children ?? this.#options.children === true,
+        threads: options.threads ?? this.#options.threads === true,
+      }),
+    );
+  }
+
+  /** Stops sampling a process (and its thread rows) from the next sweep on. */
+  unwatch(pid: number): void {
+    this.#open();
+    this.#native.unwatch(checkPid(pid));
+  }
+
+  /** One sweep on the calling thread: for small sets. */
+  sample(): Snapshot {
+    this.#open();
+    if (this.#inFlight) throw new UsageError('sample() called while sampleAsync() is running; await it first');
+    const gen = ++this.#sweepsStarted;
+    return this.#snapshot(
+      native(() => this.#native.sample()),
+      gen,
+    );
+  }
+
+  /** One sweep on a native worker thread: the event loop stays free however many processes are watched. */
+  sampleAsync(): Promise<Snapshot> {
+    this.#open();
+    const run = async (): Promise<Snapshot> => {
+      const gen = ++this.#sweepsStarted;
+      try {
+        return this.#snapshot(await this.#native.sampleAsync(), gen);
+      } catch (e) {
+        throw fromNative(e);
+      }
+    };
+    const previous = this.#inFlight;
+    const p = (previous ? previous.then(run, run) : run()).finally(() => {
+      if (this.#inFlight === p) this.#inFlight = undefined;
+    });
+    this.#inFlight = p;
+    return p;
+  }
+
+  /** Releases every fd (at the end of a sweep in flight, if any). Further calls throw. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#native.close();
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  #open(): void {
+    if (this.#closed) throw new UsageError('the sampler is closed');
+  }
+
+  #snapshot(sweep: NativeSweep, gen: number): Snapshot {
+    let views = this.#views.find((v) => v.buffer === sweep.buffer);
+    if (!views) {
+      views = new ColumnViews(sweep.buffer, sweep.capacity, this.#binding.layout(sweep.capacity), this.#binding.commMax);
+      // The table alternates between two blocks; older views belong to blocks it no longer uses.
+      this.#views = [views, ...this.#views].slice(0, 2);
+    }
+    return new Snapshot(sweep, views, this.fields, this.#binding.commMax, () => this.#sweepsStarted <= gen + 1);
+  }
+}
