@@ -1,0 +1,141 @@
+// `tripdump sample [PID…|--all] [--fields LIST|all] [--interval MS] [--count N] [--json]`: what the
+// sampler sees, as a table or as JSON lines.
+import { parseArgs } from 'node:util';
+import { UsageError } from '../errors.js';
+import { FIELD_NAMES, type FieldName } from '../sampler/fields.js';
+import { checkPid, parseFields, Sampler } from '../sampler/sampler.js';
+import type { Snapshot } from '../sampler/snapshot.js';
+import { EXIT, interruptSignal, parseInteger, sleep } from './common.js';
+import { table } from './format.js';
+
+export const SAMPLE_USAGE = `Usage: tripdump sample [PID...|--all] [options]
+
+Prints what the sampler sees: a table, or one JSON object per process per sample with --json.
+
+  --all                 every process on the host (new ones are picked up each sample)
+  --fields LIST|all     comma-separated fields (default: the /proc/PID/stat fields); 'all' adds
+                        memory detail, I/O, fd and socket counts. Known fields:
+                        ${FIELD_NAMES.join(', ')}
+  --interval MS         time between samples (default 1000); the first printed sample comes one
+                        interval after the start, so cpuPercent covers a real interval
+  --count N             samples to print (default 1; 0 = until Ctrl-C)
+  --children            also sample children of the given pids
+  --threads             also sample each thread, as rows of their own
+  --host                also print host CPU, memory and load
+  --json                JSON lines instead of a table
+`;
+
+/**
+ * parseArgs refuses `--interval -5` as ambiguous; joining it to `--interval=-5` lets the value check say
+ * what is wrong with the value itself.
+ */
+function attachNegativeValues(argv: string[], valued: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const next = argv[i + 1];
+    if (valued.includes(a) && next !== undefined && /^-\d/.test(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
+}
+
+/** The table's default columns: the useful stat fields, when the caller did not choose. */
+const TABLE_DEFAULT: FieldName[] = ['pid', 'ppid', 'state', 'threads', 'cpuPercent', 'rssBytes', 'vmBytes', 'comm'];
+
+export async function sampleCommand(argv: string[], out: NodeJS.WritableStream): Promise<number> {
+  const { values, positionals } = (() => {
+    try {
+      return parseArgs({
+        args: attachNegativeValues(argv, ['--interval', '--count', '--fields']),
+        allowPositionals: true,
+        options: {
+          all: { type: 'boolean' },
+          fields: { type: 'string' },
+          interval: { type: 'string' },
+          count: { type: 'string' },
+          children: { type: 'boolean' },
+          threads: { type: 'boolean' },
+          host: { type: 'boolean' },
+          json: { type: 'boolean' },
+          help: { type: 'boolean', short: 'h' },
+        },
+      });
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  })();
+  if (values.help) {
+    out.write(SAMPLE_USAGE);
+    return EXIT.ok;
+  }
+  const pids = positionals.map((p) => {
+    if (!/^\d+$/.test(p)) throw new UsageError(`'${p}' is not a pid (a positive whole number)`, 'PID');
+    return checkPid(Number(p));
+  });
+  if (values.all && pids.length) throw new UsageError('give either PIDs or --all, not both', '--all');
+  if (!values.all && !pids.length) throw new UsageError('nothing to sample: give one or more PIDs, or --all', 'PID');
+  const fields = parseFields(
+    values.fields === undefined || values.fields === 'all'
+      ? values.fields
+      : values.fields.split(',').map((f) => f.trim()),
+  );
+  const interval = values.interval === undefined ? 1000 : parseInteger('--interval', values.interval, 1, 86_400_000);
+  const count = values.count === undefined ? 1 : parseInteger('--count', values.count, 0);
+  const shown = values.json || values.fields !== undefined ? fields : TABLE_DEFAULT;
+
+  const sampler = new Sampler({
+    fields,
+    all: values.all === true,
+    children: values.children === true,
+    threads: values.threads === true,
+    host: values.host === true,
+  });
+  try {
+    // Every pid is checked before anything is printed: a missing one is a usage error, nothing half-done.
+    for (const pid of pids) sampler.watch(pid);
+    const signal = interruptSignal();
+    await sampler.sampleAsync(); // the baseline cpuPercent is measured against
+    for (let n = 0; count === 0 || n < count; n++) {
+      await sleep(interval, signal);
+      if (signal.aborted) break;
+      const snap = await sampler.sampleAsync();
+      print(snap, shown, values.json === true, out);
+      if (!values.all && snap.length === 0) {
+        process.stderr.write('tripdump: every watched process has exited\n');
+        break;
+      }
+    }
+  } finally {
+    sampler.close();
+  }
+  return EXIT.ok;
+}
+
+function print(snap: Snapshot, fields: readonly FieldName[], json: boolean, out: NodeJS.WritableStream): void {
+  if (json) {
+    const lines: string[] = [];
+    for (const r of snap.records()) {
+      const o: Record<string, unknown> = { time: snap.time };
+      for (const f of fields) o[f] = r[f];
+      lines.push(JSON.stringify(o));
+    }
+    for (const e of snap.exited) lines.push(JSON.stringify({ time: snap.time, event: 'exit', ...e }));
+    if (snap.host) lines.push(JSON.stringify({ time: snap.time, host: snap.host }));
+    if (lines.length) out.write(`${lines.join('\n')}\n`);
+    return;
+  }
+  const rows = [...snap.records()];
+  let text = table(fields, rows);
+  if (snap.host) {
+    const h = snap.host;
+    const gib = (b: number | null) => (b === null ? '-' : `${(b / 2 ** 30).toFixed(1)}G`);
+    text =
+      `host: cpu ${h.cpuPercent?.toFixed(1) ?? '-'}% of ${h.cpus}  mem ${gib(h.memAvailableBytes)} available of ${gib(h.memTotalBytes)}` +
+      `  load ${h.load1} ${h.load5} ${h.load15}\n${text}`;
+  }
+  for (const e of snap.exited) text += `\n(pid ${e.pid} exited)`;
+  out.write(`${new Date(snap.time).toISOString()}\n${text}\n\n`);
+}
