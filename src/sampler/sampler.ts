@@ -35,9 +35,12 @@ export function parseFields(fields: readonly string[] | 'all' | undefined): Fiel
   return FIELD_NAMES.filter((f) => f === 'pid' || fields.includes(f));
 }
 
+/** The kernel's PID_MAX_LIMIT: no pid (or tid) is larger. */
+export const PID_MAX_LIMIT = 4_194_304;
+
 export function checkPid(pid: unknown, what = 'pid'): number {
-  if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0 || pid > 0x3fffffff)
-    throw new UsageError(`${what} must be a positive integer, got ${String(pid)}`, what);
+  if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0 || pid > PID_MAX_LIMIT)
+    throw new UsageError(`${what} must be a positive integer ≤ ${PID_MAX_LIMIT}, got ${String(pid)}`, what);
   return pid;
 }
 
