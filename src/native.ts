@@ -68,7 +68,8 @@ export interface NativeBinding {
   fieldNames: string[];
   commMax: number;
   layout(capacity: number): ColumnLayout;
-  fdBudget(): { limit: number; inUse: number };
+  /** The process-wide budget of kept fds; with a limit, caps it first. */
+  fdBudget(limit?: number): { limit: number; inUse: number };
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

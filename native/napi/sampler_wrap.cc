@@ -221,7 +221,11 @@ void init_sampler(Napi::Env env, Napi::Object exports) {
   exports.Set("layout", Napi::Function::New(env, layout, "layout"));
   exports.Set("fdBudget", Napi::Function::New(
                               env,
+                              // fdBudget(limit?): reads the budget; with a limit, caps it (tests, embedders).
                               [](const Napi::CallbackInfo& info) {
+                                if (info[0].IsNumber())
+                                  FdBudget::instance().set_limit(
+                                      static_cast<size_t>(info[0].As<Napi::Number>().Int64Value()));
                                 Napi::Object o = Napi::Object::New(info.Env());
                                 o.Set("limit", static_cast<double>(FdBudget::instance().limit()));
                                 o.Set("inUse", static_cast<double>(FdBudget::instance().in_use()));
