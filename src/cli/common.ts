@@ -2,6 +2,8 @@
 // fed by SIGINT and SIGTERM.
 import { UsageError } from '../errors.js';
 
+export { sleep } from '../abort.js';
+
 /** Exit codes (documented in the README). */
 export const EXIT = {
   ok: 0,
@@ -29,18 +31,4 @@ export function interruptSignal(): AbortSignal {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   return ctl.signal;
-}
-
-/** Resolves after ms, or early (without error) when the signal aborts. */
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

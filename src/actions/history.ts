@@ -1,0 +1,60 @@
+// The sample history action and the sidecar format: what was measured before a firing, as JSON.
+import { constants } from 'node:fs';
+import { link, open, rename, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import type { Action, ActionContext, ActionResult } from './action.js';
+
+export const SIDECAR_VERSION = 1;
+
+export function sidecar(ctx: ActionContext, extra: Record<string, unknown> = {}): object {
+  return {
+    version: SIDECAR_VERSION,
+    time: ctx.time.toISOString(),
+    process: ctx.target,
+    trigger: {
+      tag: ctx.firing.tag,
+      reason: ctx.firing.reason,
+      value: ctx.firing.value,
+      threshold: ctx.firing.threshold,
+    },
+    ...extra,
+    samples: ctx.history.map((h) => ({ time: h.time, ...h.record })),
+  };
+}
+
+/**
+ * Writes a file the way every output of tripdump is written (design §3): mode 0600, O_EXCL|O_NOFOLLOW,
+ * under a temporary name in the same directory, renamed when complete. Rejects with EEXIST when the
+ * final name exists (unless overwrite).
+ */
+export async function writeFileSafely(file: string, data: string, overwrite = false): Promise<void> {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  try {
+    await fh.writeFile(data);
+    await fh.close();
+    if (!overwrite) {
+      // rename() replaces silently; link() refuses an existing name, which is the check we want.
+      await link(tmp, file);
+      await unlink(tmp);
+    } else await rename(tmp, file);
+  } catch (e) {
+    await fh.close().catch(() => {});
+    await unlink(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+/** Writes the sample history next to the dump (`<dump>.json`), or alone as `<name>_<tag>_<time>.<pid>.json`. */
+export class HistoryAction implements Action {
+  readonly kind = 'history';
+  constructor(private readonly fallbackPath: (ctx: ActionContext) => string) {}
+
+  async run(ctx: ActionContext): Promise<ActionResult> {
+    const dump = ctx.written.get('dump');
+    const file = dump ? `${dump}.json` : this.fallbackPath(ctx);
+    await writeFileSafely(file, `${JSON.stringify(sidecar(ctx, dump ? { dump: path.basename(dump) } : {}), null, 2)}\n`);
+    ctx.written.set('history', file);
+    return { path: file, message: `Sample history written: ${file}` };
+  }
+}

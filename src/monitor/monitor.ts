@@ -1,0 +1,263 @@
+// The monitor: samples its targets every poll interval, asks each trigger to judge each sample, and runs
+// the actions when one fires. The sustain window (--for), the cooldown (-s), the dump count (-n, shared
+// by all triggers of a target) and the quit logic live here, once, for every trigger.
+import { readFileSync } from 'node:fs';
+import { sleep } from '../abort.js';
+import type { Action, ActionContext, HistoryEntry, TargetInfo } from '../actions/action.js';
+import { processName } from '../dump/naming.js';
+import { ProcessGoneError, UsageError } from '../errors.js';
+import type { FieldName } from '../sampler/fields.js';
+import { Sampler } from '../sampler/sampler.js';
+import type { Firing, Trigger, TriggerState } from '../triggers/trigger.js';
+
+export type TargetSpec = { pid: number } | { name: string } | { pgid: number };
+
+export interface MonitorOptions {
+  target: TargetSpec;
+  /** Polled or event-driven triggers; at least one (use TimerTrigger for ProcDump's no-trigger mode). */
+  triggers: readonly Trigger[];
+  actions: readonly Action[];
+  /** Firings per target before it is done (-n). Default 1. */
+  count?: number;
+  /** Quiet time after each firing (-s), ms. Default 10,000. */
+  cooldownMs?: number;
+  /** Sampling interval (-pf), ms. Default 1,000. */
+  pollMs?: number;
+  /** How long a condition must hold before it fires (--for), ms. Default 0: the first sample that meets it. */
+  sustainMs?: number;
+  /** Samples kept per target for the history. Default 60. */
+  historySize?: number;
+  signal?: AbortSignal;
+}
+
+export type MonitorEvent =
+  | { type: 'target'; target: TargetInfo }
+  | { type: 'exit'; target: TargetInfo }
+  | { type: 'fire'; target: TargetInfo; firing: Firing; index: number }
+  | { type: 'action'; target: TargetInfo; firing: Firing; kind: string; path?: string; message: string }
+  | { type: 'error'; target: TargetInfo; firing: Firing; kind: string; error: Error };
+
+export interface MonitorSummary {
+  /** Files written by actions, in order. */
+  written: string[];
+  firings: number;
+  /** Why the monitor stopped. */
+  reason: 'done' | 'exited' | 'aborted';
+}
+
+interface TriggerSlot {
+  trigger: Trigger;
+  state: TriggerState;
+  /** When the condition started to hold continuously (performance.now()), for --for. */
+  since: number | undefined;
+}
+
+interface Target {
+  info: TargetInfo;
+  slots: TriggerSlot[];
+  history: HistoryEntry[];
+  firings: number;
+  busy: boolean;
+  cooldownUntil: number;
+  exited: boolean;
+}
+
+export class Monitor {
+  readonly #o: Required<Omit<MonitorOptions, 'signal'>> & { signal: AbortSignal };
+  readonly #listeners: ((e: MonitorEvent) => void)[] = [];
+  readonly #targets = new Map<number, Target>();
+  readonly #inflight = new Set<Promise<void>>();
+  readonly #written: string[] = [];
+  #firings = 0;
+
+  constructor(options: MonitorOptions) {
+    if (options.triggers.length === 0) throw new UsageError('a monitor needs at least one trigger');
+    const positive = (v: number | undefined, name: string, dflt: number, min: number) => {
+      const x = v ?? dflt;
+      if (!Number.isFinite(x) || x < min) throw new UsageError(`${name} must be ≥ ${min}, got ${x}`, name);
+      return x;
+    };
+    this.#o = {
+      target: options.target,
+      triggers: options.triggers,
+      actions: options.actions,
+      count: positive(options.count, 'count', 1, 1),
+      cooldownMs: positive(options.cooldownMs, 'cooldownMs', 10_000, 0),
+      pollMs: positive(options.pollMs, 'pollMs', 1000, 1),
+      sustainMs: positive(options.sustainMs, 'sustainMs', 0, 0),
+      historySize: positive(options.historySize, 'historySize', 60, 1),
+      signal: options.signal ?? new AbortController().signal,
+    };
+  }
+
+  on(listener: (e: MonitorEvent) => void): this {
+    this.#listeners.push(listener);
+    return this;
+  }
+
+  #emit(e: MonitorEvent): void {
+    for (const l of this.#listeners) l(e);
+  }
+
+  /** Runs until every target is done (count reached or triggers spent), has exited, or the signal aborts. */
+  async run(): Promise<MonitorSummary> {
+    const { target: spec, signal } = this.#o;
+    const fields = new Set<FieldName>(['comm', 'pgid']);
+    for (const t of this.#o.triggers) for (const f of t.fields) fields.add(f);
+    const sampler = new Sampler({ fields: [...fields] });
+    // Targets by name or process group are found by a stat-only sweep of every process.
+    const discovery = 'pid' in spec ? undefined : new Sampler({ all: true, fields: ['comm', 'pgid'] });
+    try {
+      if ('pid' in spec) this.#add(sampler, spec.pid);
+      else if ('pgid' in spec) this.#checkGroup(spec.pgid);
+      for (;;) {
+        const tick = performance.now();
+        if (discovery) {
+          const d = await discovery.sampleAsync();
+          for (const s of d.started) if (this.#matches(s.pid, d.get(s.pid)?.comm, d.get(s.pid)?.pgid)) this.#tryAdd(sampler, s.pid);
+        }
+        const snap = await sampler.sampleAsync();
+        for (const e of snap.exited) {
+          const t = this.#targets.get(e.pid);
+          if (t && t.info.startTime === e.startTime && !t.exited) {
+            t.exited = true;
+            this.#emit({ type: 'exit', target: t.info });
+          }
+        }
+        const now = performance.now();
+        for (const t of this.#targets.values()) {
+          const record = t.exited ? undefined : snap.get(t.info.pid);
+          if (!record) continue;
+          t.history.push({ time: snap.time, record });
+          if (t.history.length > this.#o.historySize) t.history.shift();
+          if (t.busy || now < t.cooldownUntil || this.#done(t)) continue;
+          this.#judge(t, record, now);
+        }
+        if (signal.aborted || this.#finished()) break;
+        await sleep(tick + this.#o.pollMs - performance.now(), signal);
+        if (signal.aborted) break;
+      }
+      await Promise.allSettled(this.#inflight);
+    } finally {
+      sampler.close();
+      discovery?.close();
+    }
+    const reason = signal.aborted ? 'aborted' : [...this.#targets.values()].every((t) => this.#done(t)) ? 'done' : 'exited';
+    return { written: this.#written, firings: this.#firings, reason };
+  }
+
+  #judge(t: Target, record: Parameters<NonNullable<Trigger['judge']>>[0], now: number): void {
+    for (const slot of t.slots) {
+      if (!slot.trigger.judge || slot.trigger.limit(slot.state) <= 0) continue;
+      const j = slot.trigger.judge(record, slot.state);
+      if (!j?.met) {
+        slot.since = undefined;
+        continue;
+      }
+      slot.since ??= now;
+      if (now - slot.since < this.#o.sustainMs) continue;
+      this.#fire(t, slot, { ...j, tag: slot.trigger.tag, reason: slot.trigger.describe(j) });
+      return;
+    }
+  }
+
+  #fire(t: Target, slot: TriggerSlot, firing: Firing): void {
+    t.busy = true;
+    t.firings++;
+    this.#firings++;
+    slot.state.fired++;
+    for (const s of t.slots) s.since = undefined;
+    this.#emit({ type: 'fire', target: t.info, firing, index: t.firings });
+    const run = this.#runActions(t, firing).finally(() => {
+      t.busy = false;
+      t.cooldownUntil = performance.now() + this.#o.cooldownMs;
+      this.#inflight.delete(run);
+    });
+    this.#inflight.add(run);
+  }
+
+  async #runActions(t: Target, firing: Firing): Promise<void> {
+    const ctx: ActionContext = {
+      target: t.info,
+      firing,
+      time: new Date(),
+      history: [...t.history],
+      signal: this.#o.signal,
+      written: new Map(),
+    };
+    for (const action of this.#o.actions) {
+      try {
+        const r = await action.run(ctx);
+        if (r.path) this.#written.push(r.path);
+        this.#emit({ type: 'action', target: t.info, firing, kind: action.kind, message: r.message, ...(r.path ? { path: r.path } : {}) });
+      } catch (e) {
+        this.#emit({ type: 'error', target: t.info, firing, kind: action.kind, error: e as Error });
+        // A later action must not run on a missing input (no exec on a dump that failed).
+        return;
+      }
+    }
+  }
+
+  /** A target is done when it has its count, or every trigger is spent. */
+  #done(t: Target): boolean {
+    return t.firings >= this.#o.count || t.slots.every((s) => s.trigger.limit(s.state) <= 0);
+  }
+
+  /** The monitor ends when every target seen is done or gone and none has work in flight. */
+  #finished(): boolean {
+    if (this.#targets.size === 0) return false; // -w and -pgid wait for a first match
+    for (const t of this.#targets.values()) if (t.busy || !(t.exited || this.#done(t))) return false;
+    return true;
+  }
+
+  #matches(pid: number, comm: string | null | undefined, pgid: number | null | undefined): boolean {
+    const spec = this.#o.target;
+    if ('pgid' in spec) return pgid === spec.pgid;
+    if (!('name' in spec) || typeof comm !== 'string') return false;
+    // comm is cut at 15 bytes; the name ProcDump matches is argv[0]'s basename.
+    if (!spec.name.startsWith(comm) && comm !== spec.name) return false;
+    return processName(pid) === spec.name.replace(/[^A-Za-z0-9]/g, '_') || comm === spec.name;
+  }
+
+  #checkGroup(pgid: number): void {
+    try {
+      const stat = readFileSync(`/proc/${pgid}/stat`, 'latin1');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]) === pgid) return;
+    } catch {
+      // no leader: look for any member below
+    }
+    // The leader may have exited while members remain: the discovery sweep will find them; but a group
+    // with no member at all is a mistake worth saying at once.
+    const members = new Sampler({ all: true, fields: ['pgid'] });
+    try {
+      for (const r of members.sample().records()) if (r.pgid === pgid) return;
+    } finally {
+      members.close();
+    }
+    throw new UsageError(`no process is in process group ${pgid}`, '-pgid');
+  }
+
+  #tryAdd(sampler: Sampler, pid: number): void {
+    try {
+      this.#add(sampler, pid);
+    } catch (e) {
+      if (!(e instanceof ProcessGoneError)) throw e;
+    }
+  }
+
+  #add(sampler: Sampler, pid: number): void {
+    if (this.#targets.has(pid)) return;
+    const id = sampler.watch(pid);
+    const info: TargetInfo = { pid, startTime: id.startTime, name: processName(pid) };
+    this.#targets.set(pid, {
+      info,
+      slots: this.#o.triggers.map((trigger) => ({ trigger, state: { fired: 0 }, since: undefined })),
+      history: [],
+      firings: 0,
+      busy: false,
+      cooldownUntil: 0,
+      exited: false,
+    });
+    this.#emit({ type: 'target', target: info });
+  }
+}

@@ -1,0 +1,44 @@
+// The one interface every trigger implements. A trigger says which sampler fields it needs and judges
+// one sample of one target; the monitor owns everything else (sustain window, cooldown, dump count,
+// quitting), written once for all triggers. Event-driven triggers (signals, crashes) push instead of being
+// polled, through `subscribe`.
+import type { FieldName, ProcessRecord } from '../sampler/fields.js';
+
+/** The trigger names ProcDump puts in dump file names. */
+export type TriggerTag = 'commit' | 'cpu' | 'thread' | 'filedesc' | 'socket' | 'signal' | 'time' | 'manual' | 'crash';
+
+export interface Judgement {
+  /** Whether the condition holds in this sample. */
+  met: boolean;
+  /** The measured value, in the trigger's unit. */
+  value: number;
+  /** The threshold it was compared with, in the same unit. */
+  threshold: number;
+}
+
+/** What a trigger reports when it fires. */
+export interface Firing extends Judgement {
+  tag: TriggerTag;
+  /** A line for people: "CPU 97.0% >= 90%". */
+  reason: string;
+}
+
+/** A trigger's state for one target; the monitor keeps one per (target, trigger). */
+export interface TriggerState {
+  /** How many times this trigger has fired for the target. */
+  fired: number;
+}
+
+export interface Trigger {
+  readonly tag: TriggerTag;
+  /** Sampler fields this trigger reads (empty for event-driven triggers). */
+  readonly fields: readonly FieldName[];
+  /** Line of the settings block, e.g. ["CPU Threshold:", ">= 90%"]. */
+  readonly setting: readonly [label: string, value: string];
+  /** Dumps this trigger can still produce for one target (Infinity when unbounded): -m 100,200 gives 2. */
+  limit(state: TriggerState): number;
+  /** Judges one sample (polled triggers). */
+  judge?(record: ProcessRecord, state: TriggerState): Judgement | undefined;
+  /** Describes a firing for the log and the sidecar. */
+  describe(j: Judgement): string;
+}
