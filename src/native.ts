@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { CoreDumpResult } from './dump/core.js';
 import { FIELD_NAMES } from './sampler/fields.js';
 
 export interface NativeIdentity {
@@ -64,6 +65,12 @@ export interface ColumnLayout {
 }
 
 export interface NativeBinding {
+  writeCoreDump(
+    pid: number,
+    path: string,
+    options: { mode: string; filter?: number; overwrite: boolean },
+    onProgress?: (done: number, total: number) => void,
+  ): { promise: Promise<CoreDumpResult>; cancel(): void };
   NativeSampler: new (options: NativeSamplerOptions) => NativeSampler;
   fieldNames: string[];
   commMax: number;
@@ -103,6 +110,7 @@ function check(binding: NativeBinding, where: string): NativeBinding {
   const names = binding.fieldNames;
   if (
     typeof binding.NativeSampler !== 'function' ||
+    typeof binding.writeCoreDump !== 'function' ||
     typeof binding.layout !== 'function' ||
     !Array.isArray(names) ||
     names.length !== FIELD_NAMES.length ||

@@ -45,15 +45,14 @@ export async function writeFileSafely(file: string, data: string, overwrite = fa
   }
 }
 
-/** Writes the sample history next to the dump (`<dump>.json`), or alone as `<name>_<tag>_<time>.<pid>.json`. */
+/** Writes the sample history alone (no dump), to the file `path` names for this firing. */
 export class HistoryAction implements Action {
   readonly kind = 'history';
-  constructor(private readonly fallbackPath: (ctx: ActionContext) => string) {}
+  constructor(private readonly path: (ctx: ActionContext) => string) {}
 
   async run(ctx: ActionContext): Promise<ActionResult> {
-    const dump = ctx.written.get('dump');
-    const file = dump ? `${dump}.json` : this.fallbackPath(ctx);
-    await writeFileSafely(file, `${JSON.stringify(sidecar(ctx, dump ? { dump: path.basename(dump) } : {}), null, 2)}\n`);
+    const file = this.path(ctx);
+    await writeFileSafely(file, `${JSON.stringify(sidecar(ctx), null, 2)}\n`);
     ctx.written.set('history', file);
     return { path: file, message: `Sample history written: ${file}` };
   }

@@ -32,3 +32,12 @@ export function interruptSignal(): AbortSignal {
   process.on('SIGTERM', onSignal);
   return ctl.signal;
 }
+
+/** A coredump_filter mask in hex, with or without 0x (ProcDump's -mc takes `33` and `0x33`). */
+export function parseMask(option: string, value: string | undefined): number {
+  if (value === undefined || !/^(0x)?[0-9a-f]{1,3}$/i.test(value.trim()))
+    throw new UsageError(`${option} needs a hex coredump_filter mask such as 33 or 0x33, got '${value ?? ''}'`, option);
+  const n = Number.parseInt(value.trim().replace(/^0x/i, ''), 16);
+  if (n > 0x1ff) throw new UsageError(`${option} must be at most 0x1ff (the bits core(5) defines), got '${value}'`, option);
+  return n;
+}

@@ -1,13 +1,21 @@
 #!/usr/bin/env node
 // The tripdump command line: dispatches to a command and turns errors into messages and exit codes.
 import { readFileSync } from 'node:fs';
-import { ProcessGoneError, TripdumpError, UsageError } from '../errors.js';
+import { AbortError, ProcessGoneError, TripdumpError, UsageError } from '../errors.js';
 import { EXIT } from './common.js';
+import { DUMP_USAGE, dumpCommand } from './dump.js';
+import { monitorCommand } from './monitor-command.js';
+import { PROCDUMP_USAGE } from './procdump.js';
 import { SAMPLE_USAGE, sampleCommand } from './sample.js';
 
-const USAGE = `Usage: tripdump <command> [options]
+const USAGE = `Usage: tripdump [options] {PID | -w NAME | -pgid PGID} [DUMP_FILE | DUMP_DIR]
+       tripdump <command> [options]
+
+Monitoring (ProcDump for Linux's command line; tripdump -h lists the switches):
+  tripdump -c 90 -n 3 1234    a dump each time CPU is at or above 90%, three in all
 
 Commands:
+  dump PID [FILE|DIR]     write a core dump now (tripdump dump --help)
   sample [PID...|--all]   print what the sampler sees (tripdump sample --help)
 
 Options:
@@ -25,7 +33,6 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case undefined:
-      case '-h':
       case '--help':
       case 'help':
         process.stdout.write(USAGE);
@@ -36,12 +43,19 @@ export async function main(argv: string[]): Promise<number> {
         return EXIT.ok;
       case 'sample':
         return await sampleCommand(rest, process.stdout);
+      case 'dump':
+        return await dumpCommand(rest, process.stdout);
       default:
-        throw new UsageError(`unknown command '${command}'`);
+        return await monitorCommand(argv, process.stdout);
     }
   } catch (e) {
+    if (e instanceof AbortError) {
+      process.stderr.write(`tripdump: ${e.message}\n`);
+      return EXIT.ok;
+    }
     if (e instanceof UsageError || e instanceof ProcessGoneError) {
-      const hint = command === 'sample' ? SAMPLE_USAGE.split('\n')[0] : "run 'tripdump --help' for usage";
+      const usage = { sample: SAMPLE_USAGE, dump: DUMP_USAGE }[command as string] ?? PROCDUMP_USAGE;
+      const hint = `${usage.split('\n')[0]}\n(tripdump ${command === 'sample' || command === 'dump' ? `${command} ` : ''}-h for details)`;
       process.stderr.write(`tripdump: ${e.message}\n${hint}\n`);
       return EXIT.usage;
     }

@@ -6,7 +6,7 @@ import { sleep } from '../abort.js';
 import type { Action, ActionContext, HistoryEntry, TargetInfo } from '../actions/action.js';
 import { processName } from '../dump/naming.js';
 import { ProcessGoneError, UsageError } from '../errors.js';
-import type { FieldName } from '../sampler/fields.js';
+import type { FieldName, ProcessRecord } from '../sampler/fields.js';
 import { Sampler } from '../sampler/sampler.js';
 import type { Firing, Trigger, TriggerState } from '../triggers/trigger.js';
 
@@ -33,6 +33,7 @@ export interface MonitorOptions {
 export type MonitorEvent =
   | { type: 'target'; target: TargetInfo }
   | { type: 'exit'; target: TargetInfo }
+  | { type: 'sample'; target: TargetInfo; record: ProcessRecord }
   | { type: 'fire'; target: TargetInfo; firing: Firing; index: number }
   | { type: 'action'; target: TargetInfo; firing: Firing; kind: string; path?: string; message: string }
   | { type: 'error'; target: TargetInfo; firing: Firing; kind: string; error: Error };
@@ -130,6 +131,7 @@ export class Monitor {
           if (!record) continue;
           t.history.push({ time: snap.time, record });
           if (t.history.length > this.#o.historySize) t.history.shift();
+          this.#emit({ type: 'sample', target: t.info, record });
           if (t.busy || now < t.cooldownUntil || this.#done(t)) continue;
           this.#judge(t, record, now);
         }
@@ -146,7 +148,7 @@ export class Monitor {
     return { written: this.#written, firings: this.#firings, reason };
   }
 
-  #judge(t: Target, record: Parameters<NonNullable<Trigger['judge']>>[0], now: number): void {
+  #judge(t: Target, record: ProcessRecord, now: number): void {
     for (const slot of t.slots) {
       if (!slot.trigger.judge || slot.trigger.limit(slot.state) <= 0) continue;
       const j = slot.trigger.judge(record, slot.state);
