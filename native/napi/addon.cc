@@ -14,6 +14,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
       if (auto t = weak.lock()) t->close();
   });
   init_sampler(env, exports);
+  init_dump(env, exports);
   return exports;
 }
 

@@ -23,5 +23,6 @@ AddonData& addon_data(Napi::Env env);
 
 Napi::Object init(Napi::Env env, Napi::Object exports);
 void init_sampler(Napi::Env env, Napi::Object exports);
+void init_dump(Napi::Env env, Napi::Object exports);
 
 }  // namespace tripdump::napi

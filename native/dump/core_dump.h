@@ -1,0 +1,47 @@
+// gdb-free ELF core writer for a live process (design §3, §3a). Plain C++; the N-API glue wraps it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tripdump::dump {
+
+enum class Mode {
+  kAuto,      // snapshot where supported (x86_64, no seccomp filter, target not job-stopped), else stop
+  kStop,      // every thread stays stopped while the memory is written
+  kSnapshot,  // fork snapshot: the target runs again after a short stop; falls back to stop with a warning
+};
+
+struct Options {
+  Mode mode = Mode::kAuto;
+  std::optional<uint32_t> filter;             // coredump_filter mask; default the target's own
+  const std::atomic<bool>* cancel = nullptr;  // checked between chunks: ECANCELED, nothing left behind
+  std::function<void(uint64_t done, uint64_t total)> progress;  // bytes of segment data; dump thread
+  bool overwrite = false;                     // else EEXIST when `path` exists
+};
+
+struct Result {
+  std::string path;
+  uint64_t bytes_written = 0;  // apparent size of the core file
+  uint64_t bytes_on_disk = 0;  // allocated blocks (holes excluded)
+  int threads = 0;
+  int mappings_written = 0;  // PT_LOADs with data
+  int mappings_skipped = 0;  // PT_LOADs with p_filesz 0 (filtered, DONTDUMP, I/O, vvar)
+  double pause_ms = 0;       // time the target's threads were stopped (both stops in snapshot mode)
+  Mode mode_used = Mode::kStop;
+  std::vector<std::string> warnings;
+};
+
+// Writes a core of process `pid` to `path`. Throws SysError (errno, syscall, path, pid): ESRCH target gone,
+// EPERM not permitted or already traced (detail names the tracer), EEXIST, ENOENT, ENOSPC, ECANCELED...
+// On any failure no file is left and the target runs (or stays job-stopped, if it was).
+// Must be called on a dedicated thread that lives for the whole job: ptrace requests come from it.
+Result write_core_dump(int pid, const std::string& path, const Options& opts);
+
+const char* mode_name(Mode m);
+
+}  // namespace tripdump::dump

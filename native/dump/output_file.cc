@@ -1,0 +1,134 @@
+#include "dump/output_file.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <random>
+
+#include "core/error.h"
+#include "dump/memory_map.h"
+
+namespace tripdump::dump {
+
+namespace {
+
+std::string dir_of(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+std::string base_of(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+bool all_zero(const uint8_t* p, size_t n) {
+  // Word-wise scan; memcmp against the first word would touch every byte twice.
+  const uint64_t* w = reinterpret_cast<const uint64_t*>(p);
+  size_t words = n / 8;
+  uint64_t acc = 0;
+  for (size_t i = 0; i < words; i += 8) {
+    size_t end = i + 8 < words ? i + 8 : words;
+    for (size_t j = i; j < end; j++) acc |= w[j];
+    if (acc) return false;
+  }
+  for (size_t i = words * 8; i < n; i++)
+    if (p[i]) return false;
+  return true;
+}
+
+}  // namespace
+
+OutputFile::OutputFile(const std::string& path, bool overwrite, int pid)
+    : path_(path), overwrite_(overwrite), pid_(pid) {
+  if (path.empty() || path.back() == '/') throw SysError(EISDIR, "open", path, pid);
+  // Fail before the target is stopped when the final name is taken; commit() re-checks atomically.
+  struct stat st;
+  if (!overwrite && ::lstat(path.c_str(), &st) == 0) throw SysError(EEXIST, "open", path, pid);
+  std::random_device rd;
+  for (int attempt = 0; attempt < 16; attempt++) {
+    char suffix[32];
+    std::snprintf(suffix, sizeof suffix, ".tmp-%d-%08x", static_cast<int>(::getpid()), rd());
+    const std::string dir = dir_of(path);
+    tmp_path_ = (dir == "/" ? "" : dir) + "/." + base_of(path) + suffix;
+    int fd = ::open(tmp_path_.c_str(), O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_WRONLY, 0600);
+    if (fd >= 0) {
+      fd_.reset(fd);
+      // The umask can only remove bits; make the mode exactly 0600 regardless.
+      if (::fchmod(fd, 0600) < 0) {
+        int e = errno;
+        ::unlink(tmp_path_.c_str());
+        throw SysError(e, "fchmod", path, pid);
+      }
+      return;
+    }
+    if (errno != EEXIST) throw_errno("open", path, pid);
+  }
+  throw SysError(EEXIST, "open", path, pid, "no free temporary name");
+}
+
+OutputFile::~OutputFile() {
+  if (!committed_ && !tmp_path_.empty() && fd_) ::unlink(tmp_path_.c_str());
+}
+
+void OutputFile::write_at(const void* data, size_t len, uint64_t offset) {
+  const char* p = static_cast<const char*>(data);
+  while (len > 0) {
+    ssize_t n = ::pwrite(fd_.get(), p, len, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("write", path_, pid_);
+    }
+    p += n;
+    len -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+}
+
+uint64_t OutputFile::write_sparse(const uint8_t* data, size_t len, uint64_t offset) {
+  const size_t ps = page_size();
+  uint64_t written = 0;
+  size_t i = 0;
+  while (i < len) {
+    // Skip a run of zero pages (they stay holes), then write the following run of non-zero pages at once.
+    while (i < len && all_zero(data + i, std::min(ps, len - i))) i += std::min(ps, len - i);
+    size_t j = i;
+    while (j < len && !all_zero(data + j, std::min(ps, len - j))) j += std::min(ps, len - j);
+    if (j > i) {
+      write_at(data + i, j - i, offset + i);
+      written += j - i;
+    }
+    i = j;
+  }
+  return written;
+}
+
+void OutputFile::set_size(uint64_t size) {
+  if (::ftruncate(fd_.get(), static_cast<off_t>(size)) < 0) throw_errno("ftruncate", path_, pid_);
+}
+
+void OutputFile::commit() {
+  if (overwrite_) {
+    if (::rename(tmp_path_.c_str(), path_.c_str()) < 0) throw_errno("rename", path_, pid_);
+  } else if (::syscall(SYS_renameat2, AT_FDCWD, tmp_path_.c_str(), AT_FDCWD, path_.c_str(), RENAME_NOREPLACE) <
+             0) {
+    if (errno != EINVAL && errno != ENOSYS) throw_errno("renameat2", path_, pid_);
+    // File systems without RENAME_NOREPLACE: link() never replaces either.
+    if (::link(tmp_path_.c_str(), path_.c_str()) < 0) throw_errno("link", path_, pid_);
+    ::unlink(tmp_path_.c_str());
+  }
+  committed_ = true;
+}
+
+uint64_t OutputFile::bytes_on_disk() const {
+  struct stat st;
+  if (::fstat(fd_.get(), &st) < 0) return 0;
+  return static_cast<uint64_t>(st.st_blocks) * 512;
+}
+
+}  // namespace tripdump::dump

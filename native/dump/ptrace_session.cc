@@ -1,0 +1,388 @@
+#include "dump/ptrace_session.h"
+
+#include <dirent.h>
+#include <elf.h>
+#include <sched.h>
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include "core/error.h"
+#include "dump/memory_map.h"
+
+namespace tripdump::dump {
+
+namespace {
+
+std::string status_path(int pid, int tid) {
+  return tid ? "/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/status"
+             : "/proc/" + std::to_string(pid) + "/status";
+}
+
+std::vector<pid_t> list_tasks(int pid) {
+  const std::string path = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = ::opendir(path.c_str());
+  if (!d) {
+    if (errno == ENOENT) throw SysError(ESRCH, "opendir", path, pid);
+    throw_errno("opendir", path, pid);
+  }
+  std::vector<pid_t> out;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    out.push_back(static_cast<pid_t>(std::atol(e->d_name)));
+  }
+  ::closedir(d);
+  return out;
+}
+
+void sleep_us(long us) {
+  timespec ts{us / 1000000, (us % 1000000) * 1000};
+  ::nanosleep(&ts, nullptr);
+}
+
+}  // namespace
+
+char proc_state(int pid, int tid) {
+  try {
+    std::string s = read_whole_file(status_path(pid, tid), pid);
+    size_t p = s.find("\nState:");
+    if (p == std::string::npos) return '?';
+    p = s.find_first_not_of(" \t", p + 7);
+    return p == std::string::npos ? '?' : s[p];
+  } catch (const SysError&) {
+    return '?';
+  }
+}
+
+long status_field(int pid, const char* name) {
+  try {
+    std::string s = read_whole_file(status_path(pid, 0), pid);
+    const std::string key = std::string("\n") + name + ":";
+    size_t p = s.find(key);
+    if (p == std::string::npos) return -1;
+    return std::strtol(s.c_str() + p + key.size(), nullptr, 10);
+  } catch (const SysError&) {
+    return -1;
+  }
+}
+
+bool wait_stop(pid_t tid, int& status, int pid_for_errors, int timeout_ms, const std::atomic<bool>* cancel) {
+  // Polling with WNOHANG instead of a blocking waitpid: a thread stuck in uninterruptible sleep must not hang
+  // the dump forever, and the cancel flag must be honoured. Stops usually arrive within microseconds.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (int spin = 0;; spin++) {
+    pid_t r = ::waitpid(tid, &status, __WALL | WNOHANG);
+    if (r == tid) return WIFSTOPPED(status);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("waitpid", "", pid_for_errors);
+    }
+    if (cancel && cancel->load(std::memory_order_relaxed))
+      throw SysError(ECANCELED, "waitpid", "", pid_for_errors);
+    if (std::chrono::steady_clock::now() > deadline)
+      throw SysError(ETIMEDOUT, "waitpid", "", pid_for_errors,
+                     "thread " + std::to_string(tid) + " did not stop (uninterruptible sleep?)");
+    if (spin < 64)
+      ::sched_yield();
+    else
+      sleep_us(std::min(1000L, 10L << std::min(spin - 64, 7)));
+  }
+}
+
+PtraceSession::PtraceSession(int pid, const std::atomic<bool>* cancel) : pid_(pid) {
+  if (pid <= 0) throw SysError(ESRCH, "ptrace", "", pid);
+  try {
+    stop_all(cancel);
+    for (auto& t : threads_) capture(t);
+  } catch (...) {
+    detach_all();
+    throw;
+  }
+}
+
+PtraceSession::PtraceSession(int pid, OneThread) : pid_(pid) {
+  stop_start_ = std::chrono::steady_clock::now();
+  stopped_ = true;
+  try {
+    std::vector<pid_t> tasks = list_tasks(pid_);
+    std::stable_partition(tasks.begin(), tasks.end(), [&](pid_t t) { return t == pid_; });
+    for (pid_t tid : tasks) {
+      if (!seize_one(tid)) continue;
+      ThreadState& t = threads_.back();
+      collect_stop(t, nullptr);
+      if (t.attached) {
+        capture(t);
+        if (injectable(t)) return;
+      }
+      detach_one(t);
+      threads_.pop_back();
+    }
+    throw SysError(ESRCH, "ptrace", "", pid_, "no thread can take an injected system call");
+  } catch (...) {
+    detach_all();
+    throw;
+  }
+}
+
+PtraceSession::~PtraceSession() { detach_all(); }
+
+void PtraceSession::collect_stop(ThreadState& t, const std::atomic<bool>* cancel) {
+  int status = 0;
+  if (!wait_stop(t.tid, status, pid_, 10000, cancel)) {
+    t.attached = false;  // exited: the kernel dropped the ptrace link
+    if (t.tid == pid_ && (WIFEXITED(status) || WIFSIGNALED(status)) && proc_state(pid_) == '?')
+      throw SysError(ESRCH, "waitpid", "", pid_);
+    return;
+  }
+  const int event = status >> 16;
+  t.stop_signal = WSTOPSIG(status);
+  if (event == PTRACE_EVENT_STOP) {
+    t.event_stop = true;
+  } else {
+    // A signal-delivery stop that won the race against our interrupt: the signal is dequeued now, so
+    // it must be handed back when detaching or it would be lost.
+    t.pending_signal = t.stop_signal;
+  }
+}
+
+bool PtraceSession::injectable(const ThreadState& t) const {
+  // Only threads in an interrupt stop: a group stop or a signal-delivery stop has its own pending work.
+  return t.attached && t.event_stop && t.stop_signal == SIGTRAP && !t.pending_signal &&
+         !arch::in_temp_sigmask_syscall(t.regs);
+}
+
+bool PtraceSession::seize_one(pid_t tid) {
+  if (::ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) < 0) {
+    const int e = errno;
+    const char st = proc_state(pid_, tid);
+    if (tid != pid_ && (e == ESRCH || st == '?' || st == 'Z' || st == 'X')) return false;  // thread exited
+    if (tid == pid_ && e == EPERM) {
+      const long tracer = status_field(pid_, "TracerPid");
+      if (tracer > 0)
+        throw SysError(EPERM, "ptrace", "", pid_, "already traced by pid " + std::to_string(tracer));
+      // A zombie main thread (it called pthread_exit) cannot be seized; the other threads still can.
+      if (st == 'Z') return false;
+    }
+    if (e == ESRCH && st == '?') throw SysError(ESRCH, "ptrace", "", pid_);
+    throw SysError(e, "ptrace", "", pid_, "PTRACE_SEIZE of thread " + std::to_string(tid));
+  }
+  ThreadState t;
+  t.tid = tid;
+  t.attached = true;
+  threads_.push_back(std::move(t));
+  if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) < 0 && errno != ESRCH)
+    throw SysError(errno, "ptrace", "", pid_, "PTRACE_INTERRUPT");
+  return true;
+}
+
+void PtraceSession::stop_all(const std::atomic<bool>* cancel) {
+  const char state = proc_state(pid_);
+  if (state == '?') throw SysError(ESRCH, "open", status_path(pid_, 0), pid_);
+  job_stopped_ = state == 'T';
+  stop_start_ = std::chrono::steady_clock::now();
+  stopped_ = true;
+  std::set<pid_t> known;
+  // A thread that was running when listed may create another before it stops, so keep listing until two
+  // consecutive passes, made after every known thread has stopped, find nothing new.
+  seize_one(pid_);  // the main thread first: it is the first thread of the core
+  known.insert(pid_);
+  int quiet_passes = 0;
+  size_t waited = 0;
+  while (true) {
+    for (; waited < threads_.size(); waited++) collect_stop(threads_[waited], cancel);
+    if (quiet_passes >= 2) break;
+    if (cancel && cancel->load(std::memory_order_relaxed)) throw SysError(ECANCELED, "ptrace", "", pid_);
+    bool found = false;
+    for (pid_t tid : list_tasks(pid_)) {
+      if (!known.insert(tid).second) continue;
+      found = true;
+      seize_one(tid);
+    }
+    quiet_passes = found ? 0 : quiet_passes + 1;
+  }
+  threads_.erase(std::remove_if(threads_.begin(), threads_.end(), [](const ThreadState& t) { return !t.attached; }),
+                 threads_.end());
+  if (threads_.empty()) throw SysError(ESRCH, "ptrace", "", pid_);
+}
+
+void PtraceSession::capture(ThreadState& t) {
+  iovec iov{&t.regs, sizeof t.regs};
+  if (::ptrace(PTRACE_GETREGSET, t.tid, reinterpret_cast<void*>(NT_PRSTATUS), &iov) < 0)
+    throw SysError(errno, "ptrace", "", pid_, "PTRACE_GETREGSET NT_PRSTATUS");
+  std::string buf;
+  for (const auto& spec : arch::extra_regsets()) {
+    buf.assign(spec.max_size, '\0');
+    iovec v{buf.data(), buf.size()};
+    // A regset the CPU lacks (ENODEV/EINVAL) is simply not written, as the kernel does.
+    if (::ptrace(PTRACE_GETREGSET, t.tid, reinterpret_cast<void*>(static_cast<uintptr_t>(spec.note_type)), &v) <
+        0)
+      continue;
+    t.extra.push_back({spec.note_type, spec.note_name, buf.substr(0, v.iov_len)});
+  }
+  if (::ptrace(PTRACE_GETSIGMASK, t.tid, reinterpret_cast<void*>(sizeof t.sigmask), &t.sigmask) < 0)
+    t.sigmask = 0;
+  if (t.pending_signal && ::ptrace(PTRACE_GETSIGINFO, t.tid, nullptr, &t.siginfo) == 0) {
+    t.real_siginfo = true;
+  } else {
+    // Our interrupt (or a group stop) has no signal of its own; describe it as a stop sent by us, which
+    // is what it is. gdb shows it as "terminated with signal SIGSTOP".
+    std::memset(&t.siginfo, 0, sizeof t.siginfo);
+    t.siginfo.si_signo = t.event_stop && t.stop_signal != SIGTRAP ? t.stop_signal : SIGSTOP;
+    t.siginfo.si_code = SI_USER;
+    t.siginfo.si_pid = ::getpid();
+    t.siginfo.si_uid = ::getuid();
+  }
+}
+
+void PtraceSession::detach_one(ThreadState& t) noexcept {
+  if (!t.attached) return;
+  t.attached = false;
+  if (::ptrace(PTRACE_DETACH, t.tid, nullptr, reinterpret_cast<void*>(static_cast<uintptr_t>(t.pending_signal))) ==
+      0)
+    return;
+  if (errno != ESRCH || ::kill(t.tid, 0) < 0) return;  // gone
+  // ESRCH while alive means it is not in a ptrace stop (e.g. an injected step was cut short): stop it
+  // again so it can be detached, otherwise it would stay traced by us until we exit.
+  try {
+    int status = 0;
+    ::ptrace(PTRACE_INTERRUPT, t.tid, nullptr, nullptr);
+    if (wait_stop(t.tid, status, pid_, 2000))
+      ::ptrace(PTRACE_DETACH, t.tid, nullptr, reinterpret_cast<void*>(static_cast<uintptr_t>(t.pending_signal)));
+  } catch (...) {
+  }
+}
+
+void PtraceSession::detach_all() noexcept {
+  for (auto& t : threads_) detach_one(t);
+  if (stopped_) {
+    stop_end_ = std::chrono::steady_clock::now();
+    stopped_ = false;
+  }
+}
+
+double PtraceSession::paused_ms() const {
+  if (stop_start_ == std::chrono::steady_clock::time_point{}) return 0;
+  const auto end = stopped_ ? std::chrono::steady_clock::now() : stop_end_;
+  return std::chrono::duration<double, std::milli>(end - stop_start_).count();
+}
+
+size_t PtraceSession::read_memory(uint64_t addr, void* buf, size_t len) {
+  MemoryReader r(pid_);
+  return len - r.read(addr, buf, len);
+}
+
+bool PtraceSession::pick_injection_point(size_t& index, uint64_t& insn) {
+  auto usable = [this](const ThreadState& t) { return injectable(t); };
+  for (size_t i = 0; i < threads_.size(); i++) {
+    const ThreadState& t = threads_[i];
+    if (!usable(t) || arch::stopped_syscall(t.regs) < 0) continue;
+    uint8_t b[arch::kSyscallInsnLen];
+    const uint64_t at = arch::pc(t.regs) - arch::kSyscallInsnLen;
+    if (read_memory(at, b, sizeof b) == sizeof b && arch::is_syscall_insn(b)) {
+      index = i;
+      insn = at;
+      return true;
+    }
+  }
+  for (size_t i = 0; i < threads_.size(); i++) {
+    if (!usable(threads_[i])) continue;
+    // No thread sits right after a syscall instruction: find one in the vDSO (several fallback paths
+    // use one), else in any executable mapping.
+    std::vector<Vma> maps = parse_smaps(read_whole_file("/proc/" + std::to_string(pid_) + "/maps", pid_));
+    std::stable_partition(maps.begin(), maps.end(), [](const Vma& v) { return v.path == "[vdso]"; });
+    for (const Vma& v : maps) {
+      if (!v.exec || !v.read || v.path == "[vsyscall]") continue;
+      const size_t len = std::min<uint64_t>(v.size(), 1u << 20);
+      std::vector<uint8_t> code(len);
+      if (read_memory(v.start, code.data(), len) != len) continue;
+      for (size_t k = 0; k + arch::kSyscallInsnLen <= len; k++) {
+        if (arch::is_syscall_insn(&code[k])) {
+          index = i;
+          insn = v.start + k;
+          return true;
+        }
+      }
+    }
+    return false;
+  }
+  return false;
+}
+
+namespace {
+
+// Restores a thread's registers, signal mask and options when an injection ends, however it ends.
+struct InjectionGuard {
+  pid_t tid;
+  arch::GpRegs regs;
+  uint64_t mask;
+  bool armed = true;
+  ~InjectionGuard() {
+    if (!armed) return;
+    iovec iov{&regs, sizeof regs};
+    ::ptrace(PTRACE_SETREGSET, tid, reinterpret_cast<void*>(NT_PRSTATUS), &iov);
+    ::ptrace(PTRACE_SETSIGMASK, tid, reinterpret_cast<void*>(sizeof mask), &mask);
+    ::ptrace(PTRACE_SETOPTIONS, tid, nullptr, nullptr);
+  }
+};
+
+}  // namespace
+
+long PtraceSession::inject_syscall(ThreadState& t, uint64_t insn, long nr, const std::vector<uint64_t>& args,
+                                   pid_t* clone_child) {
+  auto fail = [&](const char* what) { throw SysError(errno, "ptrace", "", pid_, what); };
+  arch::GpRegs saved{};
+  iovec iov{&saved, sizeof saved};
+  if (::ptrace(PTRACE_GETREGSET, t.tid, reinterpret_cast<void*>(NT_PRSTATUS), &iov) < 0) fail("PTRACE_GETREGSET");
+  uint64_t mask = 0;
+  if (::ptrace(PTRACE_GETSIGMASK, t.tid, reinterpret_cast<void*>(sizeof mask), &mask) < 0) fail("PTRACE_GETSIGMASK");
+  InjectionGuard guard{t.tid, saved, mask};
+
+  // Blocked signals keep handlers from running on our registers and keep clone from failing with
+  // -ERESTARTNOINTR when a signal arrives meanwhile; they stay pending and are delivered after detach.
+  uint64_t all = ~0ull;
+  if (::ptrace(PTRACE_SETSIGMASK, t.tid, reinterpret_cast<void*>(sizeof all), &all) < 0) fail("PTRACE_SETSIGMASK");
+  long opts = PTRACE_O_TRACESYSGOOD | (clone_child ? PTRACE_O_TRACECLONE : 0);
+  if (::ptrace(PTRACE_SETOPTIONS, t.tid, nullptr, reinterpret_cast<void*>(opts)) < 0) fail("PTRACE_SETOPTIONS");
+  arch::GpRegs regs = saved;
+  arch::setup_syscall(regs, insn, nr, args);
+  iovec set{&regs, sizeof regs};
+  if (::ptrace(PTRACE_SETREGSET, t.tid, reinterpret_cast<void*>(NT_PRSTATUS), &set) < 0) fail("PTRACE_SETREGSET");
+
+  // Step: syscall entry, [clone event], syscall exit. SIGSTOP (not blockable) may interrupt: keep it for
+  // re-delivery at detach and go on.
+  bool exited_syscall = false, entered = false;
+  while (!exited_syscall) {
+    if (::ptrace(PTRACE_SYSCALL, t.tid, nullptr, nullptr) < 0) fail("PTRACE_SYSCALL");
+    int status = 0;
+    if (!wait_stop(t.tid, status, pid_, 10000)) {
+      t.attached = false;
+      guard.armed = false;
+      throw SysError(ESRCH, "ptrace", "", pid_, "thread exited during injection");
+    }
+    const int sig = WSTOPSIG(status), event = status >> 16;
+    if (sig == (SIGTRAP | 0x80)) {
+      if (entered) exited_syscall = true;
+      entered = true;
+    } else if (event == PTRACE_EVENT_CLONE && clone_child) {
+      unsigned long msg = 0;
+      if (::ptrace(PTRACE_GETEVENTMSG, t.tid, nullptr, &msg) < 0) fail("PTRACE_GETEVENTMSG");
+      *clone_child = static_cast<pid_t>(msg);
+    } else if (event == 0 && !t.pending_signal) {
+      t.pending_signal = sig;
+    }
+  }
+  arch::GpRegs after{};
+  iovec got{&after, sizeof after};
+  if (::ptrace(PTRACE_GETREGSET, t.tid, reinterpret_cast<void*>(NT_PRSTATUS), &got) < 0) fail("PTRACE_GETREGSET");
+  // The guard restores the saved registers at this syscall-exit stop. On detach the kernel runs its
+  // signal/restart path, which restarts the interrupted syscall exactly as it would have.
+  return arch::syscall_result(after);
+}
+
+}  // namespace tripdump::dump

@@ -1,0 +1,107 @@
+// Stops every thread of a process with PTRACE_SEIZE + PTRACE_INTERRUPT and captures what a core needs
+// (registers, FP/XSTATE, siginfo, signal mask). RAII: the destructor detaches every thread it still holds,
+// re-delivering a signal it intercepted, and the kernel puts a job-control-stopped process back into its
+// group stop. Every ptrace request must come from the thread that created the session.
+#pragma once
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dump/arch.h"
+
+namespace tripdump::dump {
+
+struct RegsetData {
+  uint32_t note_type;
+  const char* note_name;
+  std::string bytes;
+};
+
+struct ThreadState {
+  pid_t tid = 0;
+  bool attached = false;
+  // How it stopped: an interrupt/group stop (PTRACE_EVENT_STOP) or a signal-delivery stop, in which case
+  // `pending_signal` is re-delivered when the thread is detached.
+  bool event_stop = false;
+  int stop_signal = 0;
+  int pending_signal = 0;
+  arch::GpRegs regs{};
+  std::vector<RegsetData> extra;
+  siginfo_t siginfo{};
+  bool real_siginfo = false;  // siginfo describes a real signal, not our interrupt
+  uint64_t sigmask = 0;
+};
+
+class PtraceSession {
+ public:
+  // Seizes and stops every thread (rescanning /proc/PID/task until two passes find nothing new), then
+  // captures the registers of each. The main thread is first. Throws SysError; on throw all are detached.
+  PtraceSession(int pid, const std::atomic<bool>* cancel);
+  // Stops a single thread of `pid` that can take an injected system call (used to reap the snapshot
+  // child): the other threads keep running.
+  struct OneThread {};
+  PtraceSession(int pid, OneThread);
+  ~PtraceSession();
+  PtraceSession(const PtraceSession&) = delete;
+  PtraceSession& operator=(const PtraceSession&) = delete;
+
+  int pid() const { return pid_; }
+  std::vector<ThreadState>& threads() { return threads_; }
+  bool was_job_stopped() const { return job_stopped_; }
+  bool holds_threads() const {
+    for (const auto& t : threads_)
+      if (t.attached) return true;
+    return false;
+  }
+  // Detaches every thread; the target runs again. Safe to call twice.
+  void detach_all() noexcept;
+  // Milliseconds the threads have been stopped so far (until detach_all()).
+  double paused_ms() const;
+
+  // Runs system call `nr` inside stopped thread `t` at syscall instruction `insn`, with all signals
+  // blocked, then restores its registers and signal mask exactly. When `clone_child` is not null, the
+  // clone's child is auto-attached (PTRACE_O_TRACECLONE) and its pid stored there. Returns the syscall's
+  // result (negative errno on failure). Throws SysError when ptrace itself fails.
+  long inject_syscall(ThreadState& t, uint64_t insn, long nr, const std::vector<uint64_t>& args,
+                      pid_t* clone_child);
+
+  // Finds the address of a syscall instruction usable for injection and the thread to run it in:
+  // preferably a thread stopped in a syscall (its rip-2), else any syscall instruction in an executable
+  // mapping. Returns false when no thread can take an injection safely.
+  bool pick_injection_point(size_t& thread_index, uint64_t& insn);
+
+  // Reads target memory (process_vm_readv, then /proc/PID/mem); returns bytes read.
+  size_t read_memory(uint64_t addr, void* buf, size_t len);
+
+ private:
+  void stop_all(const std::atomic<bool>* cancel);
+  void collect_stop(ThreadState& t, const std::atomic<bool>* cancel);
+  bool injectable(const ThreadState& t) const;
+  void capture(ThreadState& t);
+  bool seize_one(pid_t tid);
+  void detach_one(ThreadState& t) noexcept;
+
+  int pid_;
+  bool job_stopped_ = false;
+  std::vector<ThreadState> threads_;
+  std::chrono::steady_clock::time_point stop_start_{}, stop_end_{};
+  bool stopped_ = false;
+};
+
+// Waits for a ptrace stop (or exit) of `tid` only, never reaping other children of this process.
+// Returns false if the thread exited (status holds the wait status). Throws ETIMEDOUT after `timeout_ms`.
+bool wait_stop(pid_t tid, int& status, int pid_for_errors, int timeout_ms = 10000,
+               const std::atomic<bool>* cancel = nullptr);
+
+// "State:" letter from /proc/PID/status (or task status), '?' when unreadable.
+char proc_state(int pid, int tid = 0);
+// A numeric field of /proc/PID/status such as "TracerPid" or "Seccomp"; -1 when missing.
+long status_field(int pid, const char* name);
+
+}  // namespace tripdump::dump

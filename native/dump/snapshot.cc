@@ -1,0 +1,98 @@
+#include "dump/snapshot.h"
+
+#include <sched.h>
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+
+#include <cstring>
+#include <utility>
+
+#include "core/error.h"
+
+namespace tripdump::dump {
+
+SnapshotChild::SnapshotChild(SnapshotChild&& o) noexcept
+    : target_(o.target_), child_(std::exchange(o.child_, 0)), warning_(std::move(o.warning_)) {}
+
+SnapshotChild& SnapshotChild::operator=(SnapshotChild&& o) noexcept {
+  if (this != &o) {
+    release();
+    target_ = o.target_;
+    child_ = std::exchange(o.child_, 0);
+    warning_ = std::move(o.warning_);
+  }
+  return *this;
+}
+
+SnapshotChild SnapshotChild::create(PtraceSession& session, std::string& why) {
+  size_t index = 0;
+  uint64_t insn = 0;
+  if (!session.pick_injection_point(index, insn)) {
+    why = "no thread can safely run an injected clone (all in signal/group stops or temporary-mask syscalls)";
+    return {};
+  }
+  ThreadState& t = session.threads()[index];
+  pid_t child = 0;
+  // CLONE_FILES: the child shares the fd table, so it holds no extra references to the target's files
+  // (a socket the target closes really closes). Exit signal 0: no SIGCHLD reaches the target. Not
+  // CLONE_VM (no copy), not CLONE_VFORK (the parent would wait), not CLONE_PARENT (EINVAL for PID 1s).
+  const long r = session.inject_syscall(t, insn, arch::nr_clone(), {CLONE_FILES, 0, 0, 0, 0}, &child);
+  SnapshotChild out;
+  out.target_ = session.pid();
+  if (r < 0 || child <= 0) {
+    why = std::string("injected clone failed: ") + SysError::errno_name(static_cast<int>(-r));
+    return out;
+  }
+  out.child_ = child;
+  // The child was auto-attached (PTRACE_O_TRACECLONE) and starts in a PTRACE_EVENT_STOP. EXITKILL on it
+  // alone: if we die, the copy dies too instead of running as a second instance of the target, and the
+  // target itself is never killed.
+  int status = 0;
+  if (!wait_stop(child, status, session.pid(), 10000)) {
+    out.child_ = 0;
+    why = "snapshot child exited before its first stop";
+    return out;
+  }
+  if (::ptrace(PTRACE_SETOPTIONS, child, nullptr, reinterpret_cast<void*>(PTRACE_O_EXITKILL)) < 0)
+    throw SysError(errno, "ptrace", "", session.pid(), "PTRACE_SETOPTIONS on the snapshot child");
+  return out;
+}
+
+double SnapshotChild::release(PtraceSession* session) noexcept {
+  if (child_ <= 0) return 0;
+  const pid_t child = std::exchange(child_, 0);
+  ::kill(child, SIGKILL);
+  // As its tracer we see its death first; only after that can the real parent (the target) reap it.
+  try {
+    int status = 0;
+    while (wait_stop(child, status, target_, 5000)) {
+    }
+  } catch (const SysError&) {
+  }
+  double pause = 0;
+  try {
+    // Reap the zombie from inside the target: wait4(child, NULL, __WALL, NULL). __WALL because a child
+    // with exit signal 0 is a "clone" child that plain waits ignore.
+    const std::vector<uint64_t> args{static_cast<uint64_t>(child), 0, static_cast<uint64_t>(__WALL), 0};
+    size_t index = 0;
+    uint64_t insn = 0;
+    long r = 0;
+    if (session && !session->threads().empty() && session->pick_injection_point(index, insn)) {
+      r = session->inject_syscall(session->threads()[index], insn, arch::nr_wait4(), args, nullptr);
+    } else {
+      PtraceSession one(target_, PtraceSession::OneThread{});
+      if (!one.pick_injection_point(index, insn)) throw SysError(ESRCH, "ptrace", "", target_, "no injection point");
+      r = one.inject_syscall(one.threads()[index], insn, arch::nr_wait4(), args, nullptr);
+      one.detach_all();
+      pause = one.paused_ms();
+    }
+    if (r != child && r != -ECHILD)
+      warning_ = "could not reap snapshot child " + std::to_string(child) + ": wait4 returned " + std::to_string(r);
+  } catch (const std::exception& e) {
+    warning_ = "could not reap snapshot child " + std::to_string(child) + ": " + e.what();
+  }
+  return pause;
+}
+
+}  // namespace tripdump::dump
