@@ -2,6 +2,7 @@
 // and the quit semantics (Ctrl-C or SIGTERM stops everything within one sweep and cancels a dump in flight).
 import { spawn } from 'node:child_process';
 import { DumpAction } from '../actions/dump.js';
+import { AbortError } from '../errors.js';
 import { processName } from '../dump/naming.js';
 import { Monitor, type MonitorEvent } from '../monitor/monitor.js';
 import { EXIT, interruptSignal } from './common.js';
@@ -73,6 +74,10 @@ export async function monitorCommand(argv: string[], out: NodeJS.WriteStream): P
         out.write(logLine('INFO', e.message));
         break;
       case 'error':
+        if (e.error instanceof AbortError) {
+          out.write(logLine('INFO', `${e.kind} of process ${e.target.pid} cancelled: nothing was left behind`));
+          break;
+        }
         failures++;
         out.write(logLine('ERROR', `${e.kind} of process ${e.target.pid} failed: ${e.error.message}`));
         break;

@@ -6,9 +6,11 @@ import { sleep } from '../abort.js';
 import type { Action, ActionContext, HistoryEntry, TargetInfo } from '../actions/action.js';
 import { processName } from '../dump/naming.js';
 import { ProcessGoneError, UsageError } from '../errors.js';
-import type { FieldName, ProcessRecord } from '../sampler/fields.js';
+import { FIELD_NAMES, type FieldName, type ProcessRecord } from '../sampler/fields.js';
 import { Sampler } from '../sampler/sampler.js';
 import type { Firing, Trigger, TriggerState } from '../triggers/trigger.js';
+
+const DISCOVERY_BITS = (1 << FIELD_NAMES.indexOf('comm')) | (1 << FIELD_NAMES.indexOf('pgid'));
 
 export type TargetSpec = { pid: number } | { name: string } | { pgid: number };
 
@@ -114,8 +116,16 @@ export class Monitor {
       for (;;) {
         const tick = performance.now();
         if (discovery) {
+          // A process can join later without being new: exec changes its name, setpgid its group. The
+          // change bits say which rows to look at (every bit is set on a new row).
           const d = await discovery.sampleAsync();
-          for (const s of d.started) if (this.#matches(s.pid, d.get(s.pid)?.comm, d.get(s.pid)?.pgid)) this.#tryAdd(sampler, s.pid);
+          const changed = d.changed;
+          for (let row = 0; row < d.length; row++) {
+            if (!(changed[row]! & DISCOVERY_BITS)) continue;
+            const r = d.record(row);
+            if (this.#targets.get(r.pid)?.exited === false) continue;
+            if (this.#matches(r.pid, r.comm, r.pgid)) this.#tryAdd(sampler, r.pid);
+          }
         }
         const snap = await sampler.sampleAsync();
         for (const e of snap.exited) {
@@ -248,7 +258,8 @@ export class Monitor {
   }
 
   #add(sampler: Sampler, pid: number): void {
-    if (this.#targets.has(pid)) return;
+    // A pid seen before is a new target only if the old one has exited (the pid was reused).
+    if (this.#targets.get(pid)?.exited === false) return;
     const id = sampler.watch(pid);
     const info: TargetInfo = { pid, startTime: id.startTime, name: processName(pid) };
     this.#targets.set(pid, {

@@ -1,0 +1,207 @@
+// The ProcDump-style command line against real workloads: one scenario per trigger and per quit path.
+// Each dump must load in gdb and carry a sidecar naming its trigger and value.
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { fixture, procStatus, spawnTarget, trackProcesses, waitFor } from '../helpers/processes.js';
+
+const cli = path.resolve(import.meta.dirname, '../../dist/cli/main.js');
+const track = trackProcesses();
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'tripdump-monitor-'));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+interface Run {
+  child: ChildProcess;
+  out: () => string;
+  err: () => string;
+  exit: Promise<number | null>;
+}
+
+function start(args: string[]): Run {
+  const child = track(spawn(process.execPath, [cli, ...args], { cwd: dir }));
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
+  const exit = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  return { child, out: () => out, err: () => err, exit };
+}
+
+const dumps = () => readdirSync(dir).filter((f) => !f.endsWith('.json') && !f.startsWith('.'));
+
+function gdbThreads(core: string): number {
+  const r = spawnSync('gdb', ['-batch', '-ex', 'info threads', fixture('workload'), core], { encoding: 'utf8' });
+  expect(r.stdout + r.stderr).not.toMatch(/not a core dump|format not recognized|Cannot access memory at address 0x0\n/);
+  return (r.stdout.match(/^\*?\s+\d+\s+Thread /gm) ?? []).length;
+}
+
+const scenarios: { name: string; workload: string[]; args: string[]; tag: string; count: number }[] = [
+  { name: 'CPU at or above', workload: ['--delay', '400', '--spin'], args: ['-c', '50', '-pf', '100'], tag: 'cpu', count: 1 },
+  { name: 'CPU below', workload: [], args: ['-cl', '5', '-pf', '100'], tag: 'cpu', count: 1 },
+  { name: 'memory at or above', workload: ['--delay', '400', '--alloc', '64'], args: ['-m', '48', '-pf', '100'], tag: 'commit', count: 1 },
+  {
+    name: 'memory thresholds in turn',
+    workload: ['--delay', '300', '--alloc', '32', '--repeat', '3', '--step', '500'],
+    args: ['-m', '24,56,88', '-s', '0', '-pf', '100'],
+    tag: 'commit',
+    count: 3,
+  },
+  { name: 'memory below', workload: [], args: ['-ml', '200', '-pf', '100'], tag: 'commit', count: 1 },
+  { name: 'thread count', workload: ['--delay', '400', '--threads', '7'], args: ['-tc', '6', '-pf', '100'], tag: 'thread', count: 1 },
+  { name: 'fd count', workload: ['--delay', '400', '--fds', '40'], args: ['-fc', '40', '-pf', '100'], tag: 'filedesc', count: 1 },
+  { name: 'socket count', workload: ['--delay', '400', '--sockets', '5'], args: ['-so', '5', '-pf', '100'], tag: 'socket', count: 1 },
+  { name: 'timer (no trigger)', workload: [], args: ['-n', '2', '-s', '1', '-pf', '100'], tag: 'time', count: 2 },
+];
+
+describe('triggers', () => {
+  it.each(scenarios)('$name writes $count dump(s) named for "$tag" that load in gdb', async (s) => {
+    const target = track(await spawnTarget('workload', s.workload));
+    const run = start([...s.args, String(target.pid), dir]);
+    expect(await run.exit).toBe(0);
+    const files = dumps();
+    expect(files, run.out()).toHaveLength(s.count);
+    for (const f of files) {
+      expect(f).toMatch(new RegExp(`^workload_${s.tag}_\\d{6}_\\d{6}(_\\d+)?\\.${target.pid}$`));
+      expect(statSync(path.join(dir, f)).mode & 0o777).toBe(0o600);
+      expect(gdbThreads(path.join(dir, f))).toBe(Number(procStatus(target.pid).Threads));
+      const side = JSON.parse(readFileSync(path.join(dir, `${f}.json`), 'utf8'));
+      expect(side.trigger.tag).toBe(s.tag);
+      expect(side.process).toMatchObject({ pid: target.pid, name: 'workload' });
+      expect(side.samples.length).toBeGreaterThan(0);
+      expect(side.samples.length).toBeLessThanOrEqual(60);
+      const met = side.trigger.reason.includes('>=') ? side.trigger.value >= side.trigger.threshold : side.trigger.value < side.trigger.threshold;
+      if (s.tag !== 'time') expect(met).toBe(true);
+    }
+    if (s.name === 'memory thresholds in turn') {
+      const thresholds = files.map((f) => JSON.parse(readFileSync(path.join(dir, `${f}.json`), 'utf8')).trigger.threshold);
+      expect(thresholds.sort((a: number, b: number) => a - b)).toEqual([24, 56, 88]);
+    }
+    expect(run.out()).toMatch(/Stopped \(all dumps written\)/);
+    expect(procStatus(target.pid).State).not.toMatch(/^[tT]/);
+    expect(procStatus(target.pid).TracerPid).toBe('0');
+  });
+
+  it('writes nothing while the workload stays below the threshold, and Ctrl-C exits 0', async () => {
+    const target = track(await spawnTarget('workload', []));
+    const run = start(['-c', '50', '-tc', '4', '-pf', '100', String(target.pid), dir]);
+    await waitFor(() => run.out().includes('Press Ctrl-C'), 10_000, 'the settings block');
+    await new Promise((r) => setTimeout(r, 1500));
+    const t0 = Date.now();
+    run.child.kill('SIGINT');
+    expect(await run.exit).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(dumps()).toEqual([]);
+    expect(run.out()).toMatch(/Stopped \(interrupted\): 0 dumps written/);
+  });
+
+  it('--for holds a dump back until the condition has lasted that long', async () => {
+    const target = track(await spawnTarget('workload', ['--delay', '200', '--threads', '3']));
+    const run = start(['-tc', '2', '--for', '1.5', '-pf', '100', String(target.pid), dir]);
+    await waitFor(() => target.lines.includes('crossed'), 5000, 'the workload to cross');
+    const crossed = Date.now();
+    expect(await run.exit).toBe(0);
+    const side = JSON.parse(readFileSync(path.join(dir, `${dumps()[0]}.json`), 'utf8'));
+    expect(Date.parse(side.time) - crossed).toBeGreaterThanOrEqual(1400);
+  });
+});
+
+describe('quitting', () => {
+  it('SIGTERM during a dump cancels it: no partial file, target running', async () => {
+    const target = track(await spawnTarget('workload', ['--alloc', '1536'], { timeoutMs: 30_000 }));
+    await waitFor(() => target.lines.includes('crossed'), 30_000, 'memory to be touched');
+    const run = start(['-m', '1000', '--mode', 'stop', '-pf', '100', String(target.pid), dir]);
+    await waitFor(() => run.out().includes('Trigger:'), 10_000, 'the trigger');
+    await new Promise((r) => setTimeout(r, 50));
+    const t0 = Date.now();
+    run.child.kill('SIGTERM');
+    expect(await run.exit).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(readdirSync(dir)).toEqual([]);
+    const status = procStatus(target.pid);
+    expect(status.State).not.toMatch(/^[tT]/);
+    expect(status.TracerPid).toBe('0');
+  });
+
+  it('exits 0 with "Process exited" when the target ends', async () => {
+    const target = track(await spawnTarget('workload', []));
+    const run = start(['-c', '90', '-pf', '100', String(target.pid), dir]);
+    await waitFor(() => run.out().includes('Press Ctrl-C'), 10_000, 'the settings block');
+    await target.kill();
+    expect(await run.exit).toBe(0);
+    expect(run.out()).toMatch(new RegExp(`Process exited: workload \\(${target.pid}\\)`));
+    expect(run.out()).toMatch(/Stopped \(the target exited\)/);
+  });
+});
+
+describe('several processes', () => {
+  it('-w catches a process started later and exits once it has its dump', async () => {
+    const run = start(['-w', 'workload', '-tc', '3', '-pf', '100', dir]);
+    await waitFor(() => run.out().includes('Waiting for processes'), 10_000, 'the wait message');
+    await new Promise((r) => setTimeout(r, 300));
+    const target = track(await spawnTarget('workload', ['--delay', '300', '--threads', '3']));
+    expect(await run.exit).toBe(0);
+    expect(dumps()).toEqual([expect.stringMatching(new RegExp(`^workload_thread_.*\\.${target.pid}$`))]);
+  });
+
+  it('-pgid covers a member that joins the group later', async () => {
+    // Each workload is started through python, which sets its group and execs it: the first leads a new
+    // group, the second joins it (setpgid works within one session, which all of them share).
+    const setpgid = (g: number) => ['python3', '-c', `import os,sys; os.setpgid(0, ${g}); os.execv(sys.argv[1], sys.argv[1:])`];
+    const leader = track(await spawnTarget('workload', [], { wrapper: setpgid(0) }));
+    const pgid = Number(readFileSync(`/proc/${leader.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[2]);
+    expect(pgid).toBe(leader.pid);
+    const run = start(['-pgid', String(pgid), '-tc', '3', '-pf', '100', dir]);
+    await waitFor(() => run.out().includes('Monitoring workload'), 10_000, 'the leader to be monitored');
+    const joiner = track(
+      await spawnTarget('workload', ['--delay', '300', '--threads', '3'], {
+        wrapper: setpgid(pgid),
+      }),
+    );
+    await waitFor(() => dumps().some((f) => f.endsWith(`.${joiner.pid}`)), 15_000, 'a dump of the joiner');
+    run.child.kill('SIGINT');
+    expect(await run.exit).toBe(0);
+    expect(dumps().filter((f) => f.endsWith(`.${leader.pid}`))).toEqual([]);
+  });
+});
+
+describe('bad input', () => {
+  it.each([
+    [['-c', 'abc', '1'], /-c needs a number ≥ 0, got 'abc'/],
+    [['-c', '-5', '1'], /-c needs a number ≥ 0, got '-5'/],
+    [['-n', '0', '1'], /-n must be between 1/],
+    [['1', '-m'], /-m needs a value/],
+    [['-m', '100,', '1'], /-m needs MB\[,MB...\], got '100,'/],
+    [['-pf', '0', '1'], /-pf must be ≥ 1, got 0/],
+    [['-mc', 'zz', '1'], /-mc needs a hex coredump_filter mask such as 33 or 0x33, got 'zz'/],
+    [['-frobnicate', '1'], /unknown switch '-frobnicate'/],
+    [['/frobnicate', '1'], /'\/frobnicate' is not a PID/],
+    [['-c', '90', '4194304'], /process 4194304 does not exist/],
+    [['-w', 'x', '-pgid', '1'], /-w and -pgid cannot be used together/],
+    [['-c', '90', '1', '/nonexistent/dir/f'], /folder '\/nonexistent\/dir' does not exist/],
+    [['-c', '90', '-cl', '10', '1'], /-c and -cl contradict/],
+    [['-c'], /-c needs a value/],
+  ])('%j: exit 2, a message naming the option and value, nothing written', (args, message) => {
+    const r = spawnSync(process.execPath, [cli, ...args], { cwd: dir, encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr).toContain('Usage: tripdump');
+    expect(r.stdout).not.toContain('Press Ctrl-C');
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('accepts switches in any case and with / (ProcDump style)', () => {
+    const r = spawnSync(process.execPath, [cli, '/C', '90', '-PF', '100', '/?'], { cwd: dir, encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('Usage: tripdump [options]');
+    expect(existsSync(path.join(dir, 'x'))).toBe(false);
+  });
+});
