@@ -11,7 +11,8 @@ const walk = (dir) => {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     const p = path.join(dir, e.name);
     if (e.isDirectory()) walk(p);
-    else if (/\.(cc|h|c|cpp|hpp)$/.test(e.name) && !p.includes(`${path.sep}fixtures${path.sep}data`)) files.push(p);
+    else if (/\.(cc|h|c|cpp|hpp)$/.test(e.name) && !p.includes(`${path.sep}fixtures${path.sep}data`))
+      files.push(p);
   }
 };
 for (const r of roots) {

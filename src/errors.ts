@@ -63,7 +63,10 @@ export class AlreadyTracedError extends SystemError {
   override name = 'AlreadyTracedError';
   readonly tracerPid: number;
   constructor(info: NativeErrorInfo, tracerPid: number) {
-    super(info, `process ${info.pid ?? '?'} is already traced by pid ${tracerPid} (detach the debugger first)`);
+    super(
+      info,
+      `process ${info.pid ?? '?'} is already traced by pid ${tracerPid} (detach the debugger first)`,
+    );
     this.tracerPid = tracerPid;
   }
 }
@@ -114,7 +117,9 @@ function accessHint(pid: number | undefined): string {
     const uid = readStatusField(pid, 'Uid')?.split(/\s+/)[0];
     const me = process.getuid?.();
     if (uid !== undefined && me !== undefined && Number(uid) !== me && me !== 0)
-      causes.push(`it runs as uid ${uid} and you are uid ${me} (run as that user, or as root / with CAP_SYS_PTRACE)`);
+      causes.push(
+        `it runs as uid ${uid} and you are uid ${me} (run as that user, or as root / with CAP_SYS_PTRACE)`,
+      );
     const tracer = tracerPidOf(pid);
     if (tracer) causes.push(`it is traced by pid ${tracer}`);
   }

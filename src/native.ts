@@ -34,8 +34,9 @@ export interface NativeSweep {
   generation: number;
   time: number;
   durationMs: number;
-  started: NativeIdentity[];
-  exited: NativeIdentity[];
+  /** (pid, startTime) pairs. */
+  started: Float64Array;
+  exited: Float64Array;
   host?: NativeHostSample;
 }
 
@@ -116,7 +117,9 @@ function check(binding: NativeBinding, where: string): NativeBinding {
     names.length !== FIELD_NAMES.length ||
     names.some((n, i) => n !== FIELD_NAMES[i])
   )
-    throw new Error(`${where} does not match this version of tripdump (rebuild it with \`npm run build:native\`)`);
+    throw new Error(
+      `${where} does not match this version of tripdump (rebuild it with \`npm run build:native\`)`,
+    );
   return binding;
 }
 

@@ -42,7 +42,9 @@ bool FdBudget::try_acquire() noexcept {
   return true;
 }
 
-void FdBudget::release() noexcept { in_use_.fetch_sub(1, std::memory_order_relaxed); }
+void FdBudget::release() noexcept {
+  in_use_.fetch_sub(1, std::memory_order_relaxed);
+}
 
 int FdBudget::move_high(int fd) const noexcept {
   if (floor_ == 0 || fd >= floor_) return fd;

@@ -64,7 +64,7 @@ struct StatusFields {
   };
   uint32_t has = 0;
   uint64_t rss_anon = 0, rss_file = 0, rss_shmem = 0, vm_swap = 0, vm_hwm = 0;  // bytes ("kB" lines x1024)
-  uint32_t uid[4] = {};  // real, effective, saved, fs
+  uint32_t uid[4] = {};                                                         // real, effective, saved, fs
   uint32_t gid[4] = {};
   int tracer_pid = 0;
   int seccomp = 0;          // 0 disabled, 1 strict, 2 filter
@@ -76,7 +76,8 @@ bool parse_status(std::string_view text, StatusFields& out);
 
 // /proc/PID/io.
 struct IoFields {
-  uint64_t rchar = 0, wchar = 0, syscr = 0, syscw = 0, read_bytes = 0, write_bytes = 0, cancelled_write_bytes = 0;
+  uint64_t rchar = 0, wchar = 0, syscr = 0, syscw = 0, read_bytes = 0, write_bytes = 0,
+           cancelled_write_bytes = 0;
 };
 bool parse_io(std::string_view text, IoFields& out);
 
@@ -90,7 +91,7 @@ struct CpuTimes {
 };
 struct ProcStat {
   CpuTimes cpu;
-  int cpus = 0;  // number of "cpuN" lines
+  int cpus = 0;        // number of "cpuN" lines
   uint64_t btime = 0;  // boot time, seconds since the epoch
   uint64_t ctxt = 0, processes = 0;
   uint64_t procs_running = 0, procs_blocked = 0;
@@ -99,7 +100,15 @@ bool parse_proc_stat(std::string_view text, ProcStat& out);
 
 // /proc/meminfo, in bytes. Missing keys leave 0 and clear their has_ bit.
 struct MemInfo {
-  enum Has : uint32_t { kTotal = 1, kFree = 2, kAvailable = 4, kBuffers = 8, kCached = 16, kSwapTotal = 32, kSwapFree = 64 };
+  enum Has : uint32_t {
+    kTotal = 1,
+    kFree = 2,
+    kAvailable = 4,
+    kBuffers = 8,
+    kCached = 16,
+    kSwapTotal = 32,
+    kSwapFree = 64
+  };
   uint32_t has = 0;
   uint64_t total = 0, free = 0, available = 0, buffers = 0, cached = 0, swap_total = 0, swap_free = 0;
 };

@@ -88,7 +88,8 @@ int ProcFile::read() {
     err = fd ? read_into(fd.get(), slot) : errno;
   }
   if (err) return err;
-  changed_ = !have_prev_ || len_[slot] != len_[cur_] || std::memcmp(buf_[slot].get(), buf_[cur_].get(), len_[slot]) != 0;
+  changed_ = !have_prev_ || len_[slot] != len_[cur_] ||
+             std::memcmp(buf_[slot].get(), buf_[cur_].get(), len_[slot]) != 0;
   cur_ = slot;
   have_prev_ = true;
   return 0;
@@ -126,7 +127,7 @@ long ProcDir::count() {
     } ctx{&n};
     const int err = with_fd(
         [](int fd, void* c) {
-          struct stat st{};
+          struct stat st {};
           if (::fstat(fd, &st) < 0) return errno;
           *static_cast<Ctx*>(c)->n = static_cast<long>(st.st_size);
           return 0;
@@ -180,7 +181,7 @@ bool fd_dir_size_is_count() {
   // for our own process is at least the three standard streams plus the directory fd itself.
   static const bool yes = [] {
     Fd fd(::open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    struct stat st{};
+    struct stat st {};
     return fd && ::fstat(fd.get(), &st) == 0 && st.st_size > 0;
   }();
   return yes;

@@ -85,7 +85,8 @@ int ProcDir::for_each(Fn&& fn) {
   } ctx{&fn};
   return with_fd(
       [](int fd, void* c) {
-        return list_dir_fd(fd, [](const char* name, void* cc) { (*static_cast<Ctx*>(cc)->fn)(name); }, c);
+        return list_dir_fd(
+            fd, [](const char* name, void* cc) { (*static_cast<Ctx*>(cc)->fn)(name); }, c);
       },
       &ctx);
 }

@@ -78,8 +78,12 @@ double real_ms() {
 }
 
 // A process that is gone: a kept fd says ESRCH; a path opened anew after the reap says ENOENT.
-bool gone(int err) { return err == ESRCH || err == ENOENT; }
-bool denied(int err) { return err == EACCES || err == EPERM; }
+bool gone(int err) {
+  return err == ESRCH || err == ENOENT;
+}
+bool denied(int err) {
+  return err == EACCES || err == EPERM;
+}
 
 const char* const kSourceFile[] = {"stat", "statm", "status", "io"};
 
@@ -103,9 +107,13 @@ ProcessTable::ProcessTable(const TableOptions& options) : options_(options) {
   }
 }
 
-ProcessTable::~ProcessTable() { release(); }
+ProcessTable::~ProcessTable() {
+  release();
+}
 
-double ProcessTable::start_ms(uint64_t ticks) const { return btime_ms_ + static_cast<double>(ticks) * 1e3 / hz_; }
+double ProcessTable::start_ms(uint64_t ticks) const {
+  return btime_ms_ + static_cast<double>(ticks) * 1e3 / hz_;
+}
 
 namespace {
 
@@ -155,13 +163,17 @@ std::unique_ptr<ProcessTable::Entry> ProcessTable::open_entry(int pid, int tgid,
   for (int src = kStatm; src <= kIo; ++src) {
     if (!(sources_ & (1u << src))) continue;
     const int r = e->files[src].open(base + "/" + kSourceFile[src]);
-    if (denied(r)) e->denied |= 1u << src;
-    else if ((err = r)) return nullptr;
+    if (denied(r))
+      e->denied |= 1u << src;
+    else if ((err = r))
+      return nullptr;
   }
   if (sources_ & ((1u << kFd) | (1u << kSocket))) {
     const int r = e->fd_dir.open(base + "/fd");
-    if (denied(r)) e->denied |= (1u << kFd) | (1u << kSocket);
-    else if ((err = r)) return nullptr;
+    if (denied(r))
+      e->denied |= (1u << kFd) | (1u << kSocket);
+    else if ((err = r))
+      return nullptr;
   }
   if (e->follow.threads) {
     if ((err = e->task_dir.open(base + "/task"))) return nullptr;
@@ -305,8 +317,10 @@ void ProcessTable::follow_threads(Entry& e) {
 }
 
 void ProcessTable::sample_entry(Entry& e, int64_t now_ns) {
-  if (e.fresh) e.changed = options_.fields;
-  else e.changed = 0;
+  if (e.fresh)
+    e.changed = options_.fields;
+  else
+    e.changed = 0;
 
   ProcFile& stat = e.files[kStat];
   int err = stat.read();
@@ -371,8 +385,10 @@ void ProcessTable::sample_entry(Entry& e, int64_t now_ns) {
           StatusFields st;
           if (parse_status(text, st)) {
             auto opt = [&](int f, uint32_t has, uint64_t value) {
-              if (st.has & has) e.set(f, static_cast<double>(value));
-              else e.set_unavailable(f);  // kernel threads have no Vm*/Rss* lines
+              if (st.has & has)
+                e.set(f, static_cast<double>(value));
+              else
+                e.set_unavailable(f);  // kernel threads have no Vm*/Rss* lines
             };
             opt(f_rssAnonBytes, StatusFields::kRssAnon, st.rss_anon);
             opt(f_rssFileBytes, StatusFields::kRssFile, st.rss_file);
@@ -401,8 +417,10 @@ void ProcessTable::sample_entry(Entry& e, int64_t now_ns) {
 
   if (sources_ & (1u << kFd)) {
     const long n = (e.denied & (1u << kFd)) ? -EACCES : e.fd_dir.count();
-    if (n >= 0) e.set(f_fds, static_cast<double>(n));
-    else e.set_unavailable(f_fds);
+    if (n >= 0)
+      e.set(f_fds, static_cast<double>(n));
+    else
+      e.set_unavailable(f_fds);
   }
   if (sources_ & (1u << kSocket)) {
     long sockets = 0;
@@ -415,8 +433,10 @@ void ProcessTable::sample_entry(Entry& e, int64_t now_ns) {
         if (len > 8 && std::memcmp(link, "socket:[", 8) == 0) ++sockets;
       });
     }
-    if (!serr) e.set(f_sockets, static_cast<double>(sockets));
-    else e.set_unavailable(f_sockets);
+    if (!serr)
+      e.set(f_sockets, static_cast<double>(sockets));
+    else
+      e.set_unavailable(f_sockets);
   }
 }
 
@@ -467,7 +487,8 @@ SweepResult ProcessTable::sweep() {
   }
 
   auto& block = blocks_[generation_ & 1];
-  if (!block || block->capacity < live) block = std::make_shared<ColumnBlock>(std::max<size_t>(64, live + live / 2));
+  if (!block || block->capacity < live)
+    block = std::make_shared<ColumnBlock>(std::max<size_t>(64, live + live / 2));
   ColumnBlock& b = *block;
   uint32_t* changed = b.changed();
   uint32_t* unavailable = b.unavailable();

@@ -20,13 +20,39 @@ namespace tripdump {
 
 // The per-process fields, in column order. src/sampler/fields.ts lists the same names in the same order;
 // the loader checks that they agree.
-#define TRIPDUMP_FIELDS(X)                                                                               \
-  X(pid, kStat) X(tgid, kStat) X(ppid, kStat) X(pgid, kStat) X(state, kStat) X(comm, kStat)                \
-  X(startTime, kStat) X(cpuPercent, kStat) X(userTicks, kStat) X(systemTicks, kStat) X(rssBytes, kStat)    \
-  X(vmBytes, kStat) X(minorFaults, kStat) X(majorFaults, kStat) X(threads, kStat) X(sharedBytes, kStatm)   \
-  X(textBytes, kStatm) X(dataBytes, kStatm) X(rssAnonBytes, kStatus) X(rssFileBytes, kStatus)              \
-  X(rssShmemBytes, kStatus) X(swapBytes, kStatus) X(hwmBytes, kStatus) X(uid, kStatus) X(readBytes, kIo)   \
-  X(writeBytes, kIo) X(readChars, kIo) X(writeChars, kIo) X(fds, kFd) X(sockets, kSocket)
+// clang-format off
+#define TRIPDUMP_FIELDS(X) \
+  X(pid, kStat) \
+  X(tgid, kStat) \
+  X(ppid, kStat) \
+  X(pgid, kStat) \
+  X(state, kStat) \
+  X(comm, kStat) \
+  X(startTime, kStat) \
+  X(cpuPercent, kStat) \
+  X(userTicks, kStat) \
+  X(systemTicks, kStat) \
+  X(rssBytes, kStat) \
+  X(vmBytes, kStat) \
+  X(minorFaults, kStat) \
+  X(majorFaults, kStat) \
+  X(threads, kStat) \
+  X(sharedBytes, kStatm) \
+  X(textBytes, kStatm) \
+  X(dataBytes, kStatm) \
+  X(rssAnonBytes, kStatus) \
+  X(rssFileBytes, kStatus) \
+  X(rssShmemBytes, kStatus) \
+  X(swapBytes, kStatus) \
+  X(hwmBytes, kStatus) \
+  X(uid, kStatus) \
+  X(readBytes, kIo) \
+  X(writeBytes, kIo) \
+  X(readChars, kIo) \
+  X(writeChars, kIo) \
+  X(fds, kFd) \
+  X(sockets, kSocket)
+// clang-format on
 
 enum Source : int { kStat, kStatm, kStatus, kIo, kFd, kSocket, kSourceCount };
 
@@ -62,7 +88,9 @@ struct ColumnBlock {
   static size_t bytes_for(size_t cap) { return flags_offset(cap) + cap * 4; }
 
   double* column(int field) { return reinterpret_cast<double*>(data.get()) + field * capacity; }
-  char* comm(size_t row) { return reinterpret_cast<char*>(data.get() + comm_offset(capacity)) + row * kCommMax; }
+  char* comm(size_t row) {
+    return reinterpret_cast<char*>(data.get() + comm_offset(capacity)) + row * kCommMax;
+  }
   uint32_t* changed() { return reinterpret_cast<uint32_t*>(data.get() + changed_offset(capacity)); }
   uint32_t* unavailable() { return reinterpret_cast<uint32_t*>(data.get() + unavailable_offset(capacity)); }
   uint32_t* flags() { return reinterpret_cast<uint32_t*>(data.get() + flags_offset(capacity)); }
@@ -146,7 +174,7 @@ class ProcessTable {
   std::vector<int> pending_unwatch_;
 
   ProcDir proc_dir_;
-  std::vector<int> listing_;  // sorted pids of the previous /proc listing
+  std::vector<int> listing_;      // sorted pids of the previous /proc listing
   bool follow_children_ = false;  // some entry follows children: the /proc listing is diffed each sweep
   SystemStats host_;
 

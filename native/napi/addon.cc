@@ -4,7 +4,9 @@
 
 namespace tripdump::napi {
 
-AddonData& addon_data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
+AddonData& addon_data(Napi::Env env) {
+  return *env.GetInstanceData<AddonData>();
+}
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
@@ -21,5 +23,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
 }  // namespace tripdump::napi
 
 // NODE_API_MODULE wants a plain identifier.
-static Napi::Object tripdump_init(Napi::Env env, Napi::Object exports) { return tripdump::napi::init(env, exports); }
+static Napi::Object tripdump_init(Napi::Env env, Napi::Object exports) {
+  return tripdump::napi::init(env, exports);
+}
 NODE_API_MODULE(tripdump, tripdump_init)

@@ -79,9 +79,12 @@ void run(DumpJob* job) {
     job->failure = e.what();
   }
   job->tsfn.BlockingCall([job](Napi::Env env, Napi::Function) {
-    if (job->error) job->deferred.Reject(to_js_error(env, *job->error).Value());
-    else if (!job->failure.empty()) job->deferred.Reject(Napi::Error::New(env, job->failure).Value());
-    else job->deferred.Resolve(result_object(env, job->result));
+    if (job->error)
+      job->deferred.Reject(to_js_error(env, *job->error).Value());
+    else if (!job->failure.empty())
+      job->deferred.Reject(Napi::Error::New(env, job->failure).Value());
+    else
+      job->deferred.Resolve(result_object(env, job->result));
   });
   job->tsfn.Release();
 }
@@ -94,7 +97,9 @@ Napi::Value write_core_dump(const Napi::CallbackInfo& info) {
   job->path = info[1].As<Napi::String>().Utf8Value();
   Napi::Object o = info[2].As<Napi::Object>();
   const std::string mode = o.Get("mode").As<Napi::String>().Utf8Value();
-  job->options.mode = mode == "stop" ? dump::Mode::kStop : mode == "snapshot" ? dump::Mode::kSnapshot : dump::Mode::kAuto;
+  job->options.mode = mode == "stop"       ? dump::Mode::kStop
+                      : mode == "snapshot" ? dump::Mode::kSnapshot
+                                           : dump::Mode::kAuto;
   if (o.Get("filter").IsNumber()) job->options.filter = o.Get("filter").As<Napi::Number>().Uint32Value();
   job->options.overwrite = o.Get("overwrite").ToBoolean().Value();
   job->options.cancel = job->cancel.get();

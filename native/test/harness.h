@@ -36,20 +36,19 @@ std::string describe(const A& a, const B& b) {
   static void TD_CAT(test_, name)();                                                 \
   static ::tripdump::test::Registrar TD_CAT(reg_, name)(#name, TD_CAT(test_, name)); \
   static void TD_CAT(test_, name)()
-#define CHECK(cond) \
-  ((cond) ? (void)0 : ::tripdump::test::fail(__FILE__, __LINE__, "CHECK(" #cond ")"))
-#define CHECK_EQ(a, b)                                                                     \
-  do {                                                                                     \
-    const auto& td_a = (a);                                                                \
-    const auto& td_b = (b);                                                                \
-    if (!(td_a == td_b))                                                                   \
-      ::tripdump::test::fail(__FILE__, __LINE__,                                           \
+#define CHECK(cond) ((cond) ? (void)0 : ::tripdump::test::fail(__FILE__, __LINE__, "CHECK(" #cond ")"))
+#define CHECK_EQ(a, b)                                                                              \
+  do {                                                                                              \
+    const auto& td_a = (a);                                                                         \
+    const auto& td_b = (b);                                                                         \
+    if (!(td_a == td_b))                                                                            \
+      ::tripdump::test::fail(__FILE__, __LINE__,                                                    \
                              "CHECK_EQ(" #a ", " #b ") " + ::tripdump::test::describe(td_a, td_b)); \
   } while (0)
-#define REQUIRE(cond)                                                              \
-  do {                                                                             \
-    if (!(cond)) {                                                                 \
-      ::tripdump::test::fail(__FILE__, __LINE__, "REQUIRE(" #cond ")");            \
-      throw ::tripdump::test::Abort{};                                             \
-    }                                                                              \
+#define REQUIRE(cond)                                                   \
+  do {                                                                  \
+    if (!(cond)) {                                                      \
+      ::tripdump::test::fail(__FILE__, __LINE__, "REQUIRE(" #cond ")"); \
+      throw ::tripdump::test::Abort{};                                  \
+    }                                                                   \
   } while (0)

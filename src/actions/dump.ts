@@ -29,7 +29,14 @@ export class DumpAction implements Action {
     const o = this.options;
     let result: CoreDumpResult | undefined;
     for (let n = 0; !result; n++) {
-      const file = dumpPath({ dir: o.dir, file: o.file }, ctx.target.name, ctx.firing.tag, ctx.target.pid, ctx.time, n + (o.file ? this.#count : 0));
+      const file = dumpPath(
+        { dir: o.dir, file: o.file },
+        ctx.target.name,
+        ctx.firing.tag,
+        ctx.target.pid,
+        ctx.time,
+        n + (o.file ? this.#count : 0),
+      );
       try {
         result = await writeCoreDump(ctx.target.pid, file, {
           ...(o.mode ? { mode: o.mode } : {}),

@@ -19,7 +19,9 @@ export class ExecAction implements Action {
       trigger: ctx.firing.tag,
       name: ctx.target.name,
     };
-    const args = this.argv.map((a) => a.replace(/\{(pid|path|trigger|name)\}/g, (_, k: string) => tokens[k]!));
+    const args = this.argv.map((a) =>
+      a.replace(/\{(pid|path|trigger|name)\}/g, (_, k: string) => tokens[k]!),
+    );
     return new Promise((resolve, reject) => {
       const child = spawn(args[0]!, args.slice(1), {
         stdio: ['ignore', 'inherit', 'inherit'],

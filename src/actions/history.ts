@@ -29,7 +29,11 @@ export function sidecar(ctx: ActionContext, extra: Record<string, unknown> = {})
  */
 export async function writeFileSafely(file: string, data: string, overwrite = false): Promise<void> {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  const fh = await open(
+    tmp,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    0o600,
+  );
   try {
     await fh.writeFile(data);
     await fh.close();

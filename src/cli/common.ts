@@ -13,11 +13,20 @@ export const EXIT = {
   usage: 2,
 } as const;
 
-export function parseInteger(option: string, value: string | undefined, min: number, max = Number.MAX_SAFE_INTEGER): number {
+export function parseInteger(
+  option: string,
+  value: string | undefined,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   if (value === undefined || !/^[+]?\d+$/.test(value.trim()))
-    throw new UsageError(`${option} needs a whole number${min > 0 ? ` ≥ ${min}` : ''}, got '${value ?? ''}'`, option);
+    throw new UsageError(
+      `${option} needs a whole number${min > 0 ? ` ≥ ${min}` : ''}, got '${value ?? ''}'`,
+      option,
+    );
   const n = Number(value);
-  if (n < min || n > max) throw new UsageError(`${option} must be between ${min} and ${max}, got ${value}`, option);
+  if (n < min || n > max)
+    throw new UsageError(`${option} must be between ${min} and ${max}, got ${value}`, option);
   return n;
 }
 
@@ -36,8 +45,15 @@ export function interruptSignal(): AbortSignal {
 /** A coredump_filter mask in hex, with or without 0x (ProcDump's -mc takes `33` and `0x33`). */
 export function parseMask(option: string, value: string | undefined): number {
   if (value === undefined || !/^(0x)?[0-9a-f]{1,3}$/i.test(value.trim()))
-    throw new UsageError(`${option} needs a hex coredump_filter mask such as 33 or 0x33, got '${value ?? ''}'`, option);
+    throw new UsageError(
+      `${option} needs a hex coredump_filter mask such as 33 or 0x33, got '${value ?? ''}'`,
+      option,
+    );
   const n = Number.parseInt(value.trim().replace(/^0x/i, ''), 16);
-  if (n > 0x1ff) throw new UsageError(`${option} must be at most 0x1ff (the bits core(5) defines), got '${value}'`, option);
+  if (n > 0x1ff)
+    throw new UsageError(
+      `${option} must be at most 0x1ff (the bits core(5) defines), got '${value}'`,
+      option,
+    );
   return n;
 }

@@ -64,7 +64,8 @@ export async function dumpCommand(argv: string[], out: NodeJS.WriteStream): Prom
   }
   const [pidArg, where, ...extra] = positionals;
   if (pidArg === undefined) throw new UsageError('which process? give a PID', 'PID');
-  if (!/^\d+$/.test(pidArg)) throw new UsageError(`'${pidArg}' is not a pid (a positive whole number)`, 'PID');
+  if (!/^\d+$/.test(pidArg))
+    throw new UsageError(`'${pidArg}' is not a pid (a positive whole number)`, 'PID');
   if (extra.length) throw new UsageError(`unexpected argument '${extra[0]}'`);
   const pid = checkPid(Number(pidArg));
   if (values.mode !== undefined && values.mode !== 'stop' && values.mode !== 'snapshot')

@@ -27,7 +27,13 @@ const HEADINGS: Partial<Record<FieldName, string>> = {
 };
 
 export function heading(f: FieldName): string {
-  return HEADINGS[f] ?? f.replace(/Bytes$/, '').replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
+  return (
+    HEADINGS[f] ??
+    f
+      .replace(/Bytes$/, '')
+      .replace(/[A-Z]/g, (c) => `_${c}`)
+      .toUpperCase()
+  );
 }
 
 export function formatValue(f: FieldName, v: ProcessRecord[FieldName]): string {
@@ -41,7 +47,10 @@ export function formatValue(f: FieldName, v: ProcessRecord[FieldName]): string {
 
 /** Renders rows as an aligned table; the last column (comm when present) is left unpadded. */
 export function table(fields: readonly FieldName[], rows: readonly ProcessRecord[]): string {
-  const cols = [...fields.filter((f) => f !== 'comm'), ...(fields.includes('comm') ? (['comm'] as const) : [])];
+  const cols = [
+    ...fields.filter((f) => f !== 'comm'),
+    ...(fields.includes('comm') ? (['comm'] as const) : []),
+  ];
   const cells = [cols.map(heading), ...rows.map((r) => cols.map((f) => formatValue(f, r[f])))];
   const widths = cols.map((_, i) => Math.max(...cells.map((c) => c[i]!.length)));
   return cells

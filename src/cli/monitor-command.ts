@@ -2,12 +2,12 @@
 // and the quit semantics (Ctrl-C or SIGTERM stops everything within one sweep and cancels a dump in flight).
 import { spawn } from 'node:child_process';
 import { DumpAction } from '../actions/dump.js';
-import { AbortError } from '../errors.js';
 import { processName } from '../dump/naming.js';
+import { AbortError } from '../errors.js';
 import { Monitor, type MonitorEvent } from '../monitor/monitor.js';
 import { EXIT, interruptSignal } from './common.js';
 import { logLine } from './output.js';
-import { type ProcdumpConfig, parseProcdumpArgs, PROCDUMP_USAGE, settingsBlock } from './procdump.js';
+import { PROCDUMP_USAGE, type ProcdumpConfig, parseProcdumpArgs, settingsBlock } from './procdump.js';
 
 /** -log: stdout lines, or one `logger` child fed line by line (Node has no syslog client). */
 function tracer(kind: ProcdumpConfig['log']): ((line: string) => void) | undefined {
@@ -59,7 +59,9 @@ export async function monitorCommand(argv: string[], out: NodeJS.WriteStream): P
     switch (e.type) {
       case 'target':
         if (!started) {
-          out.write(`${settingsBlock(config, processLine)}\nPress Ctrl-C to end monitoring without terminating the process(es).\n\n`);
+          out.write(
+            `${settingsBlock(config, processLine)}\nPress Ctrl-C to end monitoring without terminating the process(es).\n\n`,
+          );
           started = true;
         }
         if (!('pid' in target)) out.write(logLine('INFO', `Monitoring ${e.target.name} (${e.target.pid})`));
@@ -75,7 +77,9 @@ export async function monitorCommand(argv: string[], out: NodeJS.WriteStream): P
         break;
       case 'error':
         if (e.error instanceof AbortError) {
-          out.write(logLine('INFO', `${e.kind} of process ${e.target.pid} cancelled: nothing was left behind`));
+          out.write(
+            logLine('INFO', `${e.kind} of process ${e.target.pid} cancelled: nothing was left behind`),
+          );
           break;
         }
         failures++;
@@ -92,7 +96,14 @@ export async function monitorCommand(argv: string[], out: NodeJS.WriteStream): P
   }
   const summary = await monitor.run();
   const files = summary.written.filter((f) => !f.endsWith('.json'));
-  const why = { done: 'all dumps written', exited: 'the target exited', aborted: 'interrupted' }[summary.reason];
-  out.write(logLine('INFO', `Stopped (${why}): ${files.length} dump${files.length === 1 ? '' : 's'} written${files.length ? `: ${files.join(', ')}` : ''}`));
+  const why = { done: 'all dumps written', exited: 'the target exited', aborted: 'interrupted' }[
+    summary.reason
+  ];
+  out.write(
+    logLine(
+      'INFO',
+      `Stopped (${why}): ${files.length} dump${files.length === 1 ? '' : 's'} written${files.length ? `: ${files.join(', ')}` : ''}`,
+    ),
+  );
   return failures ? EXIT.failure : EXIT.ok;
 }

@@ -7,7 +7,10 @@ export function logLine(level: 'INFO' | 'WARN' | 'ERROR', message: string, when 
 }
 
 /** Redraws one line on a TTY; silent elsewhere (a log file does not want 50 updates a second). */
-export function progressBar(stream: NodeJS.WriteStream): { update(done: number, total: number): void; end(): void } {
+export function progressBar(stream: NodeJS.WriteStream): {
+  update(done: number, total: number): void;
+  end(): void;
+} {
   if (!stream.isTTY) return { update() {}, end() {} };
   let drawn = false;
   return {
@@ -15,7 +18,9 @@ export function progressBar(stream: NodeJS.WriteStream): { update(done: number, 
       const width = 30;
       const frac = total > 0 ? Math.min(1, done / total) : 1;
       const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, ' ');
-      stream.write(`\r[${bar}] ${(frac * 100).toFixed(0).padStart(3)}%  ${formatBytes(done)} / ${formatBytes(total)}  `);
+      stream.write(
+        `\r[${bar}] ${(frac * 100).toFixed(0).padStart(3)}%  ${formatBytes(done)} / ${formatBytes(total)}  `,
+      );
       drawn = true;
     },
     end() {

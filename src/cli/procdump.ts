@@ -1,11 +1,12 @@
 // ProcDump for Linux's command line: `tripdump [options] {PID | -w NAME | -pgid PGID} [DUMP_FILE | DUMP_DIR]`,
 // same switches and meaning, case-insensitive, `-` or `/`, with its mistakes fixed (see README).
+
+import type { DumpMode } from '../dump/core.js';
 import { UsageError } from '../errors.js';
+import type { TargetSpec } from '../monitor/monitor.js';
+import { checkPid } from '../sampler/sampler.js';
 import { KINDS, type ThresholdKind, ThresholdTrigger, TimerTrigger } from '../triggers/threshold.js';
 import type { Trigger } from '../triggers/trigger.js';
-import { checkPid } from '../sampler/sampler.js';
-import type { TargetSpec } from '../monitor/monitor.js';
-import type { DumpMode } from '../dump/core.js';
 import { parseInteger, parseMask } from './common.js';
 import { outputTarget } from './dump.js';
 
@@ -87,7 +88,8 @@ function switchName(arg: string): string | undefined {
 }
 
 function number(option: string, value: string, min: number): number {
-  if (!/^\d+(\.\d+)?$/.test(value)) throw new UsageError(`${option} needs a number ≥ ${min}, got '${value}'`, option);
+  if (!/^\d+(\.\d+)?$/.test(value))
+    throw new UsageError(`${option} needs a number ≥ ${min}, got '${value}'`, option);
   const n = Number(value);
   if (n < min) throw new UsageError(`${option} must be ≥ ${min}, got ${value}`, option);
   return n;
@@ -95,7 +97,8 @@ function number(option: string, value: string, min: number): number {
 
 function list(option: string, value: string): number[] {
   const parts = value.split(',');
-  if (parts.some((p) => p.trim() === '')) throw new UsageError(`${option} needs MB[,MB...], got '${value}'`, option);
+  if (parts.some((p) => p.trim() === ''))
+    throw new UsageError(`${option} needs MB[,MB...], got '${value}'`, option);
   return parts.map((p) => number(option, p.trim(), 0));
 }
 
@@ -117,7 +120,9 @@ export function parseProcdumpArgs(argv: readonly string[]): ProcdumpConfig | und
     if (kind === 'flag') seen.set(name, '');
     else if (kind === 'optional') {
       const next = argv[i + 1]?.toLowerCase();
-      seen.set(name, next === 'syslog' || next === 'stdout' ? (i++, next) : 'syslog');
+      const given = next === 'syslog' || next === 'stdout';
+      seen.set(name, given ? next : 'syslog');
+      if (given) i++;
     } else {
       const next = argv[i + 1];
       if (next === undefined || (switchName(next) !== undefined && !/^-\d/.test(next)))
@@ -141,11 +146,16 @@ export function parseProcdumpArgs(argv: readonly string[]): ProcdumpConfig | und
   threshold('tc', 'threads', 'above', false);
   threshold('fc', 'fds', 'above', false);
   threshold('so', 'sockets', 'above', false);
-  if (seen.has('c') && seen.has('cl')) throw new UsageError('-c and -cl contradict each other: give one', '-cl');
-  if (seen.has('m') && seen.has('ml')) throw new UsageError('-m and -ml contradict each other: give one', '-ml');
+  if (seen.has('c') && seen.has('cl'))
+    throw new UsageError('-c and -cl contradict each other: give one', '-cl');
+  if (seen.has('m') && seen.has('ml'))
+    throw new UsageError('-m and -ml contradict each other: give one', '-ml');
   if (triggers.length === 0) triggers.push(new TimerTrigger());
 
-  const thresholdsCount = Math.max(1, ...triggers.map((t) => (t instanceof ThresholdTrigger ? t.thresholds.length : 1)));
+  const thresholdsCount = Math.max(
+    1,
+    ...triggers.map((t) => (t instanceof ThresholdTrigger ? t.thresholds.length : 1)),
+  );
   const count = seen.has('n') ? parseInteger('-n', seen.get('n'), 1) : thresholdsCount;
   const cooldownMs = seen.has('s') ? number('-s', seen.get('s')!, 0) * 1000 : 10_000;
   const pollMs = seen.has('pf') ? number('-pf', seen.get('pf')!, 1) : 1000;
@@ -158,7 +168,8 @@ export function parseProcdumpArgs(argv: readonly string[]): ProcdumpConfig | und
 
   let target: TargetSpec;
   const rest = [...positionals];
-  if (seen.has('w') && seen.has('pgid')) throw new UsageError('-w and -pgid cannot be used together', '-pgid');
+  if (seen.has('w') && seen.has('pgid'))
+    throw new UsageError('-w and -pgid cannot be used together', '-pgid');
   if (seen.has('w')) {
     const name = seen.get('w')!;
     if (/^\d+$/.test(rest[0] ?? '') && rest.length >= 1 && name !== rest[0])
@@ -169,7 +180,8 @@ export function parseProcdumpArgs(argv: readonly string[]): ProcdumpConfig | und
   } else {
     const pid = rest.shift();
     if (pid === undefined) throw new UsageError('which process? give a PID, -w NAME or -pgid PGID', 'PID');
-    if (!/^\d+$/.test(pid)) throw new UsageError(`'${pid}' is not a PID; to wait for a process by name use -w ${pid}`, 'PID');
+    if (!/^\d+$/.test(pid))
+      throw new UsageError(`'${pid}' is not a PID; to wait for a process by name use -w ${pid}`, 'PID');
     target = { pid: checkPid(Number(pid), 'PID') };
   }
   if (rest.length > 1) throw new UsageError(`unexpected argument '${rest[1]}'`, rest[1]);

@@ -43,7 +43,16 @@ function attachNegativeValues(argv: string[], valued: string[]): string[] {
 }
 
 /** The table's default columns: the useful stat fields, when the caller did not choose. */
-const TABLE_DEFAULT: FieldName[] = ['pid', 'ppid', 'state', 'threads', 'cpuPercent', 'rssBytes', 'vmBytes', 'comm'];
+const TABLE_DEFAULT: FieldName[] = [
+  'pid',
+  'ppid',
+  'state',
+  'threads',
+  'cpuPercent',
+  'rssBytes',
+  'vmBytes',
+  'comm',
+];
 
 export async function sampleCommand(argv: string[], out: NodeJS.WritableStream): Promise<number> {
   const { values, positionals } = (() => {
@@ -76,13 +85,15 @@ export async function sampleCommand(argv: string[], out: NodeJS.WritableStream):
     return checkPid(Number(p));
   });
   if (values.all && pids.length) throw new UsageError('give either PIDs or --all, not both', '--all');
-  if (!values.all && !pids.length) throw new UsageError('nothing to sample: give one or more PIDs, or --all', 'PID');
+  if (!values.all && !pids.length)
+    throw new UsageError('nothing to sample: give one or more PIDs, or --all', 'PID');
   const fields = parseFields(
     values.fields === undefined || values.fields === 'all'
       ? values.fields
       : values.fields.split(',').map((f) => f.trim()),
   );
-  const interval = values.interval === undefined ? 1000 : parseInteger('--interval', values.interval, 1, 86_400_000);
+  const interval =
+    values.interval === undefined ? 1000 : parseInteger('--interval', values.interval, 1, 86_400_000);
   const count = values.count === undefined ? 1 : parseInteger('--count', values.count, 0);
   const shown = values.json || values.fields !== undefined ? fields : TABLE_DEFAULT;
 
@@ -114,7 +125,12 @@ export async function sampleCommand(argv: string[], out: NodeJS.WritableStream):
   return EXIT.ok;
 }
 
-function print(snap: Snapshot, fields: readonly FieldName[], json: boolean, out: NodeJS.WritableStream): void {
+function print(
+  snap: Snapshot,
+  fields: readonly FieldName[],
+  json: boolean,
+  out: NodeJS.WritableStream,
+): void {
   if (json) {
     const lines: string[] = [];
     for (const r of snap.records()) {

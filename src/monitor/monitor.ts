@@ -154,7 +154,11 @@ export class Monitor {
       sampler.close();
       discovery?.close();
     }
-    const reason = signal.aborted ? 'aborted' : [...this.#targets.values()].every((t) => this.#done(t)) ? 'done' : 'exited';
+    const reason = signal.aborted
+      ? 'aborted'
+      : [...this.#targets.values()].every((t) => this.#done(t))
+        ? 'done'
+        : 'exited';
     return { written: this.#written, firings: this.#firings, reason };
   }
 
@@ -201,7 +205,14 @@ export class Monitor {
       try {
         const r = await action.run(ctx);
         if (r.path) this.#written.push(r.path);
-        this.#emit({ type: 'action', target: t.info, firing, kind: action.kind, message: r.message, ...(r.path ? { path: r.path } : {}) });
+        this.#emit({
+          type: 'action',
+          target: t.info,
+          firing,
+          kind: action.kind,
+          message: r.message,
+          ...(r.path ? { path: r.path } : {}),
+        });
       } catch (e) {
         this.#emit({ type: 'error', target: t.info, firing, kind: action.kind, error: e as Error });
         // A later action must not run on a missing input (no exec on a dump that failed).

@@ -45,7 +45,9 @@ export type FieldName = keyof typeof FIELD_INFO;
 export const FIELD_NAMES = Object.keys(FIELD_INFO) as FieldName[];
 
 /** Fields returned when the caller does not choose: everything that comes from `stat` (one read). */
-export const DEFAULT_FIELDS: readonly FieldName[] = FIELD_NAMES.filter((f) => FIELD_INFO[f].source === 'stat');
+export const DEFAULT_FIELDS: readonly FieldName[] = FIELD_NAMES.filter(
+  (f) => FIELD_INFO[f].source === 'stat',
+);
 
 /** Values of one process in one snapshot. `null` means unavailable (permission, not applicable, first sample). */
 export type ProcessRecord = {

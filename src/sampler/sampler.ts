@@ -1,7 +1,7 @@
 // The public Sampler: a native ProcessTable plus field selection, snapshot validity and async sweeps.
 import { fromNative, native, UsageError } from '../errors.js';
 import { binding, type NativeBinding, type NativeSampler, type NativeSweep } from '../native.js';
-import { FIELD_INFO, FIELD_NAMES, DEFAULT_FIELDS, type FieldName } from './fields.js';
+import { DEFAULT_FIELDS, FIELD_INFO, FIELD_NAMES, type FieldName } from './fields.js';
 import { ColumnViews, type ProcessIdentity, Snapshot } from './snapshot.js';
 
 export interface SamplerOptions {
@@ -53,6 +53,13 @@ export class Sampler {
   #sweepsStarted = 0;
   #inFlight: Promise<Snapshot> | undefined;
   #closed = false;
+  /**
+   * For unwatch()'s answer: pids watched, and pids unwatched, that the latest snapshot does not reflect
+   * yet, each with the number of sweeps started when it happened (a sweep takes in what came before it).
+   */
+  #pending = new Map<number, number>();
+  #unwatched = new Map<number, number>();
+  #latest: Snapshot | undefined;
 
   constructor(options: SamplerOptions = {}) {
     this.fields = parseFields(options.fields);
@@ -84,24 +91,39 @@ export class Sampler {
   watch(pid: number, options: WatchOptions = {}): ProcessIdentity {
     this.#open();
     checkPid(pid);
-    return native(() =>
+    const id = native(() =>
       this.#native.watch(pid, {
         children: options.children ?? this.#options.children === true,
         threads: options.threads ?? this.#options.threads === true,
       }),
     );
+    this.#pending.set(pid, this.#sweepsStarted);
+    this.#unwatched.delete(pid);
+    return id;
   }
 
-  /** Stops sampling a process (and its thread rows) from the next sweep on. */
-  unwatch(pid: number): void {
+  /**
+   * Stops sampling a process (and its thread rows) from the next sweep on. Returns whether it was being
+   * watched: a row of the latest snapshot, or watched since, and not unwatched already.
+   */
+  unwatch(pid: number): boolean {
     this.#open();
-    this.#native.unwatch(checkPid(pid));
+    checkPid(pid);
+    const was =
+      this.#pending.has(pid) || ((this.#latest?.rowOf(pid) ?? -1) >= 0 && !this.#unwatched.has(pid));
+    this.#pending.delete(pid);
+    if (was) {
+      this.#unwatched.set(pid, this.#sweepsStarted);
+      this.#native.unwatch(pid);
+    }
+    return was;
   }
 
   /** One sweep on the calling thread: for small sets. */
   sample(): Snapshot {
     this.#open();
-    if (this.#inFlight) throw new UsageError('sample() called while sampleAsync() is running; await it first');
+    if (this.#inFlight)
+      throw new UsageError('sample() called while sampleAsync() is running; await it first');
     const gen = ++this.#sweepsStarted;
     return this.#snapshot(
       native(() => this.#native.sample()),
@@ -146,10 +168,25 @@ export class Sampler {
   #snapshot(sweep: NativeSweep, gen: number): Snapshot {
     let views = this.#views.find((v) => v.buffer === sweep.buffer);
     if (!views) {
-      views = new ColumnViews(sweep.buffer, sweep.capacity, this.#binding.layout(sweep.capacity), this.#binding.commMax);
+      views = new ColumnViews(
+        sweep.buffer,
+        sweep.capacity,
+        this.#binding.layout(sweep.capacity),
+        this.#binding.commMax,
+      );
       // The table alternates between two blocks; older views belong to blocks it no longer uses.
       this.#views = [views, ...this.#views].slice(0, 2);
     }
-    return new Snapshot(sweep, views, this.fields, this.#binding.commMax, () => this.#sweepsStarted <= gen + 1);
+    const snap = new Snapshot(
+      sweep,
+      views,
+      this.fields,
+      this.#binding.commMax,
+      () => this.#sweepsStarted <= gen + 1,
+    );
+    // Sweep `gen` took in every watch() and unwatch() made before it started; later ones stay pending.
+    for (const m of [this.#pending, this.#unwatched]) for (const [pid, at] of m) if (at < gen) m.delete(pid);
+    this.#latest = snap;
+    return snap;
   }
 }

@@ -21,6 +21,12 @@ const FIELD_INDEX = new Map(FIELD_NAMES.map((f, i) => [f, i] as const));
 const COMM = FIELD_INDEX.get('comm')!;
 const decoder = new TextDecoder();
 
+function pairs(a: Float64Array): ProcessIdentity[] {
+  const out: ProcessIdentity[] = [];
+  for (let i = 0; i < a.length; i += 2) out.push({ pid: a[i]!, startTime: a[i + 1]! });
+  return out;
+}
+
 /** Typed-array views over one column block, made once per block. */
 export class ColumnViews {
   readonly columns: Float64Array[];
@@ -51,10 +57,6 @@ export class Snapshot {
   readonly length: number;
   /** Sequence number of the sweep, from 0. */
   readonly generation: number;
-  /** Rows that are new in this sweep. */
-  readonly started: readonly ProcessIdentity[];
-  /** Processes (or threads) seen to end since the previous sweep; reported once, no longer rows. */
-  readonly exited: readonly ProcessIdentity[];
   readonly host: HostSample | undefined;
   /** The fields this snapshot holds. */
   readonly fields: readonly FieldName[];
@@ -62,6 +64,9 @@ export class Snapshot {
   #isValid: () => boolean;
   #commMax: number;
   #rowOf: Map<number, number> | undefined;
+  #sweep: NativeSweep;
+  #started: ProcessIdentity[] | undefined;
+  #exited: ProcessIdentity[] | undefined;
 
   /** @internal Made by Sampler. */
   constructor(
@@ -75,8 +80,7 @@ export class Snapshot {
     this.durationMs = sweep.durationMs;
     this.length = sweep.rows;
     this.generation = sweep.generation;
-    this.started = sweep.started;
-    this.exited = sweep.exited;
+    this.#sweep = sweep;
     this.host = sweep.host && {
       ...sweep.host,
       cpuPercent: Number.isNaN(sweep.host.cpuPercent) ? null : sweep.host.cpuPercent,
@@ -85,6 +89,18 @@ export class Snapshot {
     this.#views = views;
     this.#commMax = commMax;
     this.#isValid = isValid;
+  }
+
+  /** Rows that are new in this sweep. */
+  get started(): readonly ProcessIdentity[] {
+    this.#started ??= pairs(this.#sweep.started);
+    return this.#started;
+  }
+
+  /** Processes (or threads) seen to end since the previous sweep; reported once, no longer rows. */
+  get exited(): readonly ProcessIdentity[] {
+    this.#exited ??= pairs(this.#sweep.exited);
+    return this.#exited;
   }
 
   /** False once two newer sweeps have started: the block under this snapshot is being rewritten. */

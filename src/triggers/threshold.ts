@@ -18,11 +18,32 @@ interface Kind {
 }
 
 export const KINDS = {
-  cpu: { tag: 'cpu', field: 'cpuPercent', scale: 1, unit: '%', label: 'CPU Threshold:', show: (t) => `${t}%` },
+  cpu: {
+    tag: 'cpu',
+    field: 'cpuPercent',
+    scale: 1,
+    unit: '%',
+    label: 'CPU Threshold:',
+    show: (t) => `${t}%`,
+  },
   // ProcDump calls it commit but reads RSS: so do we (README), and keep its name in file names.
-  memory: { tag: 'commit', field: 'rssBytes', scale: 2 ** 20, unit: ' MB', label: 'Commit Threshold:', show: (t) => `${t} MB` },
+  memory: {
+    tag: 'commit',
+    field: 'rssBytes',
+    scale: 2 ** 20,
+    unit: ' MB',
+    label: 'Commit Threshold:',
+    show: (t) => `${t} MB`,
+  },
   threads: { tag: 'thread', field: 'threads', scale: 1, unit: '', label: 'Thread Threshold:', show: String },
-  fds: { tag: 'filedesc', field: 'fds', scale: 1, unit: '', label: 'File Descriptor Threshold:', show: String },
+  fds: {
+    tag: 'filedesc',
+    field: 'fds',
+    scale: 1,
+    unit: '',
+    label: 'File Descriptor Threshold:',
+    show: String,
+  },
   sockets: { tag: 'socket', field: 'sockets', scale: 1, unit: '', label: 'Socket Threshold:', show: String },
 } as const satisfies Record<string, Kind>;
 
@@ -50,7 +71,10 @@ export class ThresholdTrigger implements Trigger {
       if (!Number.isFinite(t) || t < 0) throw new UsageError(`${kindName} threshold must be ≥ 0, got ${t}`);
     this.tag = this.kind.tag;
     this.fields = [this.kind.field];
-    this.setting = [this.kind.label, `${direction === 'above' ? '>=' : '<'} ${thresholds.map(this.kind.show).join(',')}`];
+    this.setting = [
+      this.kind.label,
+      `${direction === 'above' ? '>=' : '<'} ${thresholds.map(this.kind.show).join(',')}`,
+    ];
   }
 
   limit(state: TriggerState): number {

@@ -5,7 +5,16 @@
 import type { FieldName, ProcessRecord } from '../sampler/fields.js';
 
 /** The trigger names ProcDump puts in dump file names. */
-export type TriggerTag = 'commit' | 'cpu' | 'thread' | 'filedesc' | 'socket' | 'signal' | 'time' | 'manual' | 'crash';
+export type TriggerTag =
+  | 'commit'
+  | 'cpu'
+  | 'thread'
+  | 'filedesc'
+  | 'socket'
+  | 'signal'
+  | 'time'
+  | 'manual'
+  | 'crash';
 
 export interface Judgement {
   /** Whether the condition holds in this sample. */

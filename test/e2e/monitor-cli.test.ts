@@ -39,15 +39,31 @@ function start(args: string[]): Run {
 const dumps = () => readdirSync(dir).filter((f) => !f.endsWith('.json') && !f.startsWith('.'));
 
 function gdbThreads(core: string): number {
-  const r = spawnSync('gdb', ['-batch', '-ex', 'info threads', fixture('workload'), core], { encoding: 'utf8' });
-  expect(r.stdout + r.stderr).not.toMatch(/not a core dump|format not recognized|Cannot access memory at address 0x0\n/);
+  const r = spawnSync('gdb', ['-batch', '-ex', 'info threads', fixture('workload'), core], {
+    encoding: 'utf8',
+  });
+  expect(r.stdout + r.stderr).not.toMatch(
+    /not a core dump|format not recognized|Cannot access memory at address 0x0\n/,
+  );
   return (r.stdout.match(/^\*?\s+\d+\s+Thread /gm) ?? []).length;
 }
 
 const scenarios: { name: string; workload: string[]; args: string[]; tag: string; count: number }[] = [
-  { name: 'CPU at or above', workload: ['--delay', '400', '--spin'], args: ['-c', '50', '-pf', '100'], tag: 'cpu', count: 1 },
+  {
+    name: 'CPU at or above',
+    workload: ['--delay', '400', '--spin'],
+    args: ['-c', '50', '-pf', '100'],
+    tag: 'cpu',
+    count: 1,
+  },
   { name: 'CPU below', workload: [], args: ['-cl', '5', '-pf', '100'], tag: 'cpu', count: 1 },
-  { name: 'memory at or above', workload: ['--delay', '400', '--alloc', '64'], args: ['-m', '48', '-pf', '100'], tag: 'commit', count: 1 },
+  {
+    name: 'memory at or above',
+    workload: ['--delay', '400', '--alloc', '64'],
+    args: ['-m', '48', '-pf', '100'],
+    tag: 'commit',
+    count: 1,
+  },
   {
     name: 'memory thresholds in turn',
     workload: ['--delay', '300', '--alloc', '32', '--repeat', '3', '--step', '500'],
@@ -56,10 +72,34 @@ const scenarios: { name: string; workload: string[]; args: string[]; tag: string
     count: 3,
   },
   { name: 'memory below', workload: [], args: ['-ml', '200', '-pf', '100'], tag: 'commit', count: 1 },
-  { name: 'thread count', workload: ['--delay', '400', '--threads', '7'], args: ['-tc', '6', '-pf', '100'], tag: 'thread', count: 1 },
-  { name: 'fd count', workload: ['--delay', '400', '--fds', '40'], args: ['-fc', '40', '-pf', '100'], tag: 'filedesc', count: 1 },
-  { name: 'socket count', workload: ['--delay', '400', '--sockets', '5'], args: ['-so', '5', '-pf', '100'], tag: 'socket', count: 1 },
-  { name: 'timer (no trigger)', workload: [], args: ['-n', '2', '-s', '1', '-pf', '100'], tag: 'time', count: 2 },
+  {
+    name: 'thread count',
+    workload: ['--delay', '400', '--threads', '7'],
+    args: ['-tc', '6', '-pf', '100'],
+    tag: 'thread',
+    count: 1,
+  },
+  {
+    name: 'fd count',
+    workload: ['--delay', '400', '--fds', '40'],
+    args: ['-fc', '40', '-pf', '100'],
+    tag: 'filedesc',
+    count: 1,
+  },
+  {
+    name: 'socket count',
+    workload: ['--delay', '400', '--sockets', '5'],
+    args: ['-so', '5', '-pf', '100'],
+    tag: 'socket',
+    count: 1,
+  },
+  {
+    name: 'timer (no trigger)',
+    workload: [],
+    args: ['-n', '2', '-s', '1', '-pf', '100'],
+    tag: 'time',
+    count: 2,
+  },
 ];
 
 describe('triggers', () => {
@@ -78,11 +118,15 @@ describe('triggers', () => {
       expect(side.process).toMatchObject({ pid: target.pid, name: 'workload' });
       expect(side.samples.length).toBeGreaterThan(0);
       expect(side.samples.length).toBeLessThanOrEqual(60);
-      const met = side.trigger.reason.includes('>=') ? side.trigger.value >= side.trigger.threshold : side.trigger.value < side.trigger.threshold;
+      const met = side.trigger.reason.includes('>=')
+        ? side.trigger.value >= side.trigger.threshold
+        : side.trigger.value < side.trigger.threshold;
       if (s.tag !== 'time') expect(met).toBe(true);
     }
     if (s.name === 'memory thresholds in turn') {
-      const thresholds = files.map((f) => JSON.parse(readFileSync(path.join(dir, `${f}.json`), 'utf8')).trigger.threshold);
+      const thresholds = files.map(
+        (f) => JSON.parse(readFileSync(path.join(dir, `${f}.json`), 'utf8')).trigger.threshold,
+      );
       expect(thresholds.sort((a: number, b: number) => a - b)).toEqual([24, 56, 88]);
     }
     expect(run.out()).toMatch(/Stopped \(all dumps written\)/);
@@ -155,7 +199,11 @@ describe('several processes', () => {
   it('-pgid covers a member that joins the group later', async () => {
     // Each workload is started through python, which sets its group and execs it: the first leads a new
     // group, the second joins it (setpgid works within one session, which all of them share).
-    const setpgid = (g: number) => ['python3', '-c', `import os,sys; os.setpgid(0, ${g}); os.execv(sys.argv[1], sys.argv[1:])`];
+    const setpgid = (g: number) => [
+      'python3',
+      '-c',
+      `import os,sys; os.setpgid(0, ${g}); os.execv(sys.argv[1], sys.argv[1:])`,
+    ];
     const leader = track(await spawnTarget('workload', [], { wrapper: setpgid(0) }));
     const pgid = Number(readFileSync(`/proc/${leader.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[2]);
     expect(pgid).toBe(leader.pid);
@@ -199,7 +247,10 @@ describe('bad input', () => {
   });
 
   it('accepts switches in any case and with / (ProcDump style)', () => {
-    const r = spawnSync(process.execPath, [cli, '/C', '90', '-PF', '100', '/?'], { cwd: dir, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [cli, '/C', '90', '-PF', '100', '/?'], {
+      cwd: dir,
+      encoding: 'utf8',
+    });
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('Usage: tripdump [options]');
     expect(existsSync(path.join(dir, 'x'))).toBe(false);

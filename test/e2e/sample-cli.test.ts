@@ -43,7 +43,10 @@ describe('tripdump sample', () => {
     const r = run('sample', String(pid), '--json', '--fields', 'all', '--interval', '50', '--count', '2');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines).toHaveLength(2);
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const after = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -58,11 +61,21 @@ describe('tripdump sample', () => {
       expect(typeof rec.fds).toBe('number');
       expect(rec.sockets).toBe(0);
       // every documented camelCase name is present
-      for (const k of ['startTime', 'userTicks', 'systemTicks', 'rssBytes', 'vmBytes', 'readBytes', 'writeBytes'])
+      for (const k of [
+        'startTime',
+        'userTicks',
+        'systemTicks',
+        'rssBytes',
+        'vmBytes',
+        'readBytes',
+        'writeBytes',
+      ])
         expect(rec).toHaveProperty(k);
     }
     expect(lines[0]!.fds).toBe(
-      spawnSync('ls', [`/proc/${pid}/fd`], { encoding: 'utf8' }).stdout.trim().split('\n').length,
+      spawnSync('ls', [`/proc/${pid}/fd`], { encoding: 'utf8' })
+        .stdout.trim()
+        .split('\n').length,
     );
   });
 
@@ -81,7 +94,10 @@ describe('tripdump sample', () => {
     // Asynchronously, so this process reaps the sleeper: a zombie is still a process.
     const r = await runAsync('sample', String(child.pid), '--json', '--interval', '150', '--count', '20');
     expect(r.code).toBe(0);
-    const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event?: string; pid: number });
+    const events = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { event?: string; pid: number });
     expect(events.filter((e) => e.event === 'exit')).toEqual([expect.objectContaining({ pid: child.pid })]);
     expect(r.stderr).toContain('every watched process has exited');
   });
@@ -116,7 +132,16 @@ describe('tripdump sample', () => {
 
   it('stops on SIGTERM with exit 0', async () => {
     const pid = startSleeper();
-    const child = spawn(process.execPath, [cli, 'sample', String(pid), '--count', '0', '--interval', '50', '--json']);
+    const child = spawn(process.execPath, [
+      cli,
+      'sample',
+      String(pid),
+      '--count',
+      '0',
+      '--interval',
+      '50',
+      '--json',
+    ]);
     let out = '';
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString();

@@ -27,7 +27,10 @@ describe('sampler fds', () => {
     expect(kept.length).toBeGreaterThanOrEqual(5 * pids.length);
     for (const fd of kept) {
       expect(fd).toBeGreaterThanOrEqual(1024);
-      const flags = Number.parseInt(/flags:\s*(\d+)/.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1]!, 8);
+      const flags = Number.parseInt(
+        /flags:\s*(\d+)/.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1]!,
+        8,
+      );
       expect(flags & 0o2000000).toBe(0o2000000); // O_CLOEXEC
     }
     s.close();

@@ -1,0 +1,258 @@
+// Core writer benchmark: tripdump (stop and snapshot modes) against gdb's gcore and the kernel's own dump,
+// for targets with 1 GiB and 4 GiB of touched anonymous memory, and a Node process. For each: elapsed
+// time, the target's pause (the largest gap in a heartbeat it writes every millisecond), and the file's
+// apparent and on-disk size. Output only; the design §5 targets are judged in the verdict lines.
+//
+// Run: npm run bench:dump   (BENCH_DUMP_SIZES=1024,4096 to choose the sizes in MiB)
+
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import {
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { writeCoreDump } from 'tripdump';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const OUT_DIR = path.join(ROOT, 'build', 'bench');
+const HEARTBEAT = path.join(OUT_DIR, 'heartbeat');
+const SIZES = (process.env.BENCH_DUMP_SIZES ?? '1024,4096').split(',').map(Number);
+const MIB = 2 ** 20;
+
+interface Row {
+  target: string;
+  writer: string;
+  elapsedS: number;
+  pauseMs: number | undefined;
+  apparentMiB: number;
+  diskMiB: number;
+}
+
+const children = new Set<ChildProcess>();
+function killAll(): void {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+}
+process.on('exit', killAll);
+for (const sig of ['SIGINT', 'SIGTERM'] as const)
+  process.on(sig, () => {
+    killAll();
+    process.exit(130);
+  });
+
+function start(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string; shell?: boolean } = {},
+): Promise<ChildProcess> {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], ...opts });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('ready')) resolve(child);
+    });
+    child.once('exit', (code) => reject(new Error(`${cmd} exited (${code}) before it was ready`)));
+  });
+}
+
+function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    process.kill(child.pid!, 'SIGKILL');
+  });
+}
+
+/** The heartbeat's shared file: [0] largest gap in µs (reset by writing 0), [1] beats. */
+class Heart {
+  readonly file: string;
+  constructor(dir: string, name: string) {
+    this.file = path.join(dir, `${name}.beat`);
+    const fd = openSync(this.file, 'w');
+    writeSync(fd, Buffer.alloc(4096));
+    closeSync(fd);
+  }
+  reset(): void {
+    const fd = openSync(this.file, 'r+');
+    writeSync(fd, Buffer.alloc(8), 0, 8, 0);
+    closeSync(fd);
+  }
+  gapMs(): number {
+    return Number(readFileSync(this.file).readBigUInt64LE(0)) / 1000;
+  }
+}
+
+function sizes(file: string): { apparentMiB: number; diskMiB: number } {
+  const st = statSync(file);
+  return { apparentMiB: st.size / MIB, diskMiB: (st.blocks * 512) / MIB };
+}
+
+async function timed(fn: () => Promise<void>): Promise<number> {
+  const t = performance.now();
+  await fn();
+  return (performance.now() - t) / 1000;
+}
+
+const settle = () => spawnSync('sync');
+
+async function benchTarget(
+  rows: Row[],
+  label: string,
+  work: string,
+  launch: () => Promise<ChildProcess>,
+  heart?: Heart,
+): Promise<void> {
+  const child = await launch();
+  const pid = child.pid!;
+  // Let the heartbeat run a little so its largest gap reflects steady state, not start-up.
+  await new Promise((r) => setTimeout(r, 300));
+  const measure = async (writer: string, file: string, run: () => Promise<number | undefined>) => {
+    settle();
+    heart?.reset();
+    let own: number | undefined;
+    const elapsedS = await timed(async () => {
+      own = await run();
+    });
+    await new Promise((r) => setTimeout(r, 20)); // one more beat lands after the pause
+    rows.push({ target: label, writer, elapsedS, pauseMs: heart ? heart.gapMs() : own, ...sizes(file) });
+    rmSync(file, { force: true });
+  };
+  for (const mode of ['stop', 'snapshot'] as const) {
+    const file = path.join(work, `tripdump-${mode}.core`);
+    await measure(`tripdump ${mode}`, file, async () => (await writeCoreDump(pid, file, { mode })).pauseMs);
+  }
+  if (hasGcore) {
+    const prefix = path.join(work, 'gcore');
+    await measure('gdb gcore', `${prefix}.${pid}`, async () => {
+      const r = spawnSync('gcore', ['-o', prefix, String(pid)], { stdio: 'ignore' });
+      if (r.status !== 0) throw new Error(`gcore failed (${r.status})`);
+      return undefined;
+    });
+  }
+  await stop(child);
+}
+
+/** The kernel writes the core itself when the process dies of SIGABRT with RLIMIT_CORE unlimited. */
+async function benchKernel(
+  rows: Row[],
+  label: string,
+  work: string,
+  mib: number,
+  heart: Heart,
+): Promise<void> {
+  const dir = mkdtempSync(path.join(work, 'kernel-'));
+  const child = await start(
+    'sh',
+    ['-c', `ulimit -c unlimited && exec "$0" "$@"`, HEARTBEAT, String(mib), heart.file],
+    { cwd: dir },
+  );
+  await new Promise((r) => setTimeout(r, 300));
+  settle();
+  const t = performance.now();
+  const exited = new Promise((r) => child.once('exit', r));
+  process.kill(child.pid!, 'SIGABRT');
+  await exited;
+  const elapsedS = (performance.now() - t) / 1000;
+  const core = readdirSync(dir).find((f) => f.startsWith('core'));
+  if (core)
+    rows.push({
+      target: label,
+      writer: 'kernel (SIGABRT)',
+      elapsedS,
+      pauseMs: undefined,
+      ...sizes(path.join(dir, core)),
+    });
+  else console.log(`  (the kernel wrote no core for ${label}: check core_pattern and RLIMIT_CORE)`);
+  rmSync(dir, { recursive: true, force: true });
+}
+
+const hasGcore = spawnSync('sh', ['-c', 'command -v gcore'], { stdio: 'ignore' }).status === 0;
+
+async function main(): Promise<void> {
+  mkdirSync(OUT_DIR, { recursive: true });
+  execFileSync('cc', ['-O2', '-o', HEARTBEAT, path.join(ROOT, 'bench', 'heartbeat.c')]);
+  const work = mkdtempSync(path.join(os.tmpdir(), 'tripdump-bench-dump-'));
+  const pattern = readFileSync('/proc/sys/kernel/core_pattern', 'utf8').trim();
+  const kernelOk = !pattern.startsWith('|') && !pattern.startsWith('@') && !pattern.includes('/');
+  const gdbVersion = hasGcore
+    ? spawnSync('gdb', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0]
+    : 'not installed';
+  console.log('tripdump core writer benchmark');
+  console.log(
+    `machine: ${os.cpus()[0]?.model} x${os.cpus().length}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; kernel ${os.release()}; node ${process.version}`,
+  );
+  console.log(
+    `peers: ${gdbVersion}; kernel core_pattern '${pattern}'${kernelOk ? '' : ' (not a plain file name: kernel row skipped)'}`,
+  );
+  console.log(
+    `dump folder: ${work} (${spawnSync('df', ['-h', '--output=fstype', work], { encoding: 'utf8' }).stdout.split('\n')[1]?.trim()})\n`,
+  );
+  const rows: Row[] = [];
+  try {
+    for (const mib of SIZES) {
+      const label = `${mib >= 1024 ? `${mib / 1024} GiB` : `${mib} MiB`} touched`;
+      const heart = new Heart(work, `h${mib}`);
+      await benchTarget(rows, label, work, () => start(HEARTBEAT, [String(mib), heart.file]), heart);
+      if (kernelOk) await benchKernel(rows, label, work, mib, heart);
+    }
+    // A Node process: the writer's own measure of the pause (no heartbeat inside node).
+    await benchTarget(rows, 'node (64 MiB heap)', work, () =>
+      start(process.execPath, [
+        '-e',
+        "const a=[];for(let i=0;i<64;i++)a.push(Buffer.alloc(1<<20,i+1));console.log('ready');setInterval(()=>a.length,1000)",
+      ]),
+    );
+  } finally {
+    killAll();
+    rmSync(work, { recursive: true, force: true });
+  }
+  const fmt = (n: number | undefined, d: number) => (n === undefined ? '-' : n.toFixed(d));
+  console.log('| target | writer | elapsed s | target pause ms | apparent MiB | on disk MiB |');
+  console.log('|---|---|---|---|---|---|');
+  for (const r of rows)
+    console.log(
+      `| ${r.target} | ${r.writer} | ${fmt(r.elapsedS, 2)} | ${fmt(r.pauseMs, 1)} | ${fmt(r.apparentMiB, 0)} | ${fmt(r.diskMiB, 0)} |`,
+    );
+  console.log("\n(pause: largest gap in the target's 1 ms heartbeat; for node, the writer's own measure)");
+  console.log('\nTargets (design §5):');
+  for (const mib of SIZES) {
+    const label = `${mib >= 1024 ? `${mib / 1024} GiB` : `${mib} MiB`} touched`;
+    const get = (w: string) => rows.find((r) => r.target === label && r.writer === w);
+    const stopRow = get('tripdump stop');
+    const snap = get('tripdump snapshot');
+    const gcore = get('gdb gcore');
+    const kernel = get('kernel (SIGABRT)');
+    if (stopRow && gcore) {
+      const ratio = stopRow.elapsedS / gcore.elapsedS;
+      console.log(
+        `  ${label}: stop-mode elapsed / gcore = ${ratio.toFixed(2)} (target ≤ 0.80): ${ratio <= 0.8 ? 'met' : 'NOT met'}`,
+      );
+    }
+    if (kernel)
+      for (const r of [stopRow, snap].filter((x): x is Row => !!x))
+        console.log(
+          `  ${label}: ${r.writer} on disk ${r.diskMiB.toFixed(0)} MiB vs kernel ${kernel.diskMiB.toFixed(0)} MiB: ${r.diskMiB <= kernel.diskMiB + 1 ? 'met' : 'NOT met'}`,
+        );
+    if (snap && mib === 1024)
+      console.log(
+        `  ${label}: snapshot pause ${snap.pauseMs?.toFixed(1)} ms (target ≤ 30): ${(snap.pauseMs ?? 1e9) <= 30 ? 'met' : 'NOT met'}`,
+      );
+  }
+}
+
+main().catch((e) => {
+  killAll();
+  console.error(e);
+  process.exit(1);
+});
