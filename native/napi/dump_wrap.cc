@@ -1,10 +1,21 @@
-// writeCoreDump's native half. Each job runs on a dedicated std::thread (ptrace requests must come from
-// the thread that attached, so never the libuv pool); progress and the result reach JS through a
-// ThreadSafeFunction, and cancellation is an atomic flag the writer checks between chunks.
+// writeCoreDump's native half. Each job gets a dedicated std::thread, which forks a dumper process that
+// does the ptrace work and writes the file. Why a process and not the thread itself: a tracer's ptrace
+// stops are reported to its whole thread group, and libuv's SIGCHLD handler waitpid()s every child Node
+// spawned and takes any status as an exit; dumping a child of this very process from a thread would let
+// libuv steal the stop (the dump times out) and tell JS the child exited. The dumper is a separate thread
+// group, dies with us (PR_SET_PDEATHSIG; the kernel then detaches the target), and shares one page with
+// the thread: cancel flag, progress, result. Progress and the result reach JS through a ThreadSafeFunction.
 #include <napi.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
+#include <filesystem>
 #include <memory>
 #include <thread>
 
@@ -30,6 +41,7 @@ struct DumpJob {
   dump::Result result;
   std::unique_ptr<SysError> error;
   std::string failure;  // anything that is not a SysError (bad_alloc...)
+  std::string syscall_name;
 
   explicit DumpJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
 };
@@ -37,6 +49,137 @@ struct DumpJob {
 struct Progress {
   uint64_t done, total;
 };
+
+// The page shared between the job's thread and its dumper process.
+struct Shared {
+  std::atomic<bool> cancel;
+  std::atomic<uint64_t> done, total;
+  enum : int { kRunning, kOk, kSysError, kFailure };
+  std::atomic<int> state;
+  // Result (kOk)
+  uint64_t bytes_written, bytes_on_disk;
+  int threads, mappings_written, mappings_skipped, mode_used;
+  double pause_ms;
+  char warnings[16384];  // NUL-separated, ends with an empty string
+  // SysError (kSysError) or message (kFailure)
+  int err, pid;
+  char syscall[64], path[4096], detail[2048];
+};
+static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<uint64_t>::is_always_lock_free,
+              "atomics shared across processes must be lock-free");
+
+void copy_str(char* dst, size_t cap, const std::string& s) {
+  const size_t n = std::min(cap - 1, s.size());
+  std::memcpy(dst, s.data(), n);
+  dst[n] = 0;
+}
+
+// Runs in the dumper process: never returns.
+[[noreturn]] void dumper(Shared* sh, int pid, const std::string& path, dump::Options options, pid_t parent) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(1);  // the job's thread died before prctl took effect
+  // Ctrl-C reaches the whole process group: the parent cancels us through the page, cleanly.
+  signal(SIGINT, SIG_IGN);
+  signal(SIGQUIT, SIG_IGN);
+  options.cancel = &sh->cancel;
+  options.progress = [sh](uint64_t done, uint64_t total) {
+    sh->total.store(total, std::memory_order_relaxed);
+    sh->done.store(done, std::memory_order_relaxed);
+  };
+  try {
+    const dump::Result r = dump::write_core_dump(pid, path, options);
+    sh->bytes_written = r.bytes_written;
+    sh->bytes_on_disk = r.bytes_on_disk;
+    sh->threads = r.threads;
+    sh->mappings_written = r.mappings_written;
+    sh->mappings_skipped = r.mappings_skipped;
+    sh->mode_used = static_cast<int>(r.mode_used);
+    sh->pause_ms = r.pause_ms;
+    size_t at = 0;
+    for (const auto& w : r.warnings) {
+      if (at + w.size() + 2 > sizeof sh->warnings) break;
+      std::memcpy(sh->warnings + at, w.c_str(), w.size() + 1);
+      at += w.size() + 1;
+    }
+    sh->warnings[at] = 0;
+    sh->state.store(Shared::kOk);
+  } catch (const SysError& e) {
+    sh->err = e.err();
+    sh->pid = e.pid();
+    copy_str(sh->syscall, sizeof sh->syscall, e.syscall());
+    copy_str(sh->path, sizeof sh->path, e.path());
+    copy_str(sh->detail, sizeof sh->detail, e.detail());
+    sh->state.store(Shared::kSysError);
+  } catch (const std::exception& e) {
+    copy_str(sh->detail, sizeof sh->detail, e.what());
+    sh->state.store(Shared::kFailure);
+  }
+  _exit(0);  // no atexit handlers, no static destructors: they belong to Node
+}
+
+// A dumper that died without a word (killed, crashed) may leave its temporary file: remove it. The writer
+// names it .<base>.tmp-<its pid>-<random> beside the final file.
+void remove_temp_files(const std::string& path, pid_t dumper_pid) {
+  namespace fs = std::filesystem;
+  const fs::path p(path);
+  const std::string prefix = "." + p.filename().string() + ".tmp-" + std::to_string(dumper_pid) + "-";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(p.has_parent_path() ? p.parent_path() : ".", ec))
+    if (entry.path().filename().string().rfind(prefix, 0) == 0) fs::remove(entry.path(), ec);
+}
+
+// Forks the dumper and follows it: passes cancel down and progress up until it exits.
+void run_in_dumper(DumpJob* job, const std::function<void(uint64_t, uint64_t)>& progress) {
+  void* mem = mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) throw SysError(errno, "mmap", {}, job->pid);
+  std::unique_ptr<Shared, void (*)(Shared*)> sh(new (mem) Shared{}, [](Shared* s) { munmap(s, sizeof(Shared)); });
+  const pid_t parent = getpid();
+  const pid_t child = fork();
+  if (child < 0) throw SysError(errno, "fork", {}, job->pid);
+  if (child == 0) dumper(sh.get(), job->pid, job->path, job->options, parent);
+  int status = 0;
+  uint64_t last_done = UINT64_MAX;
+  for (;;) {
+    const pid_t r = waitpid(child, &status, WNOHANG);
+    if (r == child) break;
+    if (r < 0 && errno != EINTR) throw SysError(errno, "waitpid", {}, child);
+    if (job->cancel->load()) sh->cancel.store(true);
+    const uint64_t done = sh->done.load(std::memory_order_relaxed);
+    if (progress && done != last_done && sh->total.load(std::memory_order_relaxed)) {
+      last_done = done;
+      progress(done, sh->total.load(std::memory_order_relaxed));
+    }
+    usleep(5000);
+  }
+  if (progress && sh->state.load() == Shared::kOk && sh->done.load() != last_done)
+    progress(sh->done.load(), sh->total.load());
+  switch (sh->state.load()) {
+    case Shared::kOk: {
+      dump::Result& res = job->result;
+      res.path = job->path;
+      res.bytes_written = sh->bytes_written;
+      res.bytes_on_disk = sh->bytes_on_disk;
+      res.threads = sh->threads;
+      res.mappings_written = sh->mappings_written;
+      res.mappings_skipped = sh->mappings_skipped;
+      res.mode_used = static_cast<dump::Mode>(sh->mode_used);
+      res.pause_ms = sh->pause_ms;
+      for (const char* w = sh->warnings; *w; w += std::strlen(w) + 1) res.warnings.emplace_back(w);
+      return;
+    }
+    case Shared::kSysError:
+      // syscall names are string literals: keep one alive for SysError's const char*.
+      job->syscall_name = sh->syscall;
+      throw SysError(sh->err, job->syscall_name.c_str(), sh->path, sh->pid, sh->detail);
+    case Shared::kFailure:
+      throw std::runtime_error(sh->detail);
+    default:
+      remove_temp_files(job->path, child);
+      throw SysError(ECHILD, "dump", job->path, job->pid,
+                     WIFSIGNALED(status) ? "the dumper process died of signal " + std::to_string(WTERMSIG(status))
+                                         : "the dumper process exited with " + std::to_string(WEXITSTATUS(status)));
+  }
+}
 
 Napi::Object result_object(Napi::Env env, const dump::Result& r) {
   Napi::Object o = Napi::Object::New(env);
@@ -56,8 +199,9 @@ Napi::Object result_object(Napi::Env env, const dump::Result& r) {
 
 void run(DumpJob* job) {
   Clock::time_point last{};
+  std::function<void(uint64_t, uint64_t)> progress;
   if (!job->on_progress.IsEmpty()) {
-    job->options.progress = [job, &last](uint64_t done, uint64_t total) {
+    progress = [job, &last](uint64_t done, uint64_t total) {
       // At most every 50 ms (and the last one): a progress bar needs no more, and JS calls are not free.
       const auto now = Clock::now();
       if (done != total && now - last < std::chrono::milliseconds(50)) return;
@@ -72,7 +216,7 @@ void run(DumpJob* job) {
     };
   }
   try {
-    job->result = dump::write_core_dump(job->pid, job->path, job->options);
+    run_in_dumper(job, progress);
   } catch (const SysError& e) {
     job->error = std::make_unique<SysError>(e);
   } catch (const std::exception& e) {
@@ -102,7 +246,6 @@ Napi::Value write_core_dump(const Napi::CallbackInfo& info) {
                                            : dump::Mode::kAuto;
   if (o.Get("filter").IsNumber()) job->options.filter = o.Get("filter").As<Napi::Number>().Uint32Value();
   job->options.overwrite = o.Get("overwrite").ToBoolean().Value();
-  job->options.cancel = job->cancel.get();
   if (info[3].IsFunction()) job->on_progress = Napi::Persistent(info[3].As<Napi::Function>());
 
   // The finalizer runs on the JS thread after the worker's Release(): join it there, then free the job.

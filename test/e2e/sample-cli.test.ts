@@ -113,7 +113,7 @@ describe('tripdump sample', () => {
     [['sample', '--frobnicate'], /Unknown option '--frobnicate'/],
     [['sample'], /nothing to sample/],
     [['sample', '1', '--all'], /either PIDs or --all/],
-    [['frobnicate'], /unknown command 'frobnicate'/],
+    [['frobnicate'], /'frobnicate' is not a PID; to wait for a process by name use -w frobnicate/],
   ])('rejects %j with exit 2 and a message naming the problem', (args, message) => {
     const r = run(...args);
     expect(r.code).toBe(2);

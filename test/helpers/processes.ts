@@ -23,6 +23,8 @@ export interface SpawnTargetOptions {
   /** Run the target through this command, e.g. ['setpriv', '--reuid=65534', ...]: it must exec it. */
   wrapper?: readonly string[];
   env?: NodeJS.ProcessEnv;
+  /** Keep the target's stdin open as a pipe (child.stdin) instead of /dev/null. */
+  stdin?: boolean;
 }
 
 export interface Target {
@@ -70,7 +72,10 @@ export async function spawnTarget(
 ): Promise<Target> {
   const file = fixture(name);
   const [command, ...prefix] = opts.wrapper ? [...opts.wrapper, file] : [file];
-  const child = spawn(command!, [...prefix, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env });
+  const child = spawn(command!, [...prefix, ...args], {
+    stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    env: opts.env,
+  });
   const lines: string[] = [];
   let stderr = '';
   let partial = '';

@@ -1,0 +1,199 @@
+// writeCoreDump through the public API and `tripdump dump` through the CLI, against a real multi-threaded
+// target: the cores load in gdb (and eu-stack where installed), the target is left running and untraced
+// whatever happens, and every failure is a typed error with no file left behind.
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  AbortError,
+  AlreadyTracedError,
+  ProcessGoneError,
+  SystemError,
+  UsageError,
+  writeCoreDump,
+} from '../../src/index.js';
+import { fixture, procStatus, spawnTarget, type Target, trackProcesses, waitFor } from '../helpers/processes.js';
+
+const cli = path.resolve(import.meta.dirname, '../../dist/cli/main.js');
+const track = trackProcesses();
+const hasEuStack = spawnSync('sh', ['-c', 'command -v eu-stack'], { stdio: 'ignore' }).status === 0;
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'tripdump-dump-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const running = (pid: number) => {
+  const s = procStatus(pid);
+  return !/^[tT]/.test(s.State ?? '') && s.TracerPid === '0';
+};
+
+/** The main thread answers a byte on stdin with "pong": proof that it runs and its read() restarted. */
+async function pong(t: Target): Promise<void> {
+  const before = t.lines.length;
+  t.child.stdin!.write('x');
+  await waitFor(() => t.lines.slice(before).some((l) => l.startsWith('pong x')), 5000, 'pong');
+  expect(t.lines.filter((l) => l.startsWith('error'))).toEqual([]);
+}
+
+function gdb(core: string, ...commands: string[]): string {
+  const args = ['-batch', ...commands.flatMap((c) => ['-ex', c]), fixture('dump_target'), core];
+  const r = spawnSync('gdb', args, { encoding: 'utf8' });
+  return r.stdout + r.stderr;
+}
+
+describe.each(['stop', 'snapshot'] as const)('writeCoreDump, %s mode', (mode) => {
+  it('writes a core gdb loads with every thread, its function, and the marker', async () => {
+    const t = track(await spawnTarget('dump_target', [], { stdin: true }));
+    const file = path.join(dir, `api.${mode}`);
+    let progress: [number, number] | undefined;
+    const r = await writeCoreDump(t.pid, file, {
+      mode,
+      onProgress: (done, total) => {
+        progress = [done, total];
+      },
+    });
+    expect(r).toMatchObject({ path: file, mode, threads: 4, warnings: [] });
+    expect(r.bytesWritten).toBe(statSync(file).size);
+    expect(r.bytesOnDisk).toBeLessThanOrEqual(r.bytesWritten);
+    expect(r.mappingsWritten).toBeGreaterThan(5);
+    expect(r.pauseMs).toBeGreaterThan(0);
+    expect(progress?.[0]).toBe(progress?.[1]);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(readdirSync(dir).filter((f) => f.includes('.tmp'))).toEqual([]);
+
+    const out = gdb(file, 'thread apply all bt', 'p/x marker');
+    expect((out.match(/^Thread \d+ /gm) ?? []).length).toBe(4);
+    for (const fn of ['parked_alpha', 'parked_beta', 'parked_gamma', 'main']) expect(out).toContain(fn);
+    expect(out).toContain('= 0x7d0c0ffee');
+    if (hasEuStack) {
+      const eu = spawnSync('eu-stack', ['--core', file, '-e', fixture('dump_target')], { encoding: 'utf8' });
+      expect((eu.stdout.match(/^TID \d+:/gm) ?? []).length).toBe(4);
+      expect(eu.stdout).toContain('parked_beta');
+    } else console.log('eu-stack not installed: skipping its check (apt-get install elfutils)');
+    expect(running(t.pid)).toBe(true);
+    await pong(t);
+  });
+});
+
+describe('cancelling and dying mid-dump', () => {
+  it('an aborted dump stops within 100 ms, removes its file, and leaves the target running', async () => {
+    const t = track(await spawnTarget('dump_target', ['--touch', '768'], { stdin: true, timeoutMs: 30_000 }));
+    const ac = new AbortController();
+    const file = path.join(dir, 'aborted');
+    let abortedAt = 0;
+    const p = writeCoreDump(t.pid, file, {
+      mode: 'stop',
+      signal: ac.signal,
+      onProgress: (done) => {
+        if (done > 64 << 20 && !abortedAt) {
+          abortedAt = performance.now();
+          ac.abort();
+        }
+      },
+    });
+    await expect(p).rejects.toBeInstanceOf(AbortError);
+    expect(performance.now() - abortedAt).toBeLessThan(100);
+    expect(readdirSync(dir).filter((f) => f.startsWith('aborted') || f.includes('.tmp'))).toEqual([]);
+    expect(running(t.pid)).toBe(true);
+    await pong(t);
+  });
+
+  it('a tripdump process killed with SIGKILL mid-dump leaves the target running and untraced', async () => {
+    const t = track(await spawnTarget('dump_target', ['--touch', '768'], { stdin: true, timeoutMs: 30_000 }));
+    for (const mode of ['stop', 'snapshot']) {
+      const dumper: ChildProcess = track(
+        spawn(process.execPath, [cli, 'dump', String(t.pid), path.join(dir, `killed.${mode}`), '--mode', mode], {
+          stdio: 'ignore',
+        }),
+      );
+      // Wait until it is tracing the target, then kill it.
+      await waitFor(() => procStatus(t.pid).TracerPid !== '0', 10_000, 'the dump to attach');
+      process.kill(dumper.pid!, 'SIGKILL');
+      await new Promise((r) => dumper.once('exit', r));
+      await waitFor(() => running(t.pid), 2000, `the target to run again after a ${mode}-mode dump was killed`);
+      // No snapshot child may run on after its tracer died (PTRACE_O_EXITKILL).
+      const children = spawnSync('sh', ['-c', `cat /proc/${t.pid}/task/*/children`], { encoding: 'utf8' });
+      for (const c of children.stdout.split(/\s+/).filter(Boolean))
+        expect(`${c}: ${procStatus(Number(c)).State}`).toBe(`${c}: Z (zombie)`);
+      await pong(t);
+    }
+  });
+});
+
+describe('a target in a particular state', () => {
+  it('a job-control stopped target is still stopped after the dump, and a pending signal survives', async () => {
+    const t = track(await spawnTarget('dump_target', ['--block-usr2'], { stdin: true }));
+    process.kill(t.pid, 'SIGUSR2'); // blocked: stays pending
+    process.kill(t.pid, 'SIGSTOP');
+    await waitFor(() => procStatus(t.pid).State?.startsWith('T'), 2000, 'the stop');
+    const r = await writeCoreDump(t.pid, path.join(dir, 'stopped'));
+    expect(r.threads).toBe(4);
+    expect(procStatus(t.pid).State).toMatch(/^T \(stopped\)/);
+    expect(procStatus(t.pid).TracerPid).toBe('0');
+    expect(BigInt(`0x${procStatus(t.pid).ShdPnd}`) & (1n << 11n)).toBe(1n << 11n); // SIGUSR2 = 12
+    process.kill(t.pid, 'SIGCONT');
+    await waitFor(() => running(t.pid), 2000, 'SIGCONT');
+    await pong(t);
+  });
+
+  it('a target already traced by a debugger gives AlreadyTracedError naming the tracer', async () => {
+    const t = track(await spawnTarget('dump_target', [], { stdin: true }));
+    const gdbProc = track(spawn('gdb', ['-q', '-nx', '-p', String(t.pid)], { stdio: ['pipe', 'ignore', 'ignore'] }));
+    await waitFor(() => procStatus(t.pid).TracerPid === String(gdbProc.pid), 20_000, 'gdb to attach');
+    const e = await writeCoreDump(t.pid, path.join(dir, 'traced')).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(AlreadyTracedError);
+    expect((e as AlreadyTracedError).tracerPid).toBe(gdbProc.pid);
+    expect(readdirSync(dir).filter((f) => f.startsWith('traced'))).toEqual([]);
+  });
+});
+
+describe('failures', () => {
+  it('each failure is a typed error and leaves no file', async () => {
+    const t = track(await spawnTarget('dump_target', [], { stdin: true }));
+    await expect(writeCoreDump(4_194_303, path.join(dir, 'gone'))).rejects.toBeInstanceOf(ProcessGoneError);
+    const missing = await writeCoreDump(t.pid, path.join(dir, 'no', 'such', 'dir', 'core')).catch((x: unknown) => x);
+    expect(missing).toBeInstanceOf(SystemError);
+    expect(missing).toMatchObject({ code: 'ENOENT', pid: t.pid });
+    const file = path.join(dir, 'exists');
+    await writeCoreDump(t.pid, file);
+    await expect(writeCoreDump(t.pid, file)).rejects.toMatchObject({ code: 'EEXIST' });
+    await writeCoreDump(t.pid, file, { overwrite: true });
+    await expect(writeCoreDump(t.pid, file, { mode: 'fast' as 'stop' })).rejects.toBeInstanceOf(UsageError);
+    await expect(writeCoreDump(-1, file)).rejects.toBeInstanceOf(UsageError);
+    expect(readdirSync(dir).filter((f) => f.includes('.tmp') || f.startsWith('gone') || f.startsWith('.'))).toEqual(
+      [],
+    );
+    expect(running(t.pid)).toBe(true);
+    await pong(t);
+  });
+});
+
+describe('tripdump dump', () => {
+  it('writes <name>_manual_<yymmdd_HHMMSS>.<pid> in the given folder and says what it wrote', async () => {
+    const t = track(await spawnTarget('dump_target', [], { stdin: true }));
+    const out = mkdtempSync(path.join(dir, 'cli-'));
+    const r = spawnSync(process.execPath, [cli, 'dump', String(t.pid), out, '--json'], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    const result = JSON.parse(r.stdout);
+    expect(path.basename(result.path)).toMatch(new RegExp(`^dump_target_manual_\\d{6}_\\d{6}\\.${t.pid}$`));
+    expect(readdirSync(out)).toEqual([path.basename(result.path)]);
+    expect(gdb(result.path, 'p/x marker')).toContain('= 0x7d0c0ffee');
+    await pong(t);
+  });
+
+  it.each([
+    [['dump'], /which process\? give a PID/],
+    [['dump', 'abc'], /'abc' is not a pid/],
+    [['dump', '4194303'], /process 4194303 does not exist/],
+    [['dump', '1', '--mode', 'fast'], /--mode must be 'stop' or 'snapshot', got 'fast'/],
+    [['dump', '1', '--filter', 'zz'], /--filter needs a hex coredump_filter mask/],
+    [['dump', '1', '/no/such/dir/core'], /folder '\/no\/such\/dir' does not exist/],
+  ])('%j: exit 2 with a message naming the problem', (args, message) => {
+    const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', cwd: dir });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(message);
+  });
+});
