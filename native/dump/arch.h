@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tripdump::dump::arch {
@@ -28,6 +29,17 @@ struct RegsetSpec {
   size_t max_size;        // buffer handed to PTRACE_GETREGSET; the kernel says how much it filled
 };
 const std::vector<RegsetSpec>& extra_regsets();
+
+// Process-wide notes the kernel appends after every thread's notes (x86: NT_X86_XSAVE_LAYOUT, which tells
+// debuggers where each XSAVE component sits; AMD and Intel CPUs differ). `first_thread_regsets` holds the
+// first thread's extra regsets as {note type, bytes}.
+struct ProcessNote {
+  uint32_t note_type;
+  const char* note_name;
+  std::string desc;
+};
+std::vector<ProcessNote> process_notes(
+    const std::vector<std::pair<uint32_t, const std::string*>>& first_thread_regsets);
 
 // True when fork-snapshot mode is implemented for this architecture.
 bool snapshot_supported();

@@ -3,8 +3,14 @@
 #include <elf.h>
 #include <signal.h>
 
+#include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <exception>
 #include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
 
 #include "core/error.h"
 #include "dump/arch.h"
@@ -31,12 +37,23 @@ const char* mode_name(Mode m) {
 namespace {
 
 constexpr size_t kChunk = 4u << 20;
-// MADV_DONTFORK/WIPEONFORK memory is copied out of the stopped target in snapshot mode; above this much,
-// stop mode is cheaper than holding it all in memory.
+// MADV_DONTFORK memory is copied out of the stopped target in snapshot mode; above this much, stop mode is
+// cheaper than holding it all in memory.
 constexpr uint64_t kParentCopyCap = 256ull << 20;
 
 uint32_t segment_flags(const Vma& v) {
   return (v.read ? PF_R : 0) | (v.write ? PF_W : 0) | (v.exec ? PF_X : 0);
+}
+
+std::string hex(uint64_t v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+  return b;
+}
+
+std::vector<Vma> read_maps(int pid) {
+  // /proc/PID/maps, unlike smaps, does not walk page tables: cheap enough to read while the target waits.
+  return parse_smaps(read_whole_file("/proc/" + std::to_string(pid) + "/maps", pid));
 }
 
 // Kills and reaps the snapshot child however the dump ends, using the session's still-stopped threads for
@@ -51,6 +68,123 @@ struct ChildReaper {
   }
 };
 
+// Overlaps reading target memory (this thread) with writing the file (one writer thread): the page cache
+// write is the slower half, so reading the next chunk while the previous one is written hides most of the
+// read time. Buffers rotate through a small ring; errors from the writer are rethrown to the reader.
+class WritePipeline {
+ public:
+  struct Piece {
+    size_t at, len;   // within the buffer
+    uint64_t offset;  // in the file
+  };
+  static constexpr int kBuffers = 3;
+
+  explicit WritePipeline(OutputFile& out) : out_(out) {
+    for (auto& b : bufs_) b.reset(new uint8_t[kChunk]);
+    writer_ = std::thread([this] { run(); });
+  }
+  ~WritePipeline() { close(); }
+
+  // A free buffer for the reader (blocks while all are queued for writing).
+  uint8_t* acquire() {
+    std::unique_lock lk(mu_);
+    cv_.wait(lk, [&] { return queued_ < kBuffers || error_; });
+    rethrow_locked();
+    return bufs_[(head_ + queued_) % kBuffers].get();
+  }
+  // Queues the buffer returned by the last acquire() with the pieces to write from it.
+  void submit(std::vector<Piece> pieces) {
+    std::lock_guard lk(mu_);
+    jobs_[(head_ + queued_) % kBuffers] = std::move(pieces);
+    queued_++;
+    cv_.notify_all();
+  }
+  // Waits until everything queued is written; rethrows a write error.
+  void drain() {
+    std::unique_lock lk(mu_);
+    cv_.wait(lk, [&] { return queued_ == 0 || error_; });
+    rethrow_locked();
+  }
+  void close() noexcept {
+    {
+      std::lock_guard lk(mu_);
+      if (!writer_.joinable()) return;
+      stop_ = true;
+      cv_.notify_all();
+    }
+    writer_.join();
+  }
+
+ private:
+  void rethrow_locked() {
+    if (error_) std::rethrow_exception(error_);
+  }
+  void run() {
+    for (;;) {
+      std::vector<Piece> job;
+      uint8_t* buf;
+      {
+        std::unique_lock lk(mu_);
+        cv_.wait(lk, [&] { return queued_ > 0 || stop_; });
+        // close() without drain() means the dump failed or was cancelled: drop what is queued.
+        if (stop_ || error_) return;
+        job = std::move(jobs_[head_]);
+        buf = bufs_[head_].get();
+      }
+      try {
+        for (const Piece& p : job) out_.write_sparse(buf + p.at, p.len, p.offset);
+      } catch (...) {
+        std::lock_guard lk(mu_);
+        error_ = std::current_exception();
+        cv_.notify_all();
+        return;
+      }
+      std::lock_guard lk(mu_);
+      head_ = (head_ + 1) % kBuffers;
+      queued_--;
+      cv_.notify_all();
+    }
+  }
+
+  OutputFile& out_;
+  std::unique_ptr<uint8_t[]> bufs_[kBuffers];
+  std::vector<Piece> jobs_[kBuffers];
+  int head_ = 0, queued_ = 0;
+  bool stop_ = false;
+  std::exception_ptr error_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::thread writer_;
+};
+
+// Reads [start, start+len) of `v` into buf. Pages pagemap reports as never populated are not read (they
+// are zeros) and are left out of the returned pieces, so they stay holes. Returns unreadable byte count.
+size_t read_region(MemoryReader& reader, Pagemap* pagemap, const Vma& v, uint64_t start, size_t len,
+                   uint8_t* buf, uint64_t file_offset, std::vector<WritePipeline::Piece>& pieces,
+                   std::vector<uint8_t>& populated) {
+  const size_t ps = page_size();
+  if (!pagemap || !pagemap_holes_valid(v)) {
+    pieces.push_back({0, len, file_offset});
+    return reader.read(start, buf, len);
+  }
+  size_t bad = 0;
+  const size_t pages = len / ps;
+  pagemap->populated(start, pages, populated);
+  for (size_t p = 0; p < pages;) {
+    if (!populated[p]) {
+      p++;
+      continue;
+    }
+    size_t q = p;
+    while (q < pages && populated[q]) q++;
+    const size_t at = p * ps, n = (q - p) * ps;
+    bad += reader.read(start + at, buf + at, n);
+    pieces.push_back({at, n, file_offset + at});
+    p = q;
+  }
+  return bad;
+}
+
 }  // namespace
 
 Result write_core_dump(int pid, const std::string& path, const Options& opts) {
@@ -61,25 +195,22 @@ Result write_core_dump(int pid, const std::string& path, const Options& opts) {
       throw SysError(ECANCELED, "write_core_dump", path, pid);
   };
   if (pid <= 0) throw SysError(ESRCH, "ptrace", "", pid);
+  // A thread id names its whole process: dump the thread group, main thread first.
+  if (const long tgid = status_field(pid, "Tgid"); tgid > 0 && tgid != pid) pid = static_cast<int>(tgid);
   // Created before the target is touched: a bad path (EEXIST, ENOENT, EACCES) costs the target nothing.
   OutputFile out(path, opts.overwrite, pid);
   check_cancel();
 
   Mode mode = opts.mode;
-  const long seccomp = status_field(pid, "Seccomp");
   if (mode != Mode::kStop) {
+    const long seccomp = status_field(pid, "Seccomp");
     std::string why;
     if (!arch::snapshot_supported())
       why = "snapshot mode is not implemented for this architecture";
-    else if (seccomp != 0)
-      // An injected clone may be fatal under a seccomp filter (or strict mode).
+    else if (seccomp > 0)  // an injected clone may be fatal under a seccomp filter (or strict mode)
       why = "target runs under seccomp (mode " + std::to_string(seccomp) + ")";
-    if (!why.empty()) {
-      if (mode == Mode::kSnapshot) res.warnings.push_back(why + "; used stop mode");
-      mode = Mode::kStop;
-    } else {
-      mode = Mode::kSnapshot;
-    }
+    if (!why.empty() && mode == Mode::kSnapshot) res.warnings.push_back(why + "; used stop mode");
+    mode = why.empty() ? Mode::kSnapshot : Mode::kStop;
   }
 
   PtraceSession session(pid, opts.cancel);
@@ -90,19 +221,101 @@ Result write_core_dump(int pid, const std::string& path, const Options& opts) {
   }
   auto& threads = session.threads();
   const uint32_t filter = opts.filter ? *opts.filter : read_coredump_filter(pid);
-  std::vector<Vma> maps = read_smaps(pid);
   const std::string auxv = read_whole_file("/proc/" + std::to_string(pid) + "/auxv", pid);
-  const ProcessInfo info = read_process_info(pid, threads);
+  const ProcessInfo info = read_process_info(pid, threads, session.state_before_stop());
+
+  // The mappings as of the stop. Stop mode reads smaps directly. Snapshot mode keeps the pause short: only
+  // maps (no page-table walk) while stopped; flags and page counts come from the child's smaps later.
+  std::vector<Vma> maps;
+  SnapshotChild child;
+  ChildReaper reaper{child, session};
+  std::vector<std::unique_ptr<uint8_t[]>> parent_copy;
+  std::vector<std::vector<WritePipeline::Piece>> parent_pieces;
+  std::vector<bool> dontfork;
+  if (mode == Mode::kSnapshot) {
+    maps = read_maps(pid);
+    check_cancel();
+    std::string why;
+    child = SnapshotChild::create(session, why);
+    if (!child) {
+      res.warnings.push_back("snapshot mode unavailable: " + why + "; used stop mode");
+      mode = Mode::kStop;
+    } else {
+      // MADV_DONTFORK memory is missing from the child: whatever the parent has but the child lacks.
+      std::set<uint64_t> in_child;
+      for (const Vma& v : read_maps(child.pid())) in_child.insert(v.start);
+      dontfork.assign(maps.size(), false);
+      uint64_t need = 0;
+      for (size_t i = 0; i < maps.size(); i++) {
+        if (in_child.count(maps[i].start) || maps[i].path.starts_with("[v")) continue;
+        dontfork[i] = true;
+        need += maps[i].size();
+      }
+      if (need > kParentCopyCap) {
+        res.warnings.push_back("MADV_DONTFORK memory (" + std::to_string(need >> 20) +
+                               " MiB) is too large to copy; used stop mode");
+        reaper.finish();
+        mode = Mode::kStop;
+      } else {
+        // Copy it now, while the target is still stopped.
+        parent_copy.resize(maps.size());
+        parent_pieces.resize(maps.size());
+        MemoryReader parent_reader(pid);
+        std::unique_ptr<Pagemap> parent_pagemap;
+        std::vector<uint8_t> populated;
+        for (size_t i = 0; i < maps.size(); i++) {
+          if (!dontfork[i]) continue;
+          if (!parent_pagemap) parent_pagemap = std::make_unique<Pagemap>(pid);
+          parent_copy[i].reset(new uint8_t[maps[i].size()]);
+          read_region(parent_reader, parent_pagemap.get(), maps[i], maps[i].start, maps[i].size(),
+                      parent_copy[i].get(), 0, parent_pieces[i], populated);
+        }
+        session.detach_all();
+      }
+    }
+  }
+  const int source = mode == Mode::kSnapshot ? child.pid() : pid;
+  if (mode == Mode::kStop) {
+    maps = read_smaps(pid);
+  } else {
+    // Attributes from the child, whose mappings are copies of the parent's as of the stop; the DONTFORK
+    // ones from the (now running) parent, matched by address.
+    std::vector<Vma> child_smaps = read_smaps(source);
+    std::vector<Vma> parent_smaps;
+    if (std::count(dontfork.begin(), dontfork.end(), true)) parent_smaps = read_smaps(pid);
+    for (size_t i = 0; i < maps.size(); i++) {
+      const auto& from = dontfork[i] ? parent_smaps : child_smaps;
+      bool found = false;
+      for (const Vma& s : from) {
+        if (s.start == maps[i].start && s.end == maps[i].end) {
+          maps[i] = s;
+          found = true;
+          break;
+        }
+      }
+      // Not found: it changed after we let the target go; assume it was written to (holes cover the rest).
+      if (!found) maps[i].anonymous_kb = 1;
+      if (dontfork[i]) maps[i].vm_dontcopy = true;
+      if (maps[i].vm_wipeonfork && !dontfork[i])
+        res.warnings.push_back("MADV_WIPEONFORK memory at " + hex(maps[i].start) +
+                               " reads as zeros in snapshot mode");
+    }
+  }
+  res.mode_used = mode;
+  res.threads = static_cast<int>(threads.size());
   const std::string notes = build_notes(threads, info, auxv, maps);
 
-  // Decide each mapping's size (read while stopped: the ELF-header probe needs the mapping's first bytes).
-  MemoryReader parent_reader(pid);
+  // Decide each mapping's size.
+  MemoryReader reader(source);
   std::vector<uint64_t> filesz(maps.size());
   for (size_t i = 0; i < maps.size(); i++) {
     DumpChoice c = vma_dump_choice(maps[i], filter);
     if (c.maybe_elf_header) {
       uint8_t magic[SELFMAG] = {};
-      parent_reader.read(maps[i].start, magic, sizeof magic);
+      if (parent_copy.size() > i && parent_copy[i])
+        std::memcpy(magic, parent_copy[i].get(), SELFMAG);
+      else
+        reader.read(maps[i].start, magic, sizeof magic);
       c.size = std::memcmp(magic, ELFMAG, SELFMAG) == 0 ? page_size() : 0;
     }
     filesz[i] = c.size;
@@ -121,96 +334,50 @@ Result write_core_dump(int pid, const std::string& path, const Options& opts) {
     (filesz[i] ? res.mappings_written : res.mappings_skipped)++;
   }
   const uint64_t shdr_offset = offset;
-  const uint64_t file_size = shdr_offset + (needs_extended_numbering(maps.size()) ? sizeof(Elf64_Shdr) : 0);
+  const bool extnum = needs_extended_numbering(maps.size());
+  const uint64_t file_size = shdr_offset + (extnum ? sizeof(Elf64_Shdr) : 0);
 
-  // Snapshot: copy what a fork child will not have, then clone and let the target go.
-  SnapshotChild child;
-  ChildReaper reaper{child, session};
-  std::vector<std::unique_ptr<uint8_t[]>> parent_copy(maps.size());
-  if (mode == Mode::kSnapshot) {
-    uint64_t need = 0;
-    for (size_t i = 0; i < maps.size(); i++)
-      if (filesz[i] && (maps[i].vm_dontcopy || maps[i].vm_wipeonfork)) need += filesz[i];
-    if (need > kParentCopyCap) {
-      res.warnings.push_back("MADV_DONTFORK/WIPEONFORK memory (" + std::to_string(need >> 20) +
-                             " MiB) is too large to copy; used stop mode");
-      mode = Mode::kStop;
-    }
-  }
-  if (mode == Mode::kSnapshot) {
-    for (size_t i = 0; i < maps.size(); i++) {
-      if (!filesz[i] || !(maps[i].vm_dontcopy || maps[i].vm_wipeonfork)) continue;
-      // A fork child lacks MADV_DONTFORK memory and sees MADV_WIPEONFORK memory as zeros: read it from the
-      // stopped target instead.
-      parent_copy[i].reset(new uint8_t[filesz[i]]);
-      parent_reader.read(maps[i].start, parent_copy[i].get(), filesz[i]);
-    }
-    check_cancel();
-    std::string why;
-    child = SnapshotChild::create(session, why);
-    if (!child) {
-      res.warnings.push_back("snapshot mode unavailable: " + why + "; used stop mode");
-      mode = Mode::kStop;
-    } else {
-      session.detach_all();
-    }
-  }
-  res.mode_used = mode;
-  res.threads = static_cast<int>(threads.size());
-
-  // Write headers and notes, then every segment's data from the child (snapshot) or the target (stop).
-  const int source = mode == Mode::kSnapshot ? child.pid() : pid;
   out.write_at(build_headers(note_offset, notes.size(), loads, shdr_offset).data(), note_offset, 0);
   out.write_at(notes.data(), notes.size(), note_offset);
-  if (needs_extended_numbering(maps.size()))
-    out.write_at(build_extnum_shdr(maps.size()).data(), sizeof(Elf64_Shdr), shdr_offset);
+  if (extnum) out.write_at(build_extnum_shdr(maps.size()).data(), sizeof(Elf64_Shdr), shdr_offset);
 
-  MemoryReader reader(source);
-  std::unique_ptr<Pagemap> pagemap;
-  std::unique_ptr<uint8_t[]> buf(new uint8_t[kChunk]);
-  std::vector<uint8_t> populated;
-  uint64_t done = 0, unreadable = 0;
-  for (size_t i = 0; i < maps.size(); i++) {
-    const Vma& v = maps[i];
-    if (!filesz[i]) continue;
-    if (parent_copy[i]) {
-      out.write_sparse(parent_copy[i].get(), filesz[i], loads[i].offset);
-      done += filesz[i];
-      continue;
-    }
-    const bool use_pagemap = pagemap_holes_valid(v);
-    if (use_pagemap && !pagemap) pagemap = std::make_unique<Pagemap>(source);
-    for (uint64_t pos = 0; pos < filesz[i]; pos += kChunk) {
-      check_cancel();
-      const size_t len = static_cast<size_t>(std::min<uint64_t>(kChunk, filesz[i] - pos));
-      if (!use_pagemap) {
-        size_t bad = reader.read(v.start + pos, buf.get(), len);
-        if (v.path != "[vsyscall]") unreadable += bad;  // execute-only by default: zeros, as the kernel
-        out.write_sparse(buf.get(), len, loads[i].offset + pos);
-      } else {
-        // Pages never populated (neither present nor swapped) read as zeros: leave them as holes without
-        // reading, so untouched reservations cost nothing.
-        const size_t pages = len / ps;
-        pagemap->populated(v.start + pos, pages, populated);
-        for (size_t p = 0; p < pages;) {
-          if (!populated[p]) {
-            p++;
-            continue;
-          }
-          size_t q = p;
-          while (q < pages && populated[q]) q++;
-          const size_t at = p * ps, n = (q - p) * ps;
-          unreadable += reader.read(v.start + pos + at, buf.get() + at, n);
-          out.write_sparse(buf.get() + at, n, loads[i].offset + pos + at);
-          p = q;
-        }
+  // Segment data from the child (snapshot) or the stopped target.
+  {
+    WritePipeline pipe(out);
+    std::unique_ptr<Pagemap> pagemap = std::make_unique<Pagemap>(source);
+    std::vector<uint8_t> populated;
+    uint64_t done = 0, unreadable = 0;
+    for (size_t i = 0; i < maps.size(); i++) {
+      if (!filesz[i]) continue;
+      if (parent_copy.size() > i && parent_copy[i]) {
+        pipe.drain();
+        for (const auto& p : parent_pieces[i])
+          if (p.at < filesz[i])
+            out.write_sparse(parent_copy[i].get() + p.at, std::min<uint64_t>(p.len, filesz[i] - p.at),
+                             loads[i].offset + p.at);
+        done += filesz[i];
+        if (opts.progress) opts.progress(done, data_total);
+        continue;
       }
-      done += len;
-      if (opts.progress) opts.progress(done, data_total);
+      for (uint64_t pos = 0; pos < filesz[i]; pos += kChunk) {
+        check_cancel();
+        const size_t len = static_cast<size_t>(std::min<uint64_t>(kChunk, filesz[i] - pos));
+        uint8_t* buf = pipe.acquire();
+        std::vector<WritePipeline::Piece> pieces;
+        const size_t bad = read_region(reader, pagemap.get(), maps[i], maps[i].start + pos, len, buf,
+                                       loads[i].offset + pos, pieces, populated);
+        // The vsyscall page is execute-only by default: zeros, as the kernel writes them, without a warning.
+        if (maps[i].path != "[vsyscall]") unreadable += bad;
+        pipe.submit(std::move(pieces));
+        done += len;
+        if (opts.progress) opts.progress(done, data_total);
+      }
     }
+    pipe.drain();
+    if (unreadable)
+      res.warnings.push_back(std::to_string(unreadable) +
+                             " bytes of memory could not be read (written as zeros)");
   }
-  if (unreadable)
-    res.warnings.push_back(std::to_string(unreadable) + " bytes of memory could not be read (written as zeros)");
   out.set_size(file_size);
 
   // Let the target go before the rename: nothing after this needs it stopped.

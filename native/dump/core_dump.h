@@ -21,7 +21,7 @@ struct Options {
   std::optional<uint32_t> filter;             // coredump_filter mask; default the target's own
   const std::atomic<bool>* cancel = nullptr;  // checked between chunks: ECANCELED, nothing left behind
   std::function<void(uint64_t done, uint64_t total)> progress;  // bytes of segment data; dump thread
-  bool overwrite = false;                     // else EEXIST when `path` exists
+  bool overwrite = false;                                       // else EEXIST when `path` exists
 };
 
 struct Result {

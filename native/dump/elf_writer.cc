@@ -18,7 +18,9 @@ static_assert(sizeof(elf_gregset_t) == sizeof(arch::GpRegs), "pr_reg is the ptra
 
 namespace {
 
-constexpr size_t align4(size_t n) { return (n + 3) & ~size_t{3}; }
+constexpr size_t align4(size_t n) {
+  return (n + 3) & ~size_t{3};
+}
 
 // "pid (comm) S ppid ..." → the fields after the comm's closing parenthesis, 0-based from the state.
 std::vector<std::string> stat_fields(const std::string& s, std::string* comm) {
@@ -48,14 +50,17 @@ uint64_t status_hex(const std::string& s, const char* key) {
 
 uint32_t status_first_dec(const std::string& s, const char* key) {
   size_t p = s.find(std::string("\n") + key + ":");
-  return p == std::string::npos ? 0 : static_cast<uint32_t>(std::strtoul(s.c_str() + p + std::strlen(key) + 2, nullptr, 10));
+  return p == std::string::npos
+             ? 0
+             : static_cast<uint32_t>(std::strtoul(s.c_str() + p + std::strlen(key) + 2, nullptr, 10));
 }
 
 timeval ticks_to_timeval(uint64_t ticks) {
   static const long hz = sysconf(_SC_CLK_TCK);
   timeval tv{};
   tv.tv_sec = static_cast<time_t>(ticks / static_cast<uint64_t>(hz));
-  tv.tv_usec = static_cast<suseconds_t>((ticks % static_cast<uint64_t>(hz)) * 1000000 / static_cast<uint64_t>(hz));
+  tv.tv_usec =
+      static_cast<suseconds_t>((ticks % static_cast<uint64_t>(hz)) * 1000000 / static_cast<uint64_t>(hz));
   return tv;
 }
 
@@ -69,14 +74,14 @@ std::string read_or_empty(const std::string& path, int pid) {
 
 }  // namespace
 
-ProcessInfo read_process_info(int pid, const std::vector<ThreadState>& threads) {
+ProcessInfo read_process_info(int pid, const std::vector<ThreadState>& threads, char state) {
   ProcessInfo info;
   info.pid = pid;
   const std::string base = "/proc/" + std::to_string(pid);
   // stat fields after the comm: 0 state, 1 ppid, 2 pgrp, 3 session, 6 flags, 11 utime, 12 stime,
   // 13 cutime, 14 cstime, 16 nice.
   const auto f = stat_fields(read_whole_file(base + "/stat", pid), &info.comm);
-  if (!f.empty() && !f[0].empty()) info.state = f[0][0];
+  info.state = state;
   info.ppid = static_cast<int>(field_u64(f, 1));
   info.pgrp = static_cast<int>(field_u64(f, 2));
   info.sid = static_cast<int>(field_u64(f, 3));
@@ -92,7 +97,6 @@ ProcessInfo read_process_info(int pid, const std::vector<ThreadState>& threads) 
   std::string cmdline = read_or_empty(base + "/cmdline", pid);
   for (char& c : cmdline)
     if (c == '\0') c = ' ';
-  while (!cmdline.empty() && cmdline.back() == ' ') cmdline.pop_back();
   info.psargs = cmdline;
   for (const auto& t : threads) {
     const std::string tb = base + "/task/" + std::to_string(t.tid);
@@ -179,8 +183,8 @@ std::string file_note_desc(const std::vector<Vma>& maps) {
   return out + names;
 }
 
-std::string build_notes(const std::vector<ThreadState>& threads, const ProcessInfo& info, const std::string& auxv,
-                        const std::vector<Vma>& maps) {
+std::string build_notes(const std::vector<ThreadState>& threads, const ProcessInfo& info,
+                        const std::string& auxv, const std::vector<Vma>& maps) {
   NoteWriter w;
   const int cursig = threads.empty() ? SIGSTOP : threads[0].siginfo.si_signo;
   for (size_t i = 0; i < threads.size(); i++) {
@@ -197,12 +201,22 @@ std::string build_notes(const std::vector<ThreadState>& threads, const ProcessIn
     }
     for (const RegsetData& r : t.extra) w.add(r.note_type, r.note_name, r.bytes.data(), r.bytes.size());
   }
+  if (!threads.empty()) {
+    std::vector<std::pair<uint32_t, const std::string*>> first;
+    for (const RegsetData& r : threads[0].extra) first.emplace_back(r.note_type, &r.bytes);
+    for (const auto& n : arch::process_notes(first))
+      w.add(n.note_type, n.note_name, n.desc.data(), n.desc.size());
+  }
   return w.bytes();
 }
 
-bool needs_extended_numbering(size_t loads) { return loads + 1 >= PN_XNUM; }
+bool needs_extended_numbering(size_t loads) {
+  return loads + 1 >= PN_XNUM;
+}
 
-uint64_t headers_size(size_t loads) { return sizeof(Elf64_Ehdr) + (loads + 1) * sizeof(Elf64_Phdr); }
+uint64_t headers_size(size_t loads) {
+  return sizeof(Elf64_Ehdr) + (loads + 1) * sizeof(Elf64_Phdr);
+}
 
 std::string build_headers(uint64_t note_offset, uint64_t note_size, const std::vector<LoadSegment>& loads,
                           uint64_t shdr_offset) {

@@ -28,7 +28,8 @@ struct ProcessInfo {
   };
   std::vector<Thread> threads;  // parallel to the session's threads
 };
-ProcessInfo read_process_info(int pid, const std::vector<ThreadState>& threads);
+// `state` is the process state before we stopped it (/proc shows 't' while we trace it).
+ProcessInfo read_process_info(int pid, const std::vector<ThreadState>& threads, char state);
 
 class NoteWriter {
  public:

@@ -201,31 +201,46 @@ void Pagemap::populated(uint64_t start, size_t pages, std::vector<uint8_t>& out)
   for (size_t i = got / sizeof(uint64_t); i < pages; i++) out[i] = 1;
 }
 
+bool MemoryReader::open_mem() {
+  if (!mem_ && !mem_failed_) {
+    mem_.reset(::open(("/proc/" + std::to_string(pid_) + "/mem").c_str(), O_RDONLY | O_CLOEXEC));
+    mem_failed_ = !mem_;
+  }
+  return static_cast<bool>(mem_);
+}
+
+ssize_t MemoryReader::read_mem(uint64_t addr, void* buf, size_t len) {
+  // Addresses above 2^63 (the vsyscall page) do not fit a signed file offset.
+  if (!open_mem() || addr >= (1ull << 63)) return -1;
+  ssize_t n;
+  do {
+    n = ::pread(mem_.get(), buf, len, static_cast<off_t>(addr));
+  } while (n < 0 && errno == EINTR);
+  return n;
+}
+
+ssize_t MemoryReader::read_pvm(uint64_t addr, void* buf, size_t len) {
+  iovec local{buf, len};
+  iovec remote{reinterpret_cast<void*>(addr), len};
+  ssize_t n = ::process_vm_readv(pid_, &local, 1, &remote, 1, 0);
+  if (n < 0 && errno == ESRCH) throw SysError(ESRCH, "process_vm_readv", "", pid_);
+  return n;
+}
+
 size_t MemoryReader::read(uint64_t addr, void* buf, size_t len) {
   uint8_t* out = static_cast<uint8_t*>(buf);
   size_t done = 0, unreadable = 0;
   const size_t ps = page_size();
   while (done < len) {
-    iovec local{out + done, len - done};
-    iovec remote{reinterpret_cast<void*>(addr + done), len - done};
-    ssize_t n = ::process_vm_readv(pid_, &local, 1, &remote, 1, 0);
+    ssize_t n = read_mem(addr + done, out + done, len - done);
+    if (n <= 0 && mem_failed_) n = read_pvm(addr + done, out + done, len - done);
     if (n > 0) {
       done += static_cast<size_t>(n);
       continue;
     }
-    if (n < 0 && errno == ESRCH) throw SysError(ESRCH, "process_vm_readv", "", pid_);
-    // Refused at addr+done: try that page through /proc/PID/mem (FOLL_FORCE reads PROT_NONE pages too).
+    // Refused at addr+done: one page through the other interface, else zeros.
     const size_t chunk = std::min(len - done, ps - ((addr + done) % ps));
-    if (!mem_ && !mem_failed_) {
-      mem_.reset(::open(("/proc/" + std::to_string(pid_) + "/mem").c_str(), O_RDONLY | O_CLOEXEC));
-      mem_failed_ = !mem_;
-    }
-    ssize_t m = -1;
-    if (mem_) {
-      do {
-        m = ::pread(mem_.get(), out + done, chunk, static_cast<off_t>(addr + done));
-      } while (m < 0 && errno == EINTR);
-    }
+    ssize_t m = mem_failed_ ? -1 : read_pvm(addr + done, out + done, chunk);
     if (m <= 0) {
       std::memset(out + done, 0, chunk);
       unreadable += chunk;

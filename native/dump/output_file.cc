@@ -115,8 +115,8 @@ void OutputFile::set_size(uint64_t size) {
 void OutputFile::commit() {
   if (overwrite_) {
     if (::rename(tmp_path_.c_str(), path_.c_str()) < 0) throw_errno("rename", path_, pid_);
-  } else if (::syscall(SYS_renameat2, AT_FDCWD, tmp_path_.c_str(), AT_FDCWD, path_.c_str(), RENAME_NOREPLACE) <
-             0) {
+  } else if (::syscall(SYS_renameat2, AT_FDCWD, tmp_path_.c_str(), AT_FDCWD, path_.c_str(),
+                       RENAME_NOREPLACE) < 0) {
     if (errno != EINVAL && errno != ENOSYS) throw_errno("renameat2", path_, pid_);
     // File systems without RENAME_NOREPLACE: link() never replaces either.
     if (::link(tmp_path_.c_str(), path_.c_str()) < 0) throw_errno("link", path_, pid_);

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <set>
 
 #include "core/error.h"
@@ -27,17 +28,16 @@ std::string status_path(int pid, int tid) {
 
 std::vector<pid_t> list_tasks(int pid) {
   const std::string path = "/proc/" + std::to_string(pid) + "/task";
-  DIR* d = ::opendir(path.c_str());
+  std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(path.c_str()), ::closedir);
   if (!d) {
     if (errno == ENOENT) throw SysError(ESRCH, "opendir", path, pid);
     throw_errno("opendir", path, pid);
   }
   std::vector<pid_t> out;
-  while (dirent* e = ::readdir(d)) {
+  while (dirent* e = ::readdir(d.get())) {
     if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
     out.push_back(static_cast<pid_t>(std::atol(e->d_name)));
   }
-  ::closedir(d);
   return out;
 }
 
@@ -130,7 +130,9 @@ PtraceSession::PtraceSession(int pid, OneThread) : pid_(pid) {
   }
 }
 
-PtraceSession::~PtraceSession() { detach_all(); }
+PtraceSession::~PtraceSession() {
+  detach_all();
+}
 
 void PtraceSession::collect_stop(ThreadState& t, const std::atomic<bool>* cancel) {
   int status = 0;
@@ -183,8 +185,9 @@ bool PtraceSession::seize_one(pid_t tid) {
 
 void PtraceSession::stop_all(const std::atomic<bool>* cancel) {
   const char state = proc_state(pid_);
-  if (state == '?') throw SysError(ESRCH, "open", status_path(pid_, 0), pid_);
+  if (state == '?') throw SysError(ESRCH, "ptrace", "", pid_, "no such process");
   job_stopped_ = state == 'T';
+  initial_state_ = state;
   stop_start_ = std::chrono::steady_clock::now();
   stopped_ = true;
   std::set<pid_t> known;
@@ -206,8 +209,9 @@ void PtraceSession::stop_all(const std::atomic<bool>* cancel) {
     }
     quiet_passes = found ? 0 : quiet_passes + 1;
   }
-  threads_.erase(std::remove_if(threads_.begin(), threads_.end(), [](const ThreadState& t) { return !t.attached; }),
-                 threads_.end());
+  threads_.erase(
+      std::remove_if(threads_.begin(), threads_.end(), [](const ThreadState& t) { return !t.attached; }),
+      threads_.end());
   if (threads_.empty()) throw SysError(ESRCH, "ptrace", "", pid_);
 }
 
@@ -220,8 +224,8 @@ void PtraceSession::capture(ThreadState& t) {
     buf.assign(spec.max_size, '\0');
     iovec v{buf.data(), buf.size()};
     // A regset the CPU lacks (ENODEV/EINVAL) is simply not written, as the kernel does.
-    if (::ptrace(PTRACE_GETREGSET, t.tid, reinterpret_cast<void*>(static_cast<uintptr_t>(spec.note_type)), &v) <
-        0)
+    if (::ptrace(PTRACE_GETREGSET, t.tid, reinterpret_cast<void*>(static_cast<uintptr_t>(spec.note_type)),
+                 &v) < 0)
       continue;
     t.extra.push_back({spec.note_type, spec.note_name, buf.substr(0, v.iov_len)});
   }
@@ -243,8 +247,8 @@ void PtraceSession::capture(ThreadState& t) {
 void PtraceSession::detach_one(ThreadState& t) noexcept {
   if (!t.attached) return;
   t.attached = false;
-  if (::ptrace(PTRACE_DETACH, t.tid, nullptr, reinterpret_cast<void*>(static_cast<uintptr_t>(t.pending_signal))) ==
-      0)
+  if (::ptrace(PTRACE_DETACH, t.tid, nullptr,
+               reinterpret_cast<void*>(static_cast<uintptr_t>(t.pending_signal))) == 0)
     return;
   if (errno != ESRCH || ::kill(t.tid, 0) < 0) return;  // gone
   // ESRCH while alive means it is not in a ptrace stop (e.g. an injected step was cut short): stop it
@@ -253,7 +257,8 @@ void PtraceSession::detach_one(ThreadState& t) noexcept {
     int status = 0;
     ::ptrace(PTRACE_INTERRUPT, t.tid, nullptr, nullptr);
     if (wait_stop(t.tid, status, pid_, 2000))
-      ::ptrace(PTRACE_DETACH, t.tid, nullptr, reinterpret_cast<void*>(static_cast<uintptr_t>(t.pending_signal)));
+      ::ptrace(PTRACE_DETACH, t.tid, nullptr,
+               reinterpret_cast<void*>(static_cast<uintptr_t>(t.pending_signal)));
   } catch (...) {
   }
 }
@@ -338,21 +343,26 @@ long PtraceSession::inject_syscall(ThreadState& t, uint64_t insn, long nr, const
   auto fail = [&](const char* what) { throw SysError(errno, "ptrace", "", pid_, what); };
   arch::GpRegs saved{};
   iovec iov{&saved, sizeof saved};
-  if (::ptrace(PTRACE_GETREGSET, t.tid, reinterpret_cast<void*>(NT_PRSTATUS), &iov) < 0) fail("PTRACE_GETREGSET");
+  if (::ptrace(PTRACE_GETREGSET, t.tid, reinterpret_cast<void*>(NT_PRSTATUS), &iov) < 0)
+    fail("PTRACE_GETREGSET");
   uint64_t mask = 0;
-  if (::ptrace(PTRACE_GETSIGMASK, t.tid, reinterpret_cast<void*>(sizeof mask), &mask) < 0) fail("PTRACE_GETSIGMASK");
+  if (::ptrace(PTRACE_GETSIGMASK, t.tid, reinterpret_cast<void*>(sizeof mask), &mask) < 0)
+    fail("PTRACE_GETSIGMASK");
   InjectionGuard guard{t.tid, saved, mask};
 
   // Blocked signals keep handlers from running on our registers and keep clone from failing with
   // -ERESTARTNOINTR when a signal arrives meanwhile; they stay pending and are delivered after detach.
   uint64_t all = ~0ull;
-  if (::ptrace(PTRACE_SETSIGMASK, t.tid, reinterpret_cast<void*>(sizeof all), &all) < 0) fail("PTRACE_SETSIGMASK");
+  if (::ptrace(PTRACE_SETSIGMASK, t.tid, reinterpret_cast<void*>(sizeof all), &all) < 0)
+    fail("PTRACE_SETSIGMASK");
   long opts = PTRACE_O_TRACESYSGOOD | (clone_child ? PTRACE_O_TRACECLONE : 0);
-  if (::ptrace(PTRACE_SETOPTIONS, t.tid, nullptr, reinterpret_cast<void*>(opts)) < 0) fail("PTRACE_SETOPTIONS");
+  if (::ptrace(PTRACE_SETOPTIONS, t.tid, nullptr, reinterpret_cast<void*>(opts)) < 0)
+    fail("PTRACE_SETOPTIONS");
   arch::GpRegs regs = saved;
   arch::setup_syscall(regs, insn, nr, args);
   iovec set{&regs, sizeof regs};
-  if (::ptrace(PTRACE_SETREGSET, t.tid, reinterpret_cast<void*>(NT_PRSTATUS), &set) < 0) fail("PTRACE_SETREGSET");
+  if (::ptrace(PTRACE_SETREGSET, t.tid, reinterpret_cast<void*>(NT_PRSTATUS), &set) < 0)
+    fail("PTRACE_SETREGSET");
 
   // Step: syscall entry, [clone event], syscall exit. SIGSTOP (not blockable) may interrupt: keep it for
   // re-delivery at detach and go on.
@@ -379,7 +389,8 @@ long PtraceSession::inject_syscall(ThreadState& t, uint64_t insn, long nr, const
   }
   arch::GpRegs after{};
   iovec got{&after, sizeof after};
-  if (::ptrace(PTRACE_GETREGSET, t.tid, reinterpret_cast<void*>(NT_PRSTATUS), &got) < 0) fail("PTRACE_GETREGSET");
+  if (::ptrace(PTRACE_GETREGSET, t.tid, reinterpret_cast<void*>(NT_PRSTATUS), &got) < 0)
+    fail("PTRACE_GETREGSET");
   // The guard restores the saved registers at this syscall-exit stop. On detach the kernel runs its
   // signal/restart path, which restarts the interrupted syscall exactly as it would have.
   return arch::syscall_result(after);

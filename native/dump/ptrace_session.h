@@ -54,6 +54,8 @@ class PtraceSession {
   int pid() const { return pid_; }
   std::vector<ThreadState>& threads() { return threads_; }
   bool was_job_stopped() const { return job_stopped_; }
+  // "State:" letter of the process before it was stopped ('S', 'R', 'T', ...).
+  char state_before_stop() const { return initial_state_; }
   bool holds_threads() const {
     for (const auto& t : threads_)
       if (t.attached) return true;
@@ -89,6 +91,7 @@ class PtraceSession {
 
   int pid_;
   bool job_stopped_ = false;
+  char initial_state_ = 'R';
   std::vector<ThreadState> threads_;
   std::chrono::steady_clock::time_point stop_start_{}, stop_end_{};
   bool stopped_ = false;

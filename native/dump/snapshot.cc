@@ -33,25 +33,26 @@ SnapshotChild SnapshotChild::create(PtraceSession& session, std::string& why) {
     return {};
   }
   ThreadState& t = session.threads()[index];
-  pid_t child = 0;
+  SnapshotChild out;
+  out.target_ = session.pid();
+  // The child's pid lands in `out` as soon as the clone event is seen, so if anything below throws, the
+  // destructor still kills it rather than leaving a stopped copy of the target behind.
   // CLONE_FILES: the child shares the fd table, so it holds no extra references to the target's files
   // (a socket the target closes really closes). Exit signal 0: no SIGCHLD reaches the target. Not
   // CLONE_VM (no copy), not CLONE_VFORK (the parent would wait), not CLONE_PARENT (EINVAL for PID 1s).
-  const long r = session.inject_syscall(t, insn, arch::nr_clone(), {CLONE_FILES, 0, 0, 0, 0}, &child);
-  SnapshotChild out;
-  out.target_ = session.pid();
+  const long r = session.inject_syscall(t, insn, arch::nr_clone(), {CLONE_FILES, 0, 0, 0, 0}, &out.child_);
+  const pid_t child = out.child_;
   if (r < 0 || child <= 0) {
     why = std::string("injected clone failed: ") + SysError::errno_name(static_cast<int>(-r));
     return out;
   }
-  out.child_ = child;
   // The child was auto-attached (PTRACE_O_TRACECLONE) and starts in a PTRACE_EVENT_STOP. EXITKILL on it
   // alone: if we die, the copy dies too instead of running as a second instance of the target, and the
   // target itself is never killed.
   int status = 0;
   if (!wait_stop(child, status, session.pid(), 10000)) {
-    out.child_ = 0;
     why = "snapshot child exited before its first stop";
+    out.release(&session);
     return out;
   }
   if (::ptrace(PTRACE_SETOPTIONS, child, nullptr, reinterpret_cast<void*>(PTRACE_O_EXITKILL)) < 0)
@@ -82,13 +83,15 @@ double SnapshotChild::release(PtraceSession* session) noexcept {
       r = session->inject_syscall(session->threads()[index], insn, arch::nr_wait4(), args, nullptr);
     } else {
       PtraceSession one(target_, PtraceSession::OneThread{});
-      if (!one.pick_injection_point(index, insn)) throw SysError(ESRCH, "ptrace", "", target_, "no injection point");
+      if (!one.pick_injection_point(index, insn))
+        throw SysError(ESRCH, "ptrace", "", target_, "no injection point");
       r = one.inject_syscall(one.threads()[index], insn, arch::nr_wait4(), args, nullptr);
       one.detach_all();
       pause = one.paused_ms();
     }
     if (r != child && r != -ECHILD)
-      warning_ = "could not reap snapshot child " + std::to_string(child) + ": wait4 returned " + std::to_string(r);
+      warning_ =
+          "could not reap snapshot child " + std::to_string(child) + ": wait4 returned " + std::to_string(r);
   } catch (const std::exception& e) {
     warning_ = "could not reap snapshot child " + std::to_string(child) + ": " + e.what();
   }

@@ -54,9 +54,13 @@ std::string fixture_binary() {
   const std::string src = root + "/test/fixtures/dump_target.c";
   const std::string out = root + "/build/fixtures/dump_target";
   struct stat s, o;
-  if (::stat(out.c_str(), &o) != 0 || (::stat(src.c_str(), &s) == 0 && s.st_mtime > o.st_mtime)) {
-    const std::string cmd =
-        "mkdir -p '" + root + "/build/fixtures' && cc -O0 -g -pthread -o '" + out + "' '" + src + "'";
+  auto ns = [](const struct stat& st) { return st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec; };
+  if (::stat(out.c_str(), &o) != 0 || (::stat(src.c_str(), &s) == 0 && ns(s) >= ns(o))) {
+    // Built under a temporary name and renamed: a concurrent test run (vitest's global setup builds the
+    // same path) never sees a half-written binary, and running targets keep their own inode.
+    const std::string tmp = out + ".tmp-" + std::to_string(::getpid());
+    const std::string cmd = "mkdir -p '" + root + "/build/fixtures' && cc -O0 -g -pthread -o '" + tmp +
+                            "' '" + src + "' && mv -f '" + tmp + "' '" + out + "'";
     if (std::system(cmd.c_str()) != 0) return {};
   }
   bin = out;
@@ -259,7 +263,8 @@ uint8_t pattern_byte(size_t i) {
 const char* kTools = "env -u DEBUGINFOD_URLS ";
 
 void check_core_with_debuggers(const std::string& core, Target& t, const Result& r) {
-  const std::string bin = fixture_binary();
+  // The executable the target really runs, even if build/fixtures was rebuilt meanwhile.
+  const std::string bin = "/proc/" + std::to_string(t.pid()) + "/exe";
   const CmdResult gdb =
       run(std::string(kTools) + "gdb -batch -nx -iex 'set debuginfod enabled off' -ex 'info threads' " +
           "-ex 'thread apply all bt' -ex 'p/x marker' '" + bin + "' '" + core + "'");
@@ -300,7 +305,6 @@ void check_core_with_debuggers(const std::string& core, Target& t, const Result&
   CHECK(eu_notes.out.find("CORE                 336  PRSTATUS") != std::string::npos);
   CHECK(eu_notes.out.find("CORE                 136  PRPSINFO") != std::string::npos);
   CHECK(eu_notes.out.find("build/fixtures/dump_target") != std::string::npos);  // NT_FILE names the binary
-  (void)t;
 }
 
 void check_core_bytes(const std::string& path, Target& t) {
@@ -459,7 +463,7 @@ TEST(dump_threads_appearing) {
     CHECK(r.threads >= 5);
     const CmdResult gdb = run(std::string(kTools) +
                               "gdb -batch -nx -iex 'set debuginfod enabled off' -ex 'thread apply all bt' '" +
-                              fixture_binary() + "' '" + d.path + "/core'");
+                              "/proc/" + std::to_string(t.pid()) + "/exe' '" + d.path + "/core'");
     CHECK_EQ(count(gdb.out, "\nThread "), static_cast<size_t>(r.threads));
     CHECK(gdb.out.find("parked_gamma") != std::string::npos);
     check_running(t);
@@ -498,6 +502,7 @@ TEST(dump_dead_pid) {
   TmpDir d;
   SysError e = dump_error(pid, d.path + "/core");
   CHECK_EQ(e.err(), ESRCH);
+  CHECK_EQ(std::string(e.syscall()), std::string("ptrace"));
   CHECK_EQ(e.pid(), pid);
   CHECK(d.entries().empty());
 }
@@ -647,6 +652,77 @@ TEST(dump_injection_restarts_every_syscall_kind) {
   }
 }
 #endif
+
+// Every thread busy in user space: no thread sits after a syscall instruction, so the clone must be run
+// from one found in the vDSO; the spinning threads must carry on exactly where they were.
+TEST(dump_snapshot_with_spinning_threads) {
+  Target t({"--spin"});
+  TmpDir d;
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  Options o;
+  o.mode = Mode::kSnapshot;
+  Result r = write_core_dump(t.pid(), d.path + "/core", o);
+  for (const auto& w : r.warnings) std::printf("    warning: %s\n", w.c_str());
+  CHECK(r.mode_used == Mode::kSnapshot);
+  CHECK_EQ(r.threads, 2);
+  const CmdResult gdb = run(std::string(kTools) +
+                            "gdb -batch -nx -iex 'set debuginfod enabled off' -ex 'thread apply all bt' '" +
+                            "/proc/" + std::to_string(t.pid()) + "/exe' '" + d.path + "/core'");
+  // Both threads in spinning_delta (gdb also prints the current frame once when it loads the core).
+  CHECK(count(gdb.out, " spinning_delta (") >= 2);
+  CHECK(gdb.out.find(" spin_main (") != std::string::npos);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK_EQ(state_of(t.pid()), 'R');
+  CHECK_EQ(tracer_of(t.pid()), 0L);
+  // Still spinning: its CPU time keeps growing.
+  auto cpu = [&] {
+    std::string s = slurp("/proc/" + std::to_string(t.pid()) + "/stat");
+    std::istringstream in(s.substr(s.rfind(')') + 2));
+    std::string f;
+    uint64_t ut = 0;
+    for (int i = 0; i < 12 && in >> f; i++) ut = std::strtoull(f.c_str(), nullptr, 10);
+    return ut;
+  };
+  const uint64_t before = cpu();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  CHECK(cpu() > before);
+}
+
+// coredump_filter from the options: 0 keeps only what the kernel always dumps (the vDSO).
+TEST(dump_filter_option) {
+  Target t;
+  TmpDir d;
+  Options o;
+  o.mode = Mode::kStop;
+  o.filter = 0;
+  Result r = write_core_dump(t.pid(), d.path + "/core", o);
+  Core core(d.path + "/core");
+  CHECK(!core.has_data_for(t.addr("pattern"), t.size("pattern")));
+  CHECK(r.mappings_written <= 2);  // [vdso] and [vsyscall], always dumped
+  o.filter = kDefaultFilter | kMappedPrivate;
+  o.overwrite = true;
+  Result all = write_core_dump(t.pid(), d.path + "/core", o);
+  Core full(d.path + "/core");
+  CHECK(full.has_data_for(t.addr("file"), 4096));  // the private file mapping, whole
+  CHECK(all.mappings_written > r.mappings_written);
+  check_running(t);
+}
+
+TEST(dump_extended_numbering) {
+  // More than 65534 segments: e_phnum = PN_XNUM and the real count in section header 0.
+  std::vector<LoadSegment> loads(70000);
+  const std::string h = build_headers(0, 0, loads, 12345);
+  Elf64_Ehdr eh;
+  std::memcpy(&eh, h.data(), sizeof eh);
+  CHECK_EQ(eh.e_phnum, static_cast<Elf64_Half>(PN_XNUM));
+  CHECK_EQ(eh.e_shoff, 12345ul);
+  CHECK_EQ(eh.e_shnum, 1);
+  CHECK_EQ(h.size(), headers_size(loads.size()));
+  Elf64_Shdr sh;
+  const std::string s = build_extnum_shdr(loads.size());
+  std::memcpy(&sh, s.data(), sizeof sh);
+  CHECK_EQ(sh.sh_info, 70001u);
+}
 
 TEST(dump_seccomp_falls_back_to_stop) {
   Target t({"--seccomp"});

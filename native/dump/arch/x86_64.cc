@@ -1,14 +1,19 @@
 // x86_64 facts for the core writer (see dump/arch.h).
 #if defined(__x86_64__)
 
+#include <cpuid.h>
 #include <elf.h>
 #include <sys/syscall.h>
+
+#include <cstring>
 
 #include "dump/arch.h"
 
 namespace tripdump::dump::arch {
 
-uint16_t elf_machine() { return EM_X86_64; }
+uint16_t elf_machine() {
+  return EM_X86_64;
+}
 
 const std::vector<RegsetSpec>& extra_regsets() {
   // FXSAVE area (512 bytes) then the full XSAVE area, which is ~2.7 KB with AVX-512 and ~11 KB with AMX;
@@ -20,11 +25,40 @@ const std::vector<RegsetSpec>& extra_regsets() {
   return specs;
 }
 
-bool snapshot_supported() { return true; }
+std::vector<ProcessNote> process_notes(const std::vector<std::pair<uint32_t, const std::string*>>& regsets) {
+  constexpr uint32_t kNtX86XsaveLayout = 0x205;  // not in every libc's elf.h yet
+  constexpr size_t kXcr0Offset = 464;            // XSAVE software-reserved bytes: the user xfeatures mask
+  const std::string* xstate = nullptr;
+  for (const auto& [type, bytes] : regsets)
+    if (type == NT_X86_XSTATE) xstate = bytes;
+  if (!xstate || xstate->size() < kXcr0Offset + 8) return {};
+  uint64_t xfeatures = 0;
+  std::memcpy(&xfeatures, xstate->data() + kXcr0Offset, sizeof xfeatures);
+  // One {type, size, offset, flags} record per extended feature (2 and up), size and standard-format
+  // offset from CPUID leaf 0xD, as the kernel writes it.
+  std::string desc;
+  for (uint32_t i = 2; i < 64; i++) {
+    if (!(xfeatures & (1ull << i))) continue;
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid_count(0xd, i, &eax, &ebx, &ecx, &edx)) return {};
+    const uint32_t rec[4] = {i, eax, ebx, 0};
+    desc.append(reinterpret_cast<const char*>(rec), sizeof rec);
+  }
+  if (desc.empty()) return {};
+  return {{kNtX86XsaveLayout, "LINUX", desc}};
+}
 
-uint64_t pc(const GpRegs& r) { return r.rip; }
+bool snapshot_supported() {
+  return true;
+}
 
-long stopped_syscall(const GpRegs& r) { return static_cast<long>(r.orig_rax); }
+uint64_t pc(const GpRegs& r) {
+  return r.rip;
+}
+
+long stopped_syscall(const GpRegs& r) {
+  return static_cast<long>(r.orig_rax);
+}
 
 bool in_temp_sigmask_syscall(const GpRegs& r) {
   // Arguments are in rdi, rsi, rdx, r10, r8, r9. A null mask argument means no temporary mask.
@@ -47,10 +81,16 @@ bool in_temp_sigmask_syscall(const GpRegs& r) {
   }
 }
 
-bool is_syscall_insn(const uint8_t* b) { return b[0] == 0x0f && b[1] == 0x05; }
+bool is_syscall_insn(const uint8_t* b) {
+  return b[0] == 0x0f && b[1] == 0x05;
+}
 
-long nr_clone() { return SYS_clone; }
-long nr_wait4() { return SYS_wait4; }
+long nr_clone() {
+  return SYS_clone;
+}
+long nr_wait4() {
+  return SYS_wait4;
+}
 
 void setup_syscall(GpRegs& r, uint64_t insn, long nr, const std::vector<uint64_t>& args) {
   r.rip = insn;
@@ -68,7 +108,9 @@ void setup_syscall(GpRegs& r, uint64_t insn, long nr, const std::vector<uint64_t
   r.r9 = a[5];
 }
 
-long syscall_result(const GpRegs& r) { return static_cast<long>(r.rax); }
+long syscall_result(const GpRegs& r) {
+  return static_cast<long>(r.rax);
+}
 
 }  // namespace tripdump::dump::arch
 
