@@ -1,7 +1,9 @@
 // The dump action: a core file named as ProcDump names it, never colliding, with a sidecar JSON beside it
 // holding the trigger, the value, the process identity and the samples that led up to it.
+import { lstatSync } from 'node:fs';
 import { type CoreDumpResult, type DumpMode, writeCoreDump } from '../dump/core.js';
 import { dumpPath } from '../dump/naming.js';
+import type { DumpFn } from '../triggers/trigger.js';
 import type { Action, ActionContext, ActionResult } from './action.js';
 import { sidecar, writeFileSafely } from './history.js';
 
@@ -15,6 +17,15 @@ export interface DumpActionOptions {
   /** Replace existing files (-o) instead of choosing the next free name. */
   overwrite?: boolean;
   onProgress?: ((done: number, total: number) => void) | undefined;
+}
+
+function exists(file: string): boolean {
+  try {
+    lstatSync(file);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** How many names to try before giving up on finding a free one. */
@@ -46,7 +57,13 @@ export class DumpAction implements Action {
           ...(o.onProgress ? { onProgress: o.onProgress } : {}),
         });
       } catch (e) {
-        if ((e as { code?: string }).code !== 'EEXIST' || o.overwrite || n >= MAX_NAME_TRIES) throw e;
+        if (
+          (e as { code?: string }).code !== 'EEXIST' ||
+          o.overwrite ||
+          n >= MAX_NAME_TRIES ||
+          ctx.firing.dump
+        )
+          throw e;
       }
     }
     const index = this.#count++;

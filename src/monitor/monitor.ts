@@ -8,7 +8,7 @@ import { processName } from '../dump/naming.js';
 import { ProcessGoneError, UsageError } from '../errors.js';
 import { FIELD_NAMES, type FieldName, type ProcessRecord } from '../sampler/fields.js';
 import { Sampler } from '../sampler/sampler.js';
-import type { Firing, Trigger, TriggerState } from '../triggers/trigger.js';
+import type { DumpFn, Firing, Judgement, Trigger, TriggerState } from '../triggers/trigger.js';
 
 const DISCOVERY_BITS = (1 << FIELD_NAMES.indexOf('comm')) | (1 << FIELD_NAMES.indexOf('pgid'));
 
@@ -38,7 +38,7 @@ export type MonitorEvent =
   | { type: 'sample'; target: TargetInfo; record: ProcessRecord }
   | { type: 'fire'; target: TargetInfo; firing: Firing; index: number }
   | { type: 'action'; target: TargetInfo; firing: Firing; kind: string; path?: string; message: string }
-  | { type: 'error'; target: TargetInfo; firing: Firing; kind: string; error: Error };
+  | { type: 'error'; target: TargetInfo; firing: Firing | undefined; kind: string; error: Error };
 
 export interface MonitorSummary {
   /** Files written by actions, in order. */
@@ -57,6 +57,8 @@ interface TriggerSlot {
 
 interface Target {
   info: TargetInfo;
+  /** Ends the target's event-driven triggers. */
+  events: AbortController;
   slots: TriggerSlot[];
   history: HistoryEntry[];
   firings: number;
@@ -72,6 +74,8 @@ export class Monitor {
   readonly #inflight = new Set<Promise<void>>();
   readonly #written: string[] = [];
   #firings = 0;
+  /** An event-driven trigger could not start: the monitor ends. */
+  #failed = false;
 
   constructor(options: MonitorOptions) {
     if (options.triggers.length === 0) throw new UsageError('a monitor needs at least one trigger');
@@ -132,6 +136,7 @@ export class Monitor {
           const t = this.#targets.get(e.pid);
           if (t && t.info.startTime === e.startTime && !t.exited) {
             t.exited = true;
+            t.events.abort();
             this.#emit({ type: 'exit', target: t.info });
           }
         }
@@ -145,10 +150,11 @@ export class Monitor {
           if (t.busy || now < t.cooldownUntil || this.#done(t)) continue;
           this.#judge(t, record, now);
         }
-        if (signal.aborted || this.#finished()) break;
+        if (signal.aborted || this.#failed || this.#finished()) break;
         await sleep(tick + this.#o.pollMs - performance.now(), signal);
         if (signal.aborted) break;
       }
+      for (const t of this.#targets.values()) t.events.abort();
       await Promise.allSettled(this.#inflight);
     } finally {
       sampler.close();
@@ -172,12 +178,24 @@ export class Monitor {
       }
       slot.since ??= now;
       if (now - slot.since < this.#o.sustainMs) continue;
-      this.#fire(t, slot, { ...j, tag: slot.trigger.tag, reason: slot.trigger.describe(j) });
+      void this.#fire(t, slot, { ...j, tag: slot.trigger.tag, reason: slot.trigger.describe(j) });
       return;
     }
   }
 
-  #fire(t: Target, slot: TriggerSlot, firing: Firing): void {
+  /** Whether a target may fire now: not busy, not cooling down, not done. */
+  #ready(t: Target): boolean {
+    return (
+      !t.busy &&
+      !t.exited &&
+      performance.now() >= t.cooldownUntil &&
+      !this.#done(t) &&
+      !this.#o.signal.aborted
+    );
+  }
+
+  /** Runs the actions of one firing; the sustain timers restart and the cooldown starts when they end. */
+  #fire(t: Target, slot: TriggerSlot, firing: Firing): Promise<void> {
     t.busy = true;
     t.firings++;
     this.#firings++;
@@ -188,8 +206,35 @@ export class Monitor {
       t.busy = false;
       t.cooldownUntil = performance.now() + this.#o.cooldownMs;
       this.#inflight.delete(run);
+      if (this.#done(t)) t.events.abort();
     });
     this.#inflight.add(run);
+    return run;
+  }
+
+  /** Starts the event-driven triggers of a new target. */
+  #subscribe(t: Target): void {
+    for (const slot of t.slots) {
+      const { trigger } = slot;
+      if (!trigger.subscribe) continue;
+      const fire = async (j: Judgement, reason: string, dump?: DumpFn): Promise<boolean> => {
+        if (!this.#ready(t) || trigger.limit(slot.state) <= 0) return false;
+        await this.#fire(t, slot, { ...j, tag: trigger.tag, reason, ...(dump ? { dump } : {}) });
+        return true;
+      };
+      const watching = trigger.subscribe(t.info.pid, fire, t.events.signal).catch((e: unknown) => {
+        this.#emit({
+          type: 'error',
+          target: t.info,
+          firing: undefined,
+          kind: trigger.tag,
+          error: e as Error,
+        });
+        this.#failed = true;
+      });
+      this.#inflight.add(watching);
+      void watching.finally(() => this.#inflight.delete(watching));
+    }
   }
 
   async #runActions(t: Target, firing: Firing): Promise<void> {
@@ -273,15 +318,18 @@ export class Monitor {
     if (this.#targets.get(pid)?.exited === false) return;
     const id = sampler.watch(pid);
     const info: TargetInfo = { pid, startTime: id.startTime, name: processName(pid) };
-    this.#targets.set(pid, {
+    const target: Target = {
       info,
+      events: new AbortController(),
       slots: this.#o.triggers.map((trigger) => ({ trigger, state: { fired: 0 }, since: undefined })),
       history: [],
       firings: 0,
       busy: false,
       cooldownUntil: 0,
       exited: false,
-    });
+    };
+    this.#targets.set(pid, target);
     this.#emit({ type: 'target', target: info });
+    this.#subscribe(target);
   }
 }

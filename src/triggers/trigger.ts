@@ -2,6 +2,7 @@
 // one sample of one target; the monitor owns everything else (sustain window, cooldown, dump count,
 // quitting), written once for all triggers. Event-driven triggers (signals, crashes) push instead of being
 // polled, through `subscribe`.
+import type { CoreDumpOptions, CoreDumpResult } from '../dump/core.js';
 import type { FieldName, ProcessRecord } from '../sampler/fields.js';
 
 /** The trigger names ProcDump puts in dump file names. */
@@ -25,12 +26,23 @@ export interface Judgement {
   threshold: number;
 }
 
+/** Writes a core of the target: writeCoreDump, or the trigger's own writer when it already traces the target. */
+export type DumpFn = (path: string, options: CoreDumpOptions) => Promise<CoreDumpResult>;
+
 /** What a trigger reports when it fires. */
 export interface Firing extends Judgement {
   tag: TriggerTag;
   /** A line for people: "CPU 97.0% >= 90%". */
   reason: string;
+  /** Set by a trigger that holds the target under ptrace (signals): dumps must go through it. */
+  dump?: DumpFn;
 }
+
+/**
+ * How an event-driven trigger reports an event for a target. Resolves true when the monitor acted on it
+ * (false when the target was cooling down, busy or done), once the actions are over.
+ */
+export type FireFn = (j: Judgement, reason: string, dump?: DumpFn) => Promise<boolean>;
 
 /** A trigger's state for one target; the monitor keeps one per (target, trigger). */
 export interface TriggerState {
@@ -48,6 +60,11 @@ export interface Trigger {
   limit(state: TriggerState): number;
   /** Judges one sample (polled triggers). */
   judge?(record: ProcessRecord, state: TriggerState): Judgement | undefined;
+  /**
+   * Watches one target for events (event-driven triggers), calling fire for each, until the signal
+   * aborts. Resolves when watching has stopped; rejects if it cannot start (the monitor reports it).
+   */
+  subscribe?(pid: number, fire: FireFn, signal: AbortSignal): Promise<void>;
   /** Describes a firing for the log and the sidecar. */
   describe(j: Judgement): string;
 }
