@@ -74,7 +74,13 @@ function run(cmd: string, args: string[], cwd?: string): Proc {
             ),
           timeoutMs,
         );
-        seen.push({ re, resolve: (t) => (clearTimeout(timer), resolve(t)) });
+        seen.push({
+          re,
+          resolve: (t) => {
+            clearTimeout(timer);
+            resolve(t);
+          },
+        });
       });
     },
   };

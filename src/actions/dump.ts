@@ -38,6 +38,10 @@ export class DumpAction implements Action {
 
   async run(ctx: ActionContext): Promise<ActionResult> {
     const o = this.options;
+    // A trigger that traces the target (signals) writes the dump itself and gets one path, so the name
+    // is chosen free beforehand; writeCoreDump can instead retry on EEXIST.
+    const write: DumpFn =
+      ctx.firing.dump ?? ((file, options) => writeCoreDump(ctx.target.pid, file, options));
     let result: CoreDumpResult | undefined;
     for (let n = 0; !result; n++) {
       const file = dumpPath(
@@ -48,8 +52,9 @@ export class DumpAction implements Action {
         ctx.time,
         n + (o.file ? this.#count : 0),
       );
+      if (!o.overwrite && n < MAX_NAME_TRIES && exists(file)) continue;
       try {
-        result = await writeCoreDump(ctx.target.pid, file, {
+        result = await write(file, {
           ...(o.mode ? { mode: o.mode } : {}),
           ...(o.filter !== undefined ? { filter: o.filter } : {}),
           overwrite: o.overwrite === true,
