@@ -50,26 +50,43 @@ OutputFile::OutputFile(const std::string& path, bool overwrite, int pid)
   // Fail before the target is stopped when the final name is taken; commit() re-checks atomically.
   struct stat st;
   if (!overwrite && ::lstat(path.c_str(), &st) == 0) throw SysError(EEXIST, "open", path, pid);
-  std::random_device rd;
+  int fd = ::open(dir_of(path).c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    // Old file systems (and kernels) refuse O_TMPFILE with these; anything else is a real error (ENOENT...).
+    if (errno != EOPNOTSUPP && errno != EISDIR) throw_errno("open", path, pid);
+    open_named_temp();
+    return;
+  }
+  fd_.reset(fd);
+  // The umask can only remove bits; make the mode exactly 0600 regardless.
+  if (::fchmod(fd, 0600) < 0) throw_errno("fchmod", path, pid);
+}
+
+std::string OutputFile::unique_temp_name() const {
+  static thread_local std::random_device rd;
+  char suffix[32];
+  std::snprintf(suffix, sizeof suffix, ".tmp-%d-%08x", static_cast<int>(::getpid()), rd());
+  const std::string dir = dir_of(path_);
+  return (dir == "/" ? "" : dir) + "/." + base_of(path_) + suffix;
+}
+
+void OutputFile::open_named_temp() {
   for (int attempt = 0; attempt < 16; attempt++) {
-    char suffix[32];
-    std::snprintf(suffix, sizeof suffix, ".tmp-%d-%08x", static_cast<int>(::getpid()), rd());
-    const std::string dir = dir_of(path);
-    tmp_path_ = (dir == "/" ? "" : dir) + "/." + base_of(path) + suffix;
+    tmp_path_ = unique_temp_name();
     int fd = ::open(tmp_path_.c_str(), O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_WRONLY, 0600);
     if (fd >= 0) {
       fd_.reset(fd);
-      // The umask can only remove bits; make the mode exactly 0600 regardless.
       if (::fchmod(fd, 0600) < 0) {
         int e = errno;
         ::unlink(tmp_path_.c_str());
-        throw SysError(e, "fchmod", path, pid);
+        throw SysError(e, "fchmod", path_, pid_);
       }
       return;
     }
-    if (errno != EEXIST) throw_errno("open", path, pid);
+    if (errno != EEXIST) throw_errno("open", path_, pid_);
   }
-  throw SysError(EEXIST, "open", path, pid, "no free temporary name");
+  tmp_path_.clear();
+  throw SysError(EEXIST, "open", path_, pid_, "no free temporary name");
 }
 
 OutputFile::~OutputFile() {
@@ -113,6 +130,27 @@ void OutputFile::set_size(uint64_t size) {
 }
 
 void OutputFile::commit() {
+  if (tmp_path_.empty()) {
+    // linkat() of /proc/self/fd/N (AT_SYMLINK_FOLLOW resolves the magic link to the open file) needs no
+    // CAP_DAC_READ_SEARCH, unlike AT_EMPTY_PATH. It never replaces an existing entry.
+    const std::string self = "/proc/self/fd/" + std::to_string(fd_.get());
+    if (!overwrite_) {
+      if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, path_.c_str(), AT_SYMLINK_FOLLOW) < 0)
+        throw_errno("linkat", path_, pid_);
+      committed_ = true;
+      return;
+    }
+    // Overwrite: a name of our own first, then rename() over the final name, which is atomic; a reader
+    // never sees a missing or partial file.
+    for (int attempt = 0;; attempt++) {
+      tmp_path_ = unique_temp_name();
+      if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, tmp_path_.c_str(), AT_SYMLINK_FOLLOW) == 0) break;
+      const int e = errno;
+      tmp_path_.clear();
+      if (e != EEXIST || attempt == 15) throw SysError(e, "linkat", path_, pid_);
+    }
+    // From here the destructor removes the temporary name if rename() fails.
+  }
   if (overwrite_) {
     if (::rename(tmp_path_.c_str(), path_.c_str()) < 0) throw_errno("rename", path_, pid_);
   } else if (::syscall(SYS_renameat2, AT_FDCWD, tmp_path_.c_str(), AT_FDCWD, path_.c_str(),

@@ -1,6 +1,10 @@
-// The core file on disk: created 0600 under a temporary name in the destination directory, written
-// sparsely (all-zero pages become holes), and renamed to the final name only when complete. Until commit()
-// succeeds, the destructor removes the temporary file, so a failed or cancelled dump leaves nothing.
+// The core file on disk, mode 0600, written sparsely (all-zero pages become holes) and given its final name
+// only when complete. It is an unnamed O_TMPFILE in the destination directory until commit() links it in,
+// so nothing can be left behind even when the writer is SIGKILLed. File systems without O_TMPFILE get a
+// named temporary file (.<base>.tmp-<pid>-<random>) that the destructor removes; only there can a killed
+// writer leave one (the N-API glue sweeps it up).
+// The final name is never followed if it is a symlink: linkat() fails with EEXIST on any existing entry,
+// a dangling symlink included, and rename() (overwrite) replaces the link itself, not what it points to.
 #pragma once
 
 #include <cstdint>
@@ -23,13 +27,17 @@ class OutputFile {
   // Returns the number of bytes actually written.
   uint64_t write_sparse(const uint8_t* data, size_t len, uint64_t offset);
   void set_size(uint64_t size);
-  // Renames the temporary file to the final name (RENAME_NOREPLACE unless overwrite).
+  // Gives the file its final name: EEXIST when it exists, unless overwrite (then it is replaced atomically).
   void commit();
   uint64_t bytes_on_disk() const;
   const std::string& path() const { return path_; }
 
  private:
-  std::string path_, tmp_path_;
+  void open_named_temp();
+  std::string unique_temp_name() const;
+
+  std::string path_;
+  std::string tmp_path_;  // empty while the file is an unnamed O_TMPFILE
   bool overwrite_;
   int pid_;
   Fd fd_;

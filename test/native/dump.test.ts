@@ -14,7 +14,14 @@ import {
   UsageError,
   writeCoreDump,
 } from '../../src/index.js';
-import { fixture, procStatus, spawnTarget, type Target, trackProcesses, waitFor } from '../helpers/processes.js';
+import {
+  fixture,
+  procStatus,
+  spawnTarget,
+  type Target,
+  trackProcesses,
+  waitFor,
+} from '../helpers/processes.js';
 
 const cli = path.resolve(import.meta.dirname, '../../dist/cli/main.js');
 const track = trackProcesses();
@@ -105,15 +112,23 @@ describe('cancelling and dying mid-dump', () => {
     const t = track(await spawnTarget('dump_target', ['--touch', '768'], { stdin: true, timeoutMs: 30_000 }));
     for (const mode of ['stop', 'snapshot']) {
       const dumper: ChildProcess = track(
-        spawn(process.execPath, [cli, 'dump', String(t.pid), path.join(dir, `killed.${mode}`), '--mode', mode], {
-          stdio: 'ignore',
-        }),
+        spawn(
+          process.execPath,
+          [cli, 'dump', String(t.pid), path.join(dir, `killed.${mode}`), '--mode', mode],
+          {
+            stdio: 'ignore',
+          },
+        ),
       );
       // Wait until it is tracing the target, then kill it.
       await waitFor(() => procStatus(t.pid).TracerPid !== '0', 10_000, 'the dump to attach');
       process.kill(dumper.pid!, 'SIGKILL');
       await new Promise((r) => dumper.once('exit', r));
-      await waitFor(() => running(t.pid), 2000, `the target to run again after a ${mode}-mode dump was killed`);
+      await waitFor(
+        () => running(t.pid),
+        2000,
+        `the target to run again after a ${mode}-mode dump was killed`,
+      );
       // No snapshot child may run on after its tracer died (PTRACE_O_EXITKILL).
       const children = spawnSync('sh', ['-c', `cat /proc/${t.pid}/task/*/children`], { encoding: 'utf8' });
       for (const c of children.stdout.split(/\s+/).filter(Boolean))
@@ -141,7 +156,9 @@ describe('a target in a particular state', () => {
 
   it('a target already traced by a debugger gives AlreadyTracedError naming the tracer', async () => {
     const t = track(await spawnTarget('dump_target', [], { stdin: true }));
-    const gdbProc = track(spawn('gdb', ['-q', '-nx', '-p', String(t.pid)], { stdio: ['pipe', 'ignore', 'ignore'] }));
+    const gdbProc = track(
+      spawn('gdb', ['-q', '-nx', '-p', String(t.pid)], { stdio: ['pipe', 'ignore', 'ignore'] }),
+    );
     await waitFor(() => procStatus(t.pid).TracerPid === String(gdbProc.pid), 20_000, 'gdb to attach');
     const e = await writeCoreDump(t.pid, path.join(dir, 'traced')).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(AlreadyTracedError);
@@ -154,7 +171,9 @@ describe('failures', () => {
   it('each failure is a typed error and leaves no file', async () => {
     const t = track(await spawnTarget('dump_target', [], { stdin: true }));
     await expect(writeCoreDump(4_194_303, path.join(dir, 'gone'))).rejects.toBeInstanceOf(ProcessGoneError);
-    const missing = await writeCoreDump(t.pid, path.join(dir, 'no', 'such', 'dir', 'core')).catch((x: unknown) => x);
+    const missing = await writeCoreDump(t.pid, path.join(dir, 'no', 'such', 'dir', 'core')).catch(
+      (x: unknown) => x,
+    );
     expect(missing).toBeInstanceOf(SystemError);
     expect(missing).toMatchObject({ code: 'ENOENT', pid: t.pid });
     const file = path.join(dir, 'exists');
@@ -163,9 +182,9 @@ describe('failures', () => {
     await writeCoreDump(t.pid, file, { overwrite: true });
     await expect(writeCoreDump(t.pid, file, { mode: 'fast' as 'stop' })).rejects.toBeInstanceOf(UsageError);
     await expect(writeCoreDump(-1, file)).rejects.toBeInstanceOf(UsageError);
-    expect(readdirSync(dir).filter((f) => f.includes('.tmp') || f.startsWith('gone') || f.startsWith('.'))).toEqual(
-      [],
-    );
+    expect(
+      readdirSync(dir).filter((f) => f.includes('.tmp') || f.startsWith('gone') || f.startsWith('.')),
+    ).toEqual([]);
     expect(running(t.pid)).toBe(true);
     await pong(t);
   });
