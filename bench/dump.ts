@@ -21,6 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeCoreDump } from 'tripdump';
+import { killAll, track } from './children.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const OUT_DIR = path.join(ROOT, 'build', 'bench');
@@ -37,25 +38,12 @@ interface Row {
   diskMiB: number;
 }
 
-const children = new Set<ChildProcess>();
-function killAll(): void {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-}
-process.on('exit', killAll);
-for (const sig of ['SIGINT', 'SIGTERM'] as const)
-  process.on(sig, () => {
-    killAll();
-    process.exit(130);
-  });
-
 function start(
   cmd: string,
   args: string[],
   opts: { cwd?: string; shell?: boolean } = {},
 ): Promise<ChildProcess> {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], ...opts });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
+  const child = track(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], ...opts }));
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {

@@ -11,6 +11,7 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writ
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { killAll, track } from './children.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const OUT_DIR = path.join(ROOT, 'build', 'bench');
@@ -20,17 +21,6 @@ const WORKLOAD = path.join(OUT_DIR, 'workload');
 const IDLE_S = Number(process.env.BENCH_TRIGGER_IDLE_S ?? 60);
 const TICK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 
-const children = new Set<ChildProcess>();
-const killAll = () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-};
-process.on('exit', killAll);
-for (const sig of ['SIGINT', 'SIGTERM'] as const)
-  process.on(sig, () => {
-    killAll();
-    process.exit(130);
-  });
-
 interface Proc {
   child: ChildProcess;
   /** performance.now() at which a line matching re was first printed. */
@@ -39,8 +29,7 @@ interface Proc {
 }
 
 function run(cmd: string, args: string[], cwd?: string): Proc {
-  const child = spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
+  const child = track(spawn(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] }));
   const seen: { re: RegExp; resolve: (t: number) => void }[] = [];
   const lines: { t: number; line: string }[] = [];
   let partial = '';
@@ -57,7 +46,6 @@ function run(cmd: string, args: string[], cwd?: string): Proc {
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
   const exit = new Promise<void>((r) => child.once('exit', () => r()));
-  exit.then(() => children.delete(child));
   return {
     child,
     exit,
