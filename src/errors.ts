@@ -1,7 +1,7 @@
 // Typed errors (design §3). Native code reports {errno, syscall, path?, pid?}; this module turns that into
 // classes with Node's field names: `code` ('ESRCH'), `errno` (negative, as Node's own SystemError),
 // `syscall`, `path`, plus `pid`.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { constants } from 'node:os';
 
 /** What the native addon attaches to the errors it throws. */
@@ -122,6 +122,14 @@ function accessHint(pid: number | undefined): string {
       );
     const tracer = tracerPidOf(pid);
     if (tracer) causes.push(`it is traced by pid ${tracer}`);
+    // A non-dumpable process (PR_SET_DUMPABLE 0, or after a setuid exec) has its /proc files owned by
+    // root whatever its uid: ptrace and /proc/PID/mem then need CAP_SYS_PTRACE.
+    try {
+      if (uid !== undefined && statSync(`/proc/${pid}`).uid !== Number(uid))
+        causes.push('it is not dumpable (PR_SET_DUMPABLE is 0, or it exec()ed a setuid program)');
+    } catch {
+      // gone: the caller's error says so
+    }
   }
   try {
     const scope = readFileSync('/proc/sys/kernel/yama/ptrace_scope', 'latin1').trim();

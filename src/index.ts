@@ -1,6 +1,11 @@
 // tripdump's public API.
 
+export type { Action, ActionContext, ActionResult, HistoryEntry, TargetInfo } from './actions/action.js';
+export { DumpAction, type DumpActionOptions } from './actions/dump.js';
+export { ExecAction } from './actions/exec.js';
+export { HistoryAction, SIDECAR_VERSION, sidecar } from './actions/history.js';
 export { type CoreDumpOptions, type CoreDumpResult, type DumpMode, writeCoreDump } from './dump/core.js';
+export { dumpPath, processName } from './dump/naming.js';
 export {
   AbortError,
   AccessDeniedError,
@@ -11,6 +16,13 @@ export {
   UsageError,
 } from './errors.js';
 export {
+  Monitor,
+  type MonitorEvent,
+  type MonitorOptions,
+  type MonitorSummary,
+  type TargetSpec,
+} from './monitor/monitor.js';
+export {
   DEFAULT_FIELDS,
   FIELD_INFO,
   FIELD_NAMES,
@@ -20,3 +32,13 @@ export {
 } from './sampler/fields.js';
 export { Sampler, type SamplerOptions, type WatchOptions } from './sampler/sampler.js';
 export { type HostSample, type ProcessIdentity, ROW_NEW, ROW_THREAD, Snapshot } from './sampler/snapshot.js';
+export { KINDS, type ThresholdKind, ThresholdTrigger, TimerTrigger } from './triggers/threshold.js';
+export type {
+  DumpFn,
+  FireFn,
+  Firing,
+  Judgement,
+  Trigger,
+  TriggerState,
+  TriggerTag,
+} from './triggers/trigger.js';

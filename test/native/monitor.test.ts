@@ -1,0 +1,99 @@
+// The Monitor as a library: triggers, the exec and history actions, sustain and count, an AbortSignal.
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  ExecAction,
+  HistoryAction,
+  Monitor,
+  type MonitorEvent,
+  ThresholdTrigger,
+  TimerTrigger,
+  UsageError,
+} from '../../src/index.js';
+import { spawnTarget, trackProcesses } from '../helpers/processes.js';
+
+const track = trackProcesses();
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'tripdump-lib-'));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('Monitor', () => {
+  it('runs exec and history actions in order, with {pid} {path} {trigger} filled in', async () => {
+    const t = track(await spawnTarget('workload', ['--delay', '300', '--threads', '4']));
+    const events: MonitorEvent[] = [];
+    const history = path.join(dir, 'history.json');
+    const monitor = new Monitor({
+      target: { pid: t.pid },
+      triggers: [new ThresholdTrigger('threads', 'above', [5])],
+      actions: [
+        new HistoryAction(() => history),
+        // No shell: each argument is passed as is, tokens replaced inside it.
+        new ExecAction(['/bin/cp', '{path}', path.join(dir, 'copy-{trigger}-{pid}.json')]),
+      ],
+      pollMs: 50,
+    }).on((e) => events.push(e));
+    const summary = await monitor.run();
+    expect(summary).toMatchObject({ reason: 'done', firings: 1, written: [history] });
+    const side = JSON.parse(readFileSync(history, 'utf8'));
+    expect(side.trigger).toMatchObject({ tag: 'thread', value: 5, threshold: 5 });
+    expect(side.samples.at(-1).threads).toBe(5);
+    expect(side.samples.length).toBeGreaterThan(2); // the samples before the crossing are there too
+    expect(readFileSync(path.join(dir, `copy-thread-${t.pid}.json`), 'utf8')).toBe(
+      readFileSync(history, 'utf8'),
+    );
+    expect(events.map((e) => e.type).filter((x) => x !== 'sample')).toEqual([
+      'target',
+      'fire',
+      'action',
+      'action',
+    ]);
+  });
+
+  it('a failing action stops the ones after it and is reported', async () => {
+    const t = track(await spawnTarget('workload', []));
+    const errors: string[] = [];
+    const summary = await new Monitor({
+      target: { pid: t.pid },
+      triggers: [new TimerTrigger()],
+      actions: [new ExecAction(['/bin/false']), new HistoryAction(() => path.join(dir, 'never.json'))],
+      pollMs: 20,
+    })
+      .on((e) => {
+        if (e.type === 'error') errors.push(`${e.kind}: ${e.error.message}`);
+      })
+      .run();
+    expect(summary.firings).toBe(1);
+    expect(errors).toEqual(['exec: command /bin/false exited with 1']);
+    expect(existsSync(path.join(dir, 'never.json'))).toBe(false);
+  });
+
+  it('stops at once when its AbortSignal aborts', async () => {
+    const t = track(await spawnTarget('workload', []));
+    const ac = new AbortController();
+    const run = new Monitor({
+      target: { pid: t.pid },
+      triggers: [new ThresholdTrigger('cpu', 'above', [90])],
+      actions: [],
+      pollMs: 1000,
+      signal: ac.signal,
+    }).run();
+    await new Promise((r) => setTimeout(r, 200));
+    const t0 = performance.now();
+    ac.abort();
+    expect((await run).reason).toBe('aborted');
+    expect(performance.now() - t0).toBeLessThan(200);
+  });
+
+  it('rejects options that cannot work', () => {
+    const base = { target: { pid: 1 }, actions: [] };
+    expect(() => new Monitor({ ...base, triggers: [] })).toThrow(UsageError);
+    expect(() => new Monitor({ ...base, triggers: [new TimerTrigger()], pollMs: 0 })).toThrow(
+      /pollMs must be ≥ 1/,
+    );
+    expect(() => new ThresholdTrigger('memory', 'above', [-1])).toThrow(/threshold must be ≥ 0/);
+  });
+});
