@@ -63,7 +63,7 @@ OutputFile::OutputFile(const std::string& path, bool overwrite, int pid)
 }
 
 std::string OutputFile::unique_temp_name() const {
-  static thread_local std::random_device rd;
+  std::random_device rd;
   char suffix[32];
   std::snprintf(suffix, sizeof suffix, ".tmp-%d-%08x", static_cast<int>(::getpid()), rd());
   const std::string dir = dir_of(path_);

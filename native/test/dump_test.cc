@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -525,6 +526,45 @@ TEST(dump_exists_and_overwrite) {
         "\x7f"
         "ELF");
   CHECK_EQ(d.entries().size(), 1ul);
+  check_running(t);
+}
+
+// While the dump is being written its file has no name at all (O_TMPFILE): a writer killed at any point
+// leaves nothing behind. Committing never follows a symlink at the final name, and overwrite goes through a
+// temporary name that does not outlive the commit.
+TEST(dump_file_is_unnamed_until_commit) {
+  Target t;
+  TmpDir d;
+  Options o;
+  o.mode = Mode::kStop;
+  size_t seen = 0, calls = 0;
+  o.progress = [&](uint64_t, uint64_t) {
+    calls++;
+    seen += d.entries().size();
+  };
+  write_core_dump(t.pid(), d.path + "/core", o);
+  CHECK(calls > 0);
+  CHECK_EQ(seen, 0ul);
+  CHECK(d.entries() == std::vector<std::string>{"core"});
+  struct stat st;
+  REQUIRE(::stat((d.path + "/core").c_str(), &st) == 0);
+  CHECK_EQ(st.st_mode & 07777, 0600u);
+
+  // A dangling symlink at the final name: EEXIST, and nothing is created where it points.
+  const std::string link = d.path + "/link", victim = d.path + "/victim";
+  REQUIRE(::symlink(victim.c_str(), link.c_str()) == 0);
+  o.progress = nullptr;
+  CHECK_EQ(dump_error(t.pid(), link, o).err(), EEXIST);
+  CHECK(::access(victim.c_str(), F_OK) != 0);
+  // With overwrite the link itself is replaced by the core.
+  o.overwrite = true;
+  write_core_dump(t.pid(), link, o);
+  REQUIRE(::lstat(link.c_str(), &st) == 0);
+  CHECK(S_ISREG(st.st_mode));
+  CHECK(::access(victim.c_str(), F_OK) != 0);
+  std::vector<std::string> names = d.entries();
+  std::sort(names.begin(), names.end());
+  CHECK(names == (std::vector<std::string>{"core", "link"}));
   check_running(t);
 }
 

@@ -108,7 +108,7 @@ describe('cancelling and dying mid-dump', () => {
     await pong(t);
   });
 
-  it('a tripdump process killed with SIGKILL mid-dump leaves the target running and untraced', async () => {
+  it('a tripdump process killed with SIGKILL mid-dump leaves the target running and untraced, and no file', async () => {
     const t = track(await spawnTarget('dump_target', ['--touch', '768'], { stdin: true, timeoutMs: 30_000 }));
     for (const mode of ['stop', 'snapshot']) {
       const dumper: ChildProcess = track(
@@ -129,6 +129,8 @@ describe('cancelling and dying mid-dump', () => {
         2000,
         `the target to run again after a ${mode}-mode dump was killed`,
       );
+      // The file is an unnamed O_TMPFILE until complete: a killed writer leaves no entry at all.
+      expect(readdirSync(dir).filter((f) => f.includes('killed'))).toEqual([]);
       // No snapshot child may run on after its tracer died (PTRACE_O_EXITKILL).
       const children = spawnSync('sh', ['-c', `cat /proc/${t.pid}/task/*/children`], { encoding: 'utf8' });
       for (const c of children.stdout.split(/\s+/).filter(Boolean))
