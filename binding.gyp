@@ -14,12 +14,15 @@
         "native/dump/memory_map.cc",
         "native/dump/output_file.cc",
         "native/dump/ptrace_session.cc",
+        "native/dump/signal_watch.cc",
         "native/dump/snapshot.cc",
         "native/dump/arch/x86_64.cc",
         "native/napi/addon.cc",
         "native/napi/dump_wrap.cc",
         "native/napi/sampler_wrap.cc",
-        "native/napi/errors.cc"
+        "native/napi/errors.cc",
+        "native/napi/signal_wrap.cc",
+        "native/napi/worker_process.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],

@@ -65,7 +65,43 @@ export interface ColumnLayout {
   flags: number;
 }
 
+/** What the native signal watcher reports (see NativeBinding.watchSignals). */
+export type SignalEvent =
+  | { type: 'attached' }
+  /** A watched signal is held at its delivery stop and every thread is stopped: answer() exactly once. */
+  | { type: 'signal'; signo: number; tid: number /** ms since the epoch */; time: number }
+  /** Follows an answer with a path. */
+  | { type: 'dumped'; result: CoreDumpResult }
+  /** Follows an answer with a path; the error carries errno/code/syscall/path/pid like other native errors. */
+  | { type: 'dump-error'; error: Error }
+  /** The target exited; status is its exit code, or 128 + signal when a signal killed it. */
+  | { type: 'exit'; status: number; signal: number | null };
+
+export interface SignalAnswer {
+  path: string;
+  /** Signal-triggered dumps are written in stop mode: the threads are held anyway ('snapshot' warns). */
+  mode: 'stop' | 'snapshot' | 'auto';
+  filter?: number;
+  overwrite: boolean;
+}
+
+export interface NativeSignalWatch {
+  /** Answers the pending 'signal' event: null lets the signal go on without a dump. */
+  answer(a: null | SignalAnswer): void;
+  /** Ends the watch: every thread is detached and a held signal is delivered. Idempotent. */
+  stop(): void;
+  /** Settles when the watcher has let go of the target (stop() or the target's exit); rejects if it died. */
+  done: Promise<void>;
+}
+
 export interface NativeBinding {
+  /**
+   * Intercepts the signals the target receives (PTRACE_SEIZE of every thread, in a forked watcher
+   * process). Unwatched signals pass straight through; a watched one is reported and held until answered,
+   * then re-delivered as it was sent. Throws synchronously (errno/code/syscall/pid) when the process is
+   * missing, not permitted, or already traced.
+   */
+  watchSignals(pid: number, signals: number[], onEvent: (e: SignalEvent) => void): NativeSignalWatch;
   writeCoreDump(
     pid: number,
     path: string,
@@ -112,6 +148,7 @@ function check(binding: NativeBinding, where: string): NativeBinding {
   if (
     typeof binding.NativeSampler !== 'function' ||
     typeof binding.writeCoreDump !== 'function' ||
+    typeof binding.watchSignals !== 'function' ||
     typeof binding.layout !== 'function' ||
     !Array.isArray(names) ||
     names.length !== FIELD_NAMES.length ||

@@ -9,6 +9,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -187,7 +188,9 @@ size_t read_region(MemoryReader& reader, Pagemap* pagemap, const Vma& v, uint64_
 
 }  // namespace
 
-Result write_core_dump(int pid, const std::string& path, const Options& opts) {
+namespace {
+
+Result write_core(int pid, const std::string& path, const Options& opts, PtraceSession* borrowed) {
   Result res;
   res.path = path;
   auto check_cancel = [&] {
@@ -202,6 +205,11 @@ Result write_core_dump(int pid, const std::string& path, const Options& opts) {
   check_cancel();
 
   Mode mode = opts.mode;
+  if (borrowed) {
+    if (mode == Mode::kSnapshot)
+      res.warnings.push_back("snapshot mode is not available while the threads are held; used stop mode");
+    mode = Mode::kStop;
+  }
   if (mode != Mode::kStop) {
     const long seccomp = status_field(pid, "Seccomp");
     std::string why;
@@ -213,7 +221,8 @@ Result write_core_dump(int pid, const std::string& path, const Options& opts) {
     mode = why.empty() ? Mode::kSnapshot : Mode::kStop;
   }
 
-  PtraceSession session(pid, opts.cancel);
+  std::optional<PtraceSession> own;
+  PtraceSession& session = borrowed ? *borrowed : own.emplace(pid, opts.cancel);
   if (mode == Mode::kSnapshot && session.was_job_stopped()) {
     // It is not running anyway, so stopping it costs nothing, and a stop-mode dump keeps its group stop.
     if (opts.mode == Mode::kSnapshot) res.warnings.push_back("target is job-control stopped; used stop mode");
@@ -394,6 +403,16 @@ Result write_core_dump(int pid, const std::string& path, const Options& opts) {
   res.bytes_written = file_size;
   res.bytes_on_disk = out.bytes_on_disk();
   return res;
+}
+
+}  // namespace
+
+Result write_core_dump(int pid, const std::string& path, const Options& opts) {
+  return write_core(pid, path, opts, nullptr);
+}
+
+Result write_core_dump(PtraceSession& session, const std::string& path, const Options& opts) {
+  return write_core(session.pid(), path, opts, &session);
 }
 
 }  // namespace tripdump::dump

@@ -42,6 +42,12 @@ struct Result {
 // Must be called on a dedicated thread that lives for the whole job: ptrace requests come from it.
 Result write_core_dump(int pid, const std::string& path, const Options& opts);
 
+class PtraceSession;
+// The same, from a session whose threads the caller already holds stopped (PtraceSession::Borrowed), e.g.
+// at a signal-delivery stop: they stay stopped when it returns. Always stop mode (a snapshot would have to
+// resume threads the caller owns); asking for snapshot mode adds a warning.
+Result write_core_dump(PtraceSession& session, const std::string& path, const Options& opts);
+
 const char* mode_name(Mode m);
 
 }  // namespace tripdump::dump

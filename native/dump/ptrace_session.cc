@@ -130,6 +130,16 @@ PtraceSession::PtraceSession(int pid, OneThread) : pid_(pid) {
   }
 }
 
+PtraceSession::PtraceSession(int pid, std::vector<ThreadState> stopped, Borrowed)
+    : pid_(pid), threads_(std::move(stopped)), borrowed_(true) {
+  stop_start_ = std::chrono::steady_clock::now();
+  stopped_ = true;
+  for (auto& t : threads_) {
+    t.attached = true;
+    capture(t);
+  }
+}
+
 PtraceSession::~PtraceSession() {
   detach_all();
 }
@@ -247,6 +257,7 @@ void PtraceSession::capture(ThreadState& t) {
 void PtraceSession::detach_one(ThreadState& t) noexcept {
   if (!t.attached) return;
   t.attached = false;
+  if (borrowed_) return;  // the owner resumes them
   if (::ptrace(PTRACE_DETACH, t.tid, nullptr,
                reinterpret_cast<void*>(static_cast<uintptr_t>(t.pending_signal))) == 0)
     return;

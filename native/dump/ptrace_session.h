@@ -47,6 +47,12 @@ class PtraceSession {
   // child): the other threads keep running.
   struct OneThread {};
   PtraceSession(int pid, OneThread);
+  // Borrows threads the caller has already seized and stopped (each in a ptrace stop, described by its
+  // tid, event_stop, stop_signal and pending_signal) and captures their registers; the first is written
+  // first in the core. The caller keeps ownership: detach_all() and the destructor leave them stopped and
+  // attached, and the caller resumes them (re-delivering pending_signal itself).
+  struct Borrowed {};
+  PtraceSession(int pid, std::vector<ThreadState> stopped, Borrowed);
   ~PtraceSession();
   PtraceSession(const PtraceSession&) = delete;
   PtraceSession& operator=(const PtraceSession&) = delete;
@@ -56,6 +62,7 @@ class PtraceSession {
   bool was_job_stopped() const { return job_stopped_; }
   // "State:" letter of the process before it was stopped ('S', 'R', 'T', ...).
   char state_before_stop() const { return initial_state_; }
+  bool borrowed() const { return borrowed_; }
   bool holds_threads() const {
     for (const auto& t : threads_)
       if (t.attached) return true;
@@ -95,6 +102,7 @@ class PtraceSession {
   std::vector<ThreadState> threads_;
   std::chrono::steady_clock::time_point stop_start_{}, stop_end_{};
   bool stopped_ = false;
+  bool borrowed_ = false;
 };
 
 // Waits for a ptrace stop (or exit) of `tid` only, never reaping other children of this process.

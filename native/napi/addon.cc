@@ -17,6 +17,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   });
   init_sampler(env, exports);
   init_dump(env, exports);
+  init_signal(env, exports);
   return exports;
 }
 

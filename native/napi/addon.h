@@ -8,7 +8,10 @@
 
 namespace tripdump {
 class ProcessTable;
+namespace dump {
+struct Result;
 }
+}  // namespace tripdump
 
 namespace tripdump::napi {
 
@@ -24,5 +27,9 @@ AddonData& addon_data(Napi::Env env);
 Napi::Object init(Napi::Env env, Napi::Object exports);
 void init_sampler(Napi::Env env, Napi::Object exports);
 void init_dump(Napi::Env env, Napi::Object exports);
+void init_signal(Napi::Env env, Napi::Object exports);
+
+// The JS CoreDumpResult of a dump (shared by writeCoreDump and watchSignals' 'dumped' event).
+Napi::Object dump_result_object(Napi::Env env, const dump::Result& r);
 
 }  // namespace tripdump::napi

@@ -1,20 +1,14 @@
-// writeCoreDump's native half. Each job gets a dedicated std::thread, which forks a dumper process that
-// does the ptrace work and writes the file. Why a process and not the thread itself: a tracer's ptrace
-// stops are reported to its whole thread group, and libuv's SIGCHLD handler waitpid()s every child Node
-// spawned and takes any status as an exit; dumping a child of this very process from a thread would let
-// libuv steal the stop (the dump times out) and tell JS the child exited. The dumper is a separate thread
-// group, dies with us (PR_SET_PDEATHSIG; the kernel then detaches the target), and shares one page with
-// the thread: cancel flag, progress, result. Progress and the result reach JS through a ThreadSafeFunction.
+// writeCoreDump's native half. Each job gets a dedicated std::thread, which forks a dumper process
+// (napi/worker_process.h says why a process) that does the ptrace work and writes the file, sharing one
+// page with the thread: cancel flag, progress, result. Progress and the result reach JS through a
+// ThreadSafeFunction.
 #include <napi.h>
 #include <signal.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
-#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <thread>
@@ -22,6 +16,7 @@
 #include "dump/core_dump.h"
 #include "napi/addon.h"
 #include "napi/errors.h"
+#include "napi/worker_process.h"
 
 namespace tripdump::napi {
 
@@ -54,71 +49,35 @@ struct Progress {
 struct Shared {
   std::atomic<bool> cancel;
   std::atomic<uint64_t> done, total;
-  enum : int { kRunning, kOk, kSysError, kFailure };
+  enum : int { kRunning, kOk, kError };
   std::atomic<int> state;
-  // Result (kOk)
-  uint64_t bytes_written, bytes_on_disk;
-  int threads, mappings_written, mappings_skipped, mode_used;
-  double pause_ms;
-  char warnings[16384];  // NUL-separated, ends with an empty string
-  // SysError (kSysError) or message (kFailure)
-  int err, pid;
-  char syscall[64], path[4096], detail[2048];
+  SharedResult result;  // kOk
+  SharedError error;    // kError
 };
 static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<uint64_t>::is_always_lock_free,
               "atomics shared across processes must be lock-free");
 
-void copy_str(char* dst, size_t cap, const std::string& s) {
-  const size_t n = std::min(cap - 1, s.size());
-  std::memcpy(dst, s.data(), n);
-  dst[n] = 0;
-}
-
-// Runs in the dumper process: never returns.
-[[noreturn]] void dumper(Shared* sh, int pid, const std::string& path, dump::Options options, pid_t parent) {
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != parent) _exit(1);  // the job's thread died before prctl took effect
-  // Ctrl-C reaches the whole process group: the parent cancels us through the page, cleanly.
-  signal(SIGINT, SIG_IGN);
-  signal(SIGQUIT, SIG_IGN);
+// Runs in the dumper process.
+void dumper(Shared* sh, int pid, const std::string& path, dump::Options options) {
   options.cancel = &sh->cancel;
   options.progress = [sh](uint64_t done, uint64_t total) {
     sh->total.store(total, std::memory_order_relaxed);
     sh->done.store(done, std::memory_order_relaxed);
   };
   try {
-    const dump::Result r = dump::write_core_dump(pid, path, options);
-    sh->bytes_written = r.bytes_written;
-    sh->bytes_on_disk = r.bytes_on_disk;
-    sh->threads = r.threads;
-    sh->mappings_written = r.mappings_written;
-    sh->mappings_skipped = r.mappings_skipped;
-    sh->mode_used = static_cast<int>(r.mode_used);
-    sh->pause_ms = r.pause_ms;
-    size_t at = 0;
-    for (const auto& w : r.warnings) {
-      if (at + w.size() + 2 > sizeof sh->warnings) break;
-      std::memcpy(sh->warnings + at, w.c_str(), w.size() + 1);
-      at += w.size() + 1;
-    }
-    sh->warnings[at] = 0;
+    sh->result.store(dump::write_core_dump(pid, path, options));
     sh->state.store(Shared::kOk);
   } catch (const SysError& e) {
-    sh->err = e.err();
-    sh->pid = e.pid();
-    copy_str(sh->syscall, sizeof sh->syscall, e.syscall());
-    copy_str(sh->path, sizeof sh->path, e.path());
-    copy_str(sh->detail, sizeof sh->detail, e.detail());
-    sh->state.store(Shared::kSysError);
+    sh->error.store(e);
+    sh->state.store(Shared::kError);
   } catch (const std::exception& e) {
-    copy_str(sh->detail, sizeof sh->detail, e.what());
-    sh->state.store(Shared::kFailure);
+    sh->error.store(e);
+    sh->state.store(Shared::kError);
   }
-  _exit(0);  // no atexit handlers, no static destructors: they belong to Node
 }
 
-// A dumper that died without a word (killed, crashed) may leave its temporary file: remove it. The writer
-// names it .<base>.tmp-<its pid>-<random> beside the final file.
+// A dumper that died without a word (killed, crashed) leaves no file where O_TMPFILE works; elsewhere the
+// writer's fallback temporary file, .<base>.tmp-<its pid>-<random> beside the final file, is removed here.
 void remove_temp_files(const std::string& path, pid_t dumper_pid) {
   namespace fs = std::filesystem;
   const fs::path p(path);
@@ -130,13 +89,8 @@ void remove_temp_files(const std::string& path, pid_t dumper_pid) {
 
 // Forks the dumper and follows it: passes cancel down and progress up until it exits.
 void run_in_dumper(DumpJob* job, const std::function<void(uint64_t, uint64_t)>& progress) {
-  void* mem = mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (mem == MAP_FAILED) throw SysError(errno, "mmap", {}, job->pid);
-  std::unique_ptr<Shared, void (*)(Shared*)> sh(new (mem) Shared{}, [](Shared* s) { munmap(s, sizeof(Shared)); });
-  const pid_t parent = getpid();
-  const pid_t child = fork();
-  if (child < 0) throw SysError(errno, "fork", {}, job->pid);
-  if (child == 0) dumper(sh.get(), job->pid, job->path, job->options, parent);
+  SharedPage<Shared> sh;
+  const pid_t child = fork_worker([&] { dumper(sh.get(), job->pid, job->path, job->options); });
   int status = 0;
   uint64_t last_done = UINT64_MAX;
   for (;;) {
@@ -154,34 +108,23 @@ void run_in_dumper(DumpJob* job, const std::function<void(uint64_t, uint64_t)>& 
   if (progress && sh->state.load() == Shared::kOk && sh->done.load() != last_done)
     progress(sh->done.load(), sh->total.load());
   switch (sh->state.load()) {
-    case Shared::kOk: {
-      dump::Result& res = job->result;
-      res.path = job->path;
-      res.bytes_written = sh->bytes_written;
-      res.bytes_on_disk = sh->bytes_on_disk;
-      res.threads = sh->threads;
-      res.mappings_written = sh->mappings_written;
-      res.mappings_skipped = sh->mappings_skipped;
-      res.mode_used = static_cast<dump::Mode>(sh->mode_used);
-      res.pause_ms = sh->pause_ms;
-      for (const char* w = sh->warnings; *w; w += std::strlen(w) + 1) res.warnings.emplace_back(w);
+    case Shared::kOk:
+      job->result = sh->result.load(job->path);
       return;
-    }
-    case Shared::kSysError:
-      // syscall names are string literals: keep one alive for SysError's const char*.
-      job->syscall_name = sh->syscall;
-      throw SysError(sh->err, job->syscall_name.c_str(), sh->path, sh->pid, sh->detail);
-    case Shared::kFailure:
-      throw std::runtime_error(sh->detail);
+    case Shared::kError:
+      sh->error.rethrow(job->syscall_name);
     default:
       remove_temp_files(job->path, child);
       throw SysError(ECHILD, "dump", job->path, job->pid,
-                     WIFSIGNALED(status) ? "the dumper process died of signal " + std::to_string(WTERMSIG(status))
-                                         : "the dumper process exited with " + std::to_string(WEXITSTATUS(status)));
+                     WIFSIGNALED(status)
+                         ? "the dumper process died of signal " + std::to_string(WTERMSIG(status))
+                         : "the dumper process exited with " + std::to_string(WEXITSTATUS(status)));
   }
 }
 
-Napi::Object result_object(Napi::Env env, const dump::Result& r) {
+}  // namespace
+
+Napi::Object dump_result_object(Napi::Env env, const dump::Result& r) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("path", r.path);
   o.Set("bytesWritten", static_cast<double>(r.bytes_written));
@@ -196,6 +139,8 @@ Napi::Object result_object(Napi::Env env, const dump::Result& r) {
   o.Set("warnings", w);
   return o;
 }
+
+namespace {
 
 void run(DumpJob* job) {
   Clock::time_point last{};
@@ -228,7 +173,7 @@ void run(DumpJob* job) {
     else if (!job->failure.empty())
       job->deferred.Reject(Napi::Error::New(env, job->failure).Value());
     else
-      job->deferred.Resolve(result_object(env, job->result));
+      job->deferred.Resolve(dump_result_object(env, job->result));
   });
   job->tsfn.Release();
 }

@@ -1,0 +1,109 @@
+#include "napi/worker_process.h"
+
+#include <linux/close_range.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <stdexcept>
+
+namespace tripdump::napi {
+
+namespace {
+
+void copy_str(char* dst, size_t cap, const std::string& s) {
+  const size_t n = std::min(cap - 1, s.size());
+  std::memcpy(dst, s.data(), n);
+  dst[n] = 0;
+}
+
+void close_from(unsigned first, unsigned last) {
+  if (first > last) return;
+  if (::syscall(SYS_close_range, first, last, 0) == 0) return;
+  // Kernels before 5.9: the slow way, bounded by the fd limit.
+  const long max = ::sysconf(_SC_OPEN_MAX);
+  for (long fd = first; fd <= std::min<long>(last, max > 0 ? max : 65536); fd++)
+    ::close(static_cast<int>(fd));
+}
+
+}  // namespace
+
+void SharedError::store(const SysError& e) noexcept {
+  err = e.err();
+  pid = e.pid();
+  failure = false;
+  copy_str(syscall, sizeof syscall, e.syscall());
+  copy_str(path, sizeof path, e.path());
+  copy_str(detail, sizeof detail, e.detail());
+}
+
+void SharedError::store(const std::exception& e) noexcept {
+  failure = true;
+  copy_str(detail, sizeof detail, e.what());
+}
+
+void SharedError::rethrow(std::string& keep) const {
+  if (failure) throw std::runtime_error(detail);
+  keep = syscall;
+  throw SysError(err, keep.c_str(), path, pid, detail);
+}
+
+void SharedResult::store(const dump::Result& r) noexcept {
+  bytes_written = r.bytes_written;
+  bytes_on_disk = r.bytes_on_disk;
+  threads = r.threads;
+  mappings_written = r.mappings_written;
+  mappings_skipped = r.mappings_skipped;
+  mode_used = static_cast<int>(r.mode_used);
+  pause_ms = r.pause_ms;
+  size_t at = 0;
+  for (const auto& w : r.warnings) {
+    if (at + w.size() + 2 > sizeof warnings) break;
+    std::memcpy(warnings + at, w.c_str(), w.size() + 1);
+    at += w.size() + 1;
+  }
+  warnings[at] = 0;
+}
+
+dump::Result SharedResult::load(const std::string& path) const {
+  dump::Result r;
+  r.path = path;
+  r.bytes_written = bytes_written;
+  r.bytes_on_disk = bytes_on_disk;
+  r.threads = threads;
+  r.mappings_written = mappings_written;
+  r.mappings_skipped = mappings_skipped;
+  r.mode_used = static_cast<dump::Mode>(mode_used);
+  r.pause_ms = pause_ms;
+  for (const char* w = warnings; *w; w += std::strlen(w) + 1) r.warnings.emplace_back(w);
+  return r;
+}
+
+pid_t fork_worker(const std::function<void()>& body, int keep_fd, int death_signal) {
+  const pid_t parent = ::getpid();
+  const pid_t child = ::fork();
+  if (child < 0) throw SysError(errno, "fork");
+  if (child > 0) return child;
+  ::prctl(PR_SET_PDEATHSIG, death_signal);
+  if (::getppid() != parent) ::_exit(1);  // the forking thread died before prctl took effect
+  ::signal(SIGINT, SIG_IGN);
+  ::signal(SIGQUIT, SIG_IGN);
+  if (keep_fd > 2) {
+    close_from(3, static_cast<unsigned>(keep_fd) - 1);
+    close_from(static_cast<unsigned>(keep_fd) + 1, UINT_MAX);
+  } else {
+    close_from(3, UINT_MAX);
+  }
+  try {
+    body();
+  } catch (...) {
+    ::_exit(1);
+  }
+  ::_exit(0);
+}
+
+}  // namespace tripdump::napi
