@@ -32,6 +32,13 @@ export {
 } from './sampler/fields.js';
 export { Sampler, type SamplerOptions, type WatchOptions } from './sampler/sampler.js';
 export { type HostSample, type ProcessIdentity, ROW_NEW, ROW_THREAD, Snapshot } from './sampler/snapshot.js';
+export {
+  type SignalHit,
+  SignalTrigger,
+  SignalWatcher,
+  type SignalWatcherOptions,
+  signalNumber,
+} from './triggers/signal.js';
 export { KINDS, type ThresholdKind, ThresholdTrigger, TimerTrigger } from './triggers/threshold.js';
 export type {
   DumpFn,

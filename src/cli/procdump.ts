@@ -5,6 +5,7 @@ import type { DumpMode } from '../dump/core.js';
 import { UsageError } from '../errors.js';
 import type { TargetSpec } from '../monitor/monitor.js';
 import { checkPid } from '../sampler/sampler.js';
+import { SignalTrigger } from '../triggers/signal.js';
 import { KINDS, type ThresholdKind, ThresholdTrigger, TimerTrigger } from '../triggers/threshold.js';
 import type { Trigger } from '../triggers/trigger.js';
 import { parseInteger, parseMask } from './common.js';
@@ -23,6 +24,8 @@ Triggers (several run at once and share the dump count; none: a dump every -s se
   -tc N         thread count at or above N
   -fc N         open file descriptors at or above N
   -so N         open sockets at or above N
+  -sig N[,N..]  the process receives one of these signals (numbers or names): it is dumped right before
+                delivery, then the signal is delivered as if nothing happened (not with other triggers)
 Options:
   -n COUNT      dumps to write per process, then exit (default 1; the number of -m/-ml thresholds)
   -s SECONDS    quiet time after each dump (default 10)
@@ -63,6 +66,7 @@ const SWITCHES: Record<string, ValueKind> = {
   tc: 'value',
   fc: 'value',
   so: 'value',
+  sig: 'value',
   n: 'value',
   s: 'value',
   pf: 'value',
@@ -150,6 +154,17 @@ export function parseProcdumpArgs(argv: readonly string[]): ProcdumpConfig | und
     throw new UsageError('-c and -cl contradict each other: give one', '-cl');
   if (seen.has('m') && seen.has('ml'))
     throw new UsageError('-m and -ml contradict each other: give one', '-ml');
+  if (seen.has('sig')) {
+    // The watcher holds the target under ptrace for the whole session: no other writer could attach.
+    if (triggers.length) throw new UsageError('-sig cannot be combined with other triggers', '-sig');
+    const list = seen
+      .get('sig')!
+      .split(',')
+      .map((x) => x.trim());
+    if (list.some((x) => x === ''))
+      throw new UsageError(`-sig needs N[,N...], got '${seen.get('sig')}'`, '-sig');
+    triggers.push(new SignalTrigger(list));
+  }
   if (triggers.length === 0) triggers.push(new TimerTrigger());
 
   const thresholdsCount = Math.max(
@@ -209,6 +224,8 @@ export function settingsBlock(c: ProcdumpConfig, processLine: string): string {
     const t = c.triggers.find((x) => x.setting[0] === kind.label);
     s += row(kind.label, t ? t.setting[1] : 'n/a');
   }
+  const sig = c.triggers.find((t) => t.tag === 'signal');
+  s += row('Signal:', sig ? sig.setting[1] : 'n/a');
   if (c.triggers.some((t) => t.tag === 'time')) s += row('Timer:', `every ${c.cooldownMs / 1000} s`);
   s += row('Polling Interval (ms):', String(c.pollMs));
   s += row('Threshold (s):', String(c.cooldownMs / 1000));

@@ -5,8 +5,9 @@ import { constants } from 'node:os';
 import type { CoreDumpOptions, CoreDumpResult } from '../dump/core.js';
 import { AbortError, fromNative, native, UsageError } from '../errors.js';
 import { binding, type NativeSignalWatch, type SignalEvent } from '../native.js';
+import type { FieldName } from '../sampler/fields.js';
 import { checkPid } from '../sampler/sampler.js';
-import type { DumpFn } from './trigger.js';
+import type { DumpFn, FireFn, Judgement, Trigger } from './trigger.js';
 
 export interface SignalHit {
   signo: number;
@@ -134,5 +135,47 @@ export class SignalWatcher {
         this.#watch.answer(null);
       }
     }
+  }
+}
+
+const signalName = (n: number) =>
+  Object.entries(constants.signals).find(([, v]) => v === n)?.[0] ?? `signal ${n}`;
+
+/**
+ * The `-sig` trigger: fires when the target receives one of these signals, with the target stopped right
+ * before delivery; the dump is written from that state (through the watcher, which holds the target) and
+ * the signal is then delivered as if nothing happened. Signals that arrive while the monitor is cooling
+ * down or done are simply delivered.
+ */
+export class SignalTrigger implements Trigger {
+  readonly tag = 'signal' as const;
+  readonly fields: readonly FieldName[] = [];
+  readonly setting: readonly [string, string];
+  readonly signals: readonly number[];
+
+  constructor(signals: readonly (number | string)[]) {
+    this.signals = signals.map(signalNumber);
+    if (this.signals.length === 0) throw new UsageError('no signal to watch', 'signals');
+    this.setting = ['Signal:', this.signals.join(',')];
+  }
+
+  limit(): number {
+    return Number.POSITIVE_INFINITY;
+  }
+
+  describe(j: Judgement): string {
+    return `Signal ${signalName(j.value)} (${j.value})`;
+  }
+
+  async subscribe(pid: number, fire: FireFn, signal: AbortSignal): Promise<void> {
+    const watcher = new SignalWatcher(pid, {
+      signals: this.signals,
+      signal,
+      onSignal: async (hit, dump) => {
+        const j = { met: true, value: hit.signo, threshold: hit.signo };
+        await fire(j, `${this.describe(j)} received by thread ${hit.tid}`, dump);
+      },
+    });
+    await watcher.done;
   }
 }

@@ -158,6 +158,45 @@ describe('triggers', () => {
   });
 });
 
+describe('signals', () => {
+  it('-sig dumps the target right before the signal, then delivers it exactly once', async () => {
+    const target = track(await spawnTarget('signal_target', [], { stdin: true }));
+    const run = start(['-sig', 'USR1', String(target.pid), dir]);
+    await waitFor(() => run.out().includes('Press Ctrl-C'), 10_000, 'the settings block');
+    await waitFor(() => procStatus(target.pid).TracerPid !== '0', 10_000, 'the watcher to attach');
+    expect(target.lines.filter((l) => l.startsWith('usr1'))).toEqual([]);
+    process.kill(target.pid, 'SIGUSR1');
+    expect(await run.exit).toBe(0);
+    const files = dumps();
+    expect(files).toEqual([
+      expect.stringMatching(new RegExp(`^signal_target_signal_\\d{6}_\\d{6}\\.${target.pid}$`)),
+    ]);
+    const side = JSON.parse(readFileSync(path.join(dir, `${files[0]}.json`), 'utf8'));
+    expect(side.trigger).toMatchObject({ tag: 'signal', value: 10 });
+    const gdb = spawnSync(
+      'gdb',
+      ['-batch', '-ex', 'info threads', fixture('signal_target'), path.join(dir, files[0]!)],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(gdb.stdout + gdb.stderr).toMatch(/Program terminated with signal SIGUSR1/);
+    await waitFor(() => target.lines.includes('usr1 1'), 5000, 'the handler to run');
+    expect(target.lines.filter((l) => l.startsWith('usr1'))).toEqual(['usr1 1']);
+    expect(procStatus(target.pid).State).not.toMatch(/^[tT]/);
+    expect(procStatus(target.pid).TracerPid).toBe('0');
+  });
+
+  it('-sig refuses to be combined with a polled trigger', () => {
+    const r = spawnSync(process.execPath, [cli, '-sig', '10', '-c', '90', '1'], {
+      cwd: dir,
+      encoding: 'utf8',
+    });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/-sig cannot be combined with other triggers/);
+  });
+});
+
 describe('quitting', () => {
   it('SIGTERM during a dump cancels it: no partial file, target running', async () => {
     const target = track(await spawnTarget('workload', ['--alloc', '1536'], { timeoutMs: 30_000 }));
@@ -237,6 +276,8 @@ describe('bad input', () => {
     [['-c', '90', '1', '/nonexistent/dir/f'], /folder '\/nonexistent\/dir' does not exist/],
     [['-c', '90', '-cl', '10', '1'], /-c and -cl contradict/],
     [['-c'], /-c needs a value/],
+    [['-sig', 'SIGKILL', '1'], /cannot intercept signal SIGKILL/],
+    [['-sig', '10,', '1'], /-sig needs N\[,N...\], got '10,'/],
   ])('%j: exit 2, a message naming the option and value, nothing written', (args, message) => {
     const r = spawnSync(process.execPath, [cli, ...args], { cwd: dir, encoding: 'utf8' });
     expect(r.status).toBe(2);
