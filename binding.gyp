@@ -32,6 +32,27 @@
       "conditions": [
         ["'<!(node -p \"process.env.TRIPDUMP_WERROR || ''\")'=='1'", { "cflags_cc": ["-Werror"] }]
       ]
+    },
+    {
+      "target_name": "tripdump-crash-handler",
+      "type": "executable",
+      "sources": [
+        "native/core/error.cc",
+        "native/crash/capture.cc",
+        "native/crash/config.cc",
+        "native/crash/handler_main.cc",
+        "native/crash/json.cc",
+        "native/crash/protocol.cc",
+        "native/crash/safe_fs.cc",
+        "native/crash/store.cc"
+      ],
+      "include_dirs": ["native"],
+      "cflags!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++1y"],
+      "cflags_cc": ["-std=c++20", "-Wall", "-Wextra", "-fexceptions", "-O2"],
+      "conditions": [
+        ["'<!(node -p \"process.env.TRIPDUMP_WERROR || ''\")'=='1'", { "cflags_cc": ["-Werror"] }]
+      ]
     }
   ]
 }

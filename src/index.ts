@@ -4,6 +4,8 @@ export type { Action, ActionContext, ActionResult, HistoryEntry, TargetInfo } fr
 export { DumpAction, type DumpActionOptions } from './actions/dump.js';
 export { ExecAction } from './actions/exec.js';
 export { HistoryAction, SIDECAR_VERSION, sidecar } from './actions/history.js';
+export { type CrashInfo, CrashListener, decodeCrash, encodeCrash } from './crash/protocol.js';
+export { CrashTrigger } from './crash/trigger.js';
 export { type CoreDumpOptions, type CoreDumpResult, type DumpMode, writeCoreDump } from './dump/core.js';
 export { dumpPath, processName } from './dump/naming.js';
 export {

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { AbortError, ProcessGoneError, TripdumpError, UsageError } from '../errors.js';
 import { EXIT } from './common.js';
+import { CRASH_USAGE, crashHandlerCommand } from './crash.js';
 import { DUMP_USAGE, dumpCommand } from './dump.js';
 import { monitorCommand } from './monitor-command.js';
 import { PROCDUMP_USAGE } from './procdump.js';
@@ -17,6 +18,7 @@ Monitoring (ProcDump for Linux's command line; tripdump -h lists the switches):
 Commands:
   dump PID [FILE|DIR]     write a core dump now (tripdump dump --help)
   sample [PID...|--all]   print what the sampler sees (tripdump sample --help)
+  crash-handler ...       capture every crash on the host (tripdump crash-handler --help)
 
 Options:
   -h, --help              this text
@@ -47,6 +49,8 @@ export async function main(argv: string[]): Promise<number> {
         return await sampleCommand(rest, process.stdout);
       case 'dump':
         return await dumpCommand(rest, process.stdout);
+      case 'crash-handler':
+        return await crashHandlerCommand(rest, process.stdout);
       default:
         return await monitorCommand(argv, process.stdout);
     }
@@ -56,8 +60,10 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT.ok;
     }
     if (e instanceof UsageError || e instanceof ProcessGoneError) {
-      const usage = { sample: SAMPLE_USAGE, dump: DUMP_USAGE }[command as string] ?? PROCDUMP_USAGE;
-      const hint = `${usage.split('\n')[0]}\n(tripdump ${command === 'sample' || command === 'dump' ? `${command} ` : ''}-h for details)`;
+      const usage =
+        { sample: SAMPLE_USAGE, dump: DUMP_USAGE, 'crash-handler': CRASH_USAGE }[command as string] ??
+        PROCDUMP_USAGE;
+      const hint = `${usage.split('\n')[0]}\n(tripdump ${command === 'sample' || command === 'dump' || command === 'crash-handler' ? `${command} ` : ''}-h for details)`;
       process.stderr.write(`tripdump: ${e.message}\n${hint}\n`);
       return EXIT.usage;
     }
