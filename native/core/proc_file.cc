@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -56,41 +57,54 @@ void ProcFile::close() {
   path_.clear();
 }
 
-int ProcFile::read_into(int fd, int slot) {
-  if (cap_[slot] == 0) {
-    cap_[slot] = kInitialCap;
-    buf_[slot] = std::make_unique<char[]>(cap_[slot]);
+namespace {
+
+// Reads a whole file from offset 0 into the calling thread's scratch buffer, growing it until the file fits.
+int read_whole(int fd, std::string_view& out) {
+  thread_local std::unique_ptr<char[]> scratch;
+  thread_local size_t cap = 0;
+  if (cap == 0) {
+    cap = 4096;
+    scratch = std::make_unique<char[]>(cap);
   }
   for (;;) {
-    const ssize_t n = ::pread(fd, buf_[slot].get(), cap_[slot], 0);
+    const ssize_t n = ::pread(fd, scratch.get(), cap, 0);
     if (n < 0) {
       if (errno == EINTR) continue;
       return errno;
     }
-    if (static_cast<size_t>(n) < cap_[slot]) {
-      len_[slot] = static_cast<size_t>(n);
+    if (static_cast<size_t>(n) < cap) {
+      out = {scratch.get(), static_cast<size_t>(n)};
       return 0;
     }
     // A full buffer may be a truncated file: grow and read again from offset 0 (seq files regenerate).
-    cap_[slot] *= 2;
-    buf_[slot] = std::make_unique<char[]>(cap_[slot]);
+    cap *= 2;
+    scratch = std::make_unique<char[]>(cap);
   }
 }
 
+}  // namespace
+
 int ProcFile::read() {
   if (path_.empty()) return EBADF;
-  const int slot = have_prev_ ? cur_ ^ 1 : cur_;
+  std::string_view got;
   int err;
   if (fd_) {
-    err = read_into(fd_.get(), slot);
+    err = read_whole(fd_.get(), got);
   } else {
     Fd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
-    err = fd ? read_into(fd.get(), slot) : errno;
+    err = fd ? read_whole(fd.get(), got) : errno;
   }
   if (err) return err;
-  changed_ = !have_prev_ || len_[slot] != len_[cur_] ||
-             std::memcmp(buf_[slot].get(), buf_[cur_].get(), len_[slot]) != 0;
-  cur_ = slot;
+  changed_ = !have_prev_ || got.size() != len_ || std::memcmp(got.data(), buf_.get(), len_) != 0;
+  if (changed_) {
+    if (got.size() > cap_) {
+      cap_ = std::max(got.size(), kInitialCap);
+      buf_ = std::make_unique<char[]>(cap_);
+    }
+    std::memcpy(buf_.get(), got.data(), got.size());
+    len_ = got.size();
+  }
   have_prev_ = true;
   return 0;
 }

@@ -24,7 +24,7 @@ class ProcFile {
   // Reads the whole file. Returns 0 or an errno (ESRCH once the process is reaped, for a kept fd).
   int read();
   // The bytes of the last successful read.
-  std::string_view data() const { return {buf_[cur_].get(), len_[cur_]}; }
+  std::string_view data() const { return {buf_.get(), len_}; }
   // Whether the last read differs from the one before it (true for the first read): unchanged bytes
   // need no parsing.
   bool changed() const { return changed_; }
@@ -33,13 +33,14 @@ class ProcFile {
   void close();
 
  private:
-  int read_into(int fd, int slot);
+  // Each read lands in one per-thread scratch buffer (hot in cache across a sweep) and is compared with the
+  // single copy this file keeps; only changed bytes are copied. Two buffers per file cost a cache miss more
+  // per process per sample.
   std::string path_;
   Fd fd_;
-  std::unique_ptr<char[]> buf_[2];
-  size_t cap_[2] = {0, 0};
-  size_t len_[2] = {0, 0};
-  int cur_ = 0;
+  std::unique_ptr<char[]> buf_;
+  size_t cap_ = 0;
+  size_t len_ = 0;
   bool changed_ = true;
   bool have_prev_ = false;
 };
