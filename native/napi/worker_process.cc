@@ -1,6 +1,7 @@
 #include "napi/worker_process.h"
 
 #include <linux/close_range.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -85,13 +86,25 @@ dump::Result SharedResult::load(const std::string& path) const {
 
 pid_t fork_worker(const std::function<void()>& body, int keep_fd, int death_signal) {
   const pid_t parent = ::getpid();
+  // The child inherits Node's signal handlers, libuv's among them: its SIGCHLD handler writes to libuv's
+  // signal pipe, which the child closes below, and aborts on the failed write — and a tracer gets a SIGCHLD
+  // for every ptrace stop. So signals stay blocked across fork until the child has reset every handler.
+  sigset_t all, old;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
   const pid_t child = ::fork();
-  if (child < 0) throw SysError(errno, "fork");
-  if (child > 0) return child;
+  if (child != 0) {
+    const int err = errno;
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (child < 0) throw SysError(err, "fork");
+    return child;
+  }
+  for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);  // EINVAL for SIGKILL/SIGSTOP: fine
+  ::signal(SIGINT, SIG_IGN);  // Ctrl-C reaches the whole process group: the parent cancels us cleanly
+  ::signal(SIGQUIT, SIG_IGN);
   ::prctl(PR_SET_PDEATHSIG, death_signal);
   if (::getppid() != parent) ::_exit(1);  // the forking thread died before prctl took effect
-  ::signal(SIGINT, SIG_IGN);
-  ::signal(SIGQUIT, SIG_IGN);
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (keep_fd > 2) {
     close_from(3, static_cast<unsigned>(keep_fd) - 1);
     close_from(static_cast<unsigned>(keep_fd) + 1, UINT_MAX);
