@@ -8,6 +8,7 @@ import { DUMP_USAGE, dumpCommand } from './dump.js';
 import { monitorCommand } from './monitor-command.js';
 import { PROCDUMP_USAGE } from './procdump.js';
 import { SAMPLE_USAGE, sampleCommand } from './sample.js';
+import { WATCH_USAGE, watchCommand } from './watch.js';
 
 const USAGE = `Usage: tripdump [options] {PID | -w NAME | -pgid PGID} [DUMP_FILE | DUMP_DIR]
        tripdump <command> [options]
@@ -19,6 +20,7 @@ Commands:
   dump PID [FILE|DIR]     write a core dump now (tripdump dump --help)
   sample [PID...|--all]   print what the sampler sees (tripdump sample --help)
   crash-handler ...       capture every crash on the host (tripdump crash-handler --help)
+  watch --on-crash ...    record processes and act when one crashes (tripdump watch --help)
 
 Options:
   -h, --help              this text
@@ -51,6 +53,8 @@ export async function main(argv: string[]): Promise<number> {
         return await dumpCommand(rest, process.stdout);
       case 'crash-handler':
         return await crashHandlerCommand(rest, process.stdout);
+      case 'watch':
+        return await watchCommand(rest, process.stdout);
       default:
         return await monitorCommand(argv, process.stdout);
     }
@@ -61,9 +65,10 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (e instanceof UsageError || e instanceof ProcessGoneError) {
       const usage =
-        { sample: SAMPLE_USAGE, dump: DUMP_USAGE, 'crash-handler': CRASH_USAGE }[command as string] ??
-        PROCDUMP_USAGE;
-      const hint = `${usage.split('\n')[0]}\n(tripdump ${command === 'sample' || command === 'dump' || command === 'crash-handler' ? `${command} ` : ''}-h for details)`;
+        { sample: SAMPLE_USAGE, dump: DUMP_USAGE, 'crash-handler': CRASH_USAGE, watch: WATCH_USAGE }[
+          command as string
+        ] ?? PROCDUMP_USAGE;
+      const hint = `${usage.split('\n')[0]}\n(tripdump ${['sample', 'dump', 'crash-handler', 'watch'].includes(command as string) ? `${command} ` : ''}-h for details)`;
       process.stderr.write(`tripdump: ${e.message}\n${hint}\n`);
       return EXIT.usage;
     }
