@@ -7,7 +7,16 @@
 // Run: npm run bench:trigger   (BENCH_TRIGGER_IDLE_S=60 sets the idle window)
 
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,7 +28,7 @@ const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
 const HEARTBEAT = path.join(OUT_DIR, 'heartbeat');
 const WORKLOAD = path.join(OUT_DIR, 'workload');
 const IDLE_S = Number(process.env.BENCH_TRIGGER_IDLE_S ?? 60);
-const TICK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+const SETTLE_S = 5;
 
 interface Proc {
   child: ChildProcess;
@@ -79,10 +88,17 @@ async function stopProc(p: Proc, sig: NodeJS.Signals = 'SIGKILL'): Promise<void>
   await p.exit;
 }
 
-function cpuTicks(pid: number): number {
-  const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-  return Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]); // utime stime cutime cstime
+/** Nanoseconds on a CPU, all threads (schedstat is exact; utime/stime come in 10 ms ticks, too coarse here). */
+function cpuNs(pid: number): number {
+  let ns = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // a thread that ended between the listing and the read
+    }
+  }
+  return ns;
 }
 
 const tools = {
@@ -212,12 +228,12 @@ async function main(): Promise<void> {
         return { t, ms, p: run(cmd, args, dir) };
       }),
     );
-    await new Promise((r) => setTimeout(r, 3000)); // start-up (node's module loading) is not monitoring
-    const before = monitors.map((m) => cpuTicks(m.p.child.pid!));
+    await new Promise((r) => setTimeout(r, SETTLE_S * 1000)); // start-up (module loading, first GCs) is not monitoring
+    const before = monitors.map((m) => cpuNs(m.p.child.pid!));
     const t0 = performance.now();
     await new Promise((r) => setTimeout(r, IDLE_S * 1000));
     const seconds = (performance.now() - t0) / 1000;
-    const pct = monitors.map((m, i) => (((cpuTicks(m.p.child.pid!) - before[i]!) / TICK) * 100) / seconds);
+    const pct = monitors.map((m, i) => ((cpuNs(m.p.child.pid!) - before[i]!) / 1e9 / seconds) * 100);
     for (const ms of [1000, 100]) {
       const cell = (t: Tool) => {
         const i = monitors.findIndex((m) => m.t === t && m.ms === ms);
