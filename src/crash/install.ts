@@ -7,6 +7,7 @@ import {
   chmodSync,
   closeSync,
   constants,
+  copyFileSync,
   existsSync,
   fsyncSync,
   lstatSync,
@@ -51,6 +52,30 @@ export interface SavedState {
 /** The handler executable built by binding.gyp, next to the addon. */
 export function handlerPath(): string {
   return fileURLToPath(new URL('../../build/Release/tripdump-crash-handler', import.meta.url));
+}
+
+/**
+ * Where install puts its copy of the handler: beside the config, in a root-owned folder. core_pattern must
+ * not point into the package's build folder, which a rebuild or an upgrade removes: the kernel would then
+ * drop every core until someone noticed.
+ */
+export function installedHandlerPath(configPath: string): string {
+  return path.join(path.dirname(configPath), 'tripdump-crash-handler');
+}
+
+function copyHandler(configPath: string): string {
+  const dest = installedHandlerPath(configPath);
+  mkdirSync(path.dirname(dest), { recursive: true, mode: 0o755 });
+  const tmp = `${dest}.${process.pid}.tmp`;
+  try {
+    copyFileSync(handlerPath(), tmp, constants.COPYFILE_EXCL);
+    chmodSync(tmp, 0o755);
+    renameSync(tmp, dest);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw sysError(e, 'copyfile', dest);
+  }
+  return dest;
 }
 
 export function statePath(configPath: string): string {
@@ -231,7 +256,9 @@ export function install(opts: InstallOptions = {}): InstallResult {
       { errno: -2, code: 'ENOENT', syscall: 'stat', path: handlerPath() },
       `the handler is not built: ${handlerPath()} (npm run build:native)`,
     );
-  const pattern = opts.coreSocket ? `@${path.resolve(opts.coreSocket)}` : pipePattern(configPath);
+  const pattern = opts.coreSocket
+    ? `@${path.resolve(opts.coreSocket)}`
+    : pipePattern(configPath, installedHandlerPath(configPath));
   if (opts.coreSocket && !kernelSupportsSocketMode())
     throw new UsageError('core_pattern socket mode (@/path) needs Linux 6.16 or later');
   if (pattern.length > MAX_PATTERN) throw new UsageError(`core_pattern would be over ${MAX_PATTERN} bytes`);
@@ -241,6 +268,7 @@ export function install(opts: InstallOptions = {}): InstallResult {
   // The handler refuses a folder others can write to (they could plant links in it).
   chmodSync(config.dir, lstatSync(config.dir).mode & 0o755);
   writePrivate(configPath, formatConfig(config));
+  if (!opts.coreSocket) copyHandler(configPath);
   // Re-installing keeps the pattern saved the first time: the one to restore is the user's, not ours.
   const ours = installedMode(current.toString('latin1'), state) !== 'none' && state !== undefined;
   const saved: SavedState = ours
@@ -286,6 +314,7 @@ export function uninstall(opts: { configPath?: string; force?: boolean } = {}): 
   writeProc(CORE_PIPE_LIMIT, state.corePipeLimit);
   writeProc(CORE_PATTERN, previous);
   rmSync(statePath(configPath), { force: true });
+  rmSync(installedHandlerPath(configPath), { force: true });
   return { restored: previous.toString('latin1').replace(/\n$/, ''), replacedOther };
 }
 

@@ -2,7 +2,7 @@
 // core_pattern is global: the install window is kept short and the previous pattern and
 // core_pipe_limit are put back byte for byte in `finally`, whatever happened.
 import { execFileSync } from 'node:child_process';
-import { lstatSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
@@ -11,6 +11,7 @@ import {
   CORE_PIPE_LIMIT,
   CoreSocketServer,
   install,
+  installedHandlerPath,
   kernelSupportsSocketMode,
   status,
   uninstall,
@@ -56,8 +57,14 @@ async function withInstalled(
       install({ configPath: config, dir, socket: notify });
     }
     expect(status(config).mode).toBe(socketMode ? 'socket' : 'pipe');
+    // A copy of the handler beside the config, not the package's build folder (a rebuild would remove it).
+    if (!socketMode)
+      expect(readFileSync(CORE_PATTERN, 'latin1')).toMatch(
+        new RegExp(`^\\|${installedHandlerPath(config)} `),
+      );
     await body({ root, dir, config, notify, got });
     const r = uninstall({ configPath: config });
+    expect(existsSync(installedHandlerPath(config))).toBe(false);
     expect(r.replacedOther).toBe(false);
     expect(readFileSync(CORE_PATTERN).equals(before)).toBe(true);
   } finally {
