@@ -1,8 +1,15 @@
 // The Sampler's native half: a ProcessTable behind an ObjectWrap. Sweeps hand JS an external ArrayBuffer
 // over the table's column block, so nothing is copied; sampleAsync sweeps on a libuv worker thread.
 #include <napi.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
+#include <condition_variable>
+#include <deque>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <thread>
 
 #include "core/fd_budget.h"
 #include "core/process_table.h"
@@ -48,6 +55,54 @@ bool flag(const Napi::Object& o, const char* key) {
   Napi::Value v = o.Get(key);
   return v.IsBoolean() && v.As<Napi::Boolean>().Value();
 }
+
+// The thread a sampler's async sweeps run on: its own, not the libuv pool (whose four threads also serve
+// fs and dns), started on the first sampleAsync() and niced to +10. A sweep of 10,000 processes keeps a core
+// busy for ~70 ms; on a small host the event loop's thread would otherwise wait behind it for a core, and
+// a higher nice value lets the scheduler run the event loop first whenever both want the same CPU.
+class SweepThread {
+ public:
+  ~SweepThread() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  void post(std::function<void()> job) {
+    {
+      std::lock_guard lock(mu_);
+      jobs_.push_back(std::move(job));
+      if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void run() {
+    setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()),
+                10);  // best effort: a refusal changes nothing else
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
+        if (jobs_.empty()) return;  // stop_ with nothing left to do
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      job();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  bool stop_ = false;
+  std::thread thread_;
+};
 
 class SamplerWrap : public Napi::ObjectWrap<SamplerWrap> {
  public:
@@ -153,53 +208,44 @@ class SamplerWrap : public Napi::ObjectWrap<SamplerWrap> {
     Napi::Reference<Napi::ArrayBuffer> ref;
   };
   std::shared_ptr<ProcessTable> table_;
+  // Declared after table_: destroyed first, so its thread is joined while the table still exists. No job
+  // can be pending by then (each one holds a reference to this wrapper).
+  SweepThread sweeper_;
   Cached cache_[2];
   int next_slot_ = 0;
 };
 
-// Sweeps on a libuv worker thread; the promise settles on the JS thread.
-class SweepWorker : public Napi::AsyncWorker {
- public:
-  SweepWorker(Napi::Env env, SamplerWrap* wrap, std::shared_ptr<ProcessTable> table)
-      : Napi::AsyncWorker(env, "tripdump:sample"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        wrap_ref_(Napi::Persistent(wrap->Value())),
-        wrap_(wrap),
-        table_(std::move(table)) {}
-
-  Napi::Promise promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    try {
-      result_ = table_->sweep();
-    } catch (const SysError& e) {
-      error_ = std::make_unique<SysError>(e);
-    }
-  }
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    if (error_)
-      deferred_.Reject(to_js_error(env, *error_).Value());
-    else
-      deferred_.Resolve(wrap_->result_object(env, result_));
-  }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference wrap_ref_;  // keeps the wrapper (and its buffer cache) alive until we settle
-  SamplerWrap* wrap_;
-  std::shared_ptr<ProcessTable> table_;
-  SweepResult result_;
-  std::unique_ptr<SysError> error_;
+// One sweep job: made on the JS thread, swept on the sampler's thread, settled on the JS thread.
+struct SweepJob {
+  Napi::Promise::Deferred deferred;
+  Napi::ObjectReference wrap_ref;  // keeps the wrapper (and its buffer cache) alive until we settle
+  SamplerWrap* wrap;
+  Napi::ThreadSafeFunction tsfn;
+  SweepResult result;
+  std::unique_ptr<SysError> error;
 };
 
 Napi::Value SamplerWrap::sample_async(const Napi::CallbackInfo& info) {
-  auto* worker = new SweepWorker(info.Env(), this, table_);
-  Napi::Promise p = worker->promise();
-  worker->Queue();
-  return p;
+  Napi::Env env = info.Env();
+  auto* job = new SweepJob{Napi::Promise::Deferred::New(env), Napi::Persistent(Value()), this, {}, {}, {}};
+  job->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function(), "tripdump:sample", 0, 1, job,
+                                            [](Napi::Env, SweepJob* j) { delete j; });
+  sweeper_.post([job, table = table_] {
+    try {
+      job->result = table->sweep();
+    } catch (const SysError& e) {
+      job->error = std::make_unique<SysError>(e);
+    }
+    job->tsfn.BlockingCall([job](Napi::Env env, Napi::Function) {
+      Napi::HandleScope scope(env);
+      if (job->error)
+        job->deferred.Reject(to_js_error(env, *job->error).Value());
+      else
+        job->deferred.Resolve(job->wrap->result_object(env, job->result));
+    });
+    job->tsfn.Release();
+  });
+  return job->deferred.Promise();
 }
 
 Napi::Value layout(const Napi::CallbackInfo& info) {
