@@ -279,6 +279,31 @@ bool parse_statm(std::string_view text, StatmFields& out) {
   return true;
 }
 
+// ---- "Key:\tvalue" files (status, meminfo) -----------------------------------------------------------
+
+// Scans the lines of a keyed file. For the first line of each key in `keys` (duplicates are ignored) calls
+// parse(key, cursor), which parses the value and says whether it was well formed. Returns the bits of the
+// keys whose values parsed; sets `malformed` when one did not.
+template <typename Key, size_t N, typename Parse>
+uint32_t scan_keyed_lines(std::string_view text, const Key (&keys)[N], Parse&& parse, bool& malformed) {
+  uint32_t seen = 0, has = 0;
+  Cursor c{text.data(), text.data() + text.size()};
+  while (!c.done()) {
+    const std::string_view key = take_key(c);
+    for (const Key& k : keys) {
+      if (key != k.name || (seen & k.bit)) continue;
+      seen |= k.bit;
+      if (parse(k, c))
+        has |= k.bit;
+      else
+        malformed = true;
+      break;
+    }
+    c.next_line();
+  }
+  return has;
+}
+
 // ---- /proc/PID/status -------------------------------------------------------------------------------
 
 bool parse_status(std::string_view text, StatusFields& out) {
@@ -310,51 +335,41 @@ bool parse_status(std::string_view text, StatusFields& out) {
       {"Tgid", S::kTgid, Kind::kInt, nullptr, nullptr, &s.tgid},
       {"SigQ", S::kSigQ, Kind::kSigQ},
   };
-  uint32_t seen = 0;
   bool malformed = false;
-  Cursor c{text.data(), text.data() + text.size()};
-  while (!c.done()) {
-    const std::string_view key = take_key(c);
-    for (const Key& k : keys) {
-      if (key != k.name || (seen & k.bit)) continue;
-      seen |= k.bit;
-      // Each value is parsed whole into a temporary and stored only when the line checks out, so a
-      // rejected line leaves its field at the default.
-      bool ok = false;
-      switch (k.kind) {
-        case Kind::kKb: {
-          uint64_t v = 0;
-          if ((ok = parse_kb_value(c, v))) *k.kb = v;
-          break;
+  // Each value is parsed whole into a temporary and stored only when the line checks out, so a rejected
+  // line leaves its field at the default.
+  s.has = scan_keyed_lines(
+      text, keys,
+      [](const Key& k, Cursor& c) {
+        bool ok = false;
+        switch (k.kind) {
+          case Kind::kKb: {
+            uint64_t v = 0;
+            if ((ok = parse_kb_value(c, v))) *k.kb = v;
+            break;
+          }
+          case Kind::kIds:
+            ok = parse_id_quad(c, k.ids);
+            break;
+          case Kind::kInt: {
+            int v = 0;
+            if ((ok = parse_nonneg_int(c, v) && at_line_end(c))) *k.i = v;
+            break;
+          }
+          case Kind::kCount: {
+            uint64_t v = 0;
+            ok = parse_u64(c, v) && at_line_end(c) &&
+                 v <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+            if (ok) *k.count = static_cast<int64_t>(v);
+            break;
+          }
+          case Kind::kSigQ:
+            ok = parse_sigq(c);
+            break;
         }
-        case Kind::kIds:
-          ok = parse_id_quad(c, k.ids);
-          break;
-        case Kind::kInt: {
-          int v = 0;
-          if ((ok = parse_nonneg_int(c, v) && at_line_end(c))) *k.i = v;
-          break;
-        }
-        case Kind::kCount: {
-          uint64_t v = 0;
-          ok = parse_u64(c, v) && at_line_end(c) &&
-               v <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
-          if (ok) *k.count = static_cast<int64_t>(v);
-          break;
-        }
-        case Kind::kSigQ:
-          ok = parse_sigq(c);
-          break;
-      }
-      if (ok) {
-        s.has |= k.bit;
-      } else {
-        malformed = true;
-      }
-      break;
-    }
-    c.next_line();
-  }
+        return ok;
+      },
+      malformed);
   out = s;
   // Every real status file has Uid and friends, even a kernel thread's: none at all means not a status.
   return !malformed && s.has != 0 && ends_cleanly(text);
@@ -470,25 +485,16 @@ bool parse_meminfo(std::string_view text, MemInfo& out) {
                       {"Cached", MemInfo::kCached, &s.cached},
                       {"SwapTotal", MemInfo::kSwapTotal, &s.swap_total},
                       {"SwapFree", MemInfo::kSwapFree, &s.swap_free}};
-  uint32_t seen = 0;
   bool malformed = false;
-  Cursor c{text.data(), text.data() + text.size()};
-  while (!c.done()) {
-    const std::string_view key = take_key(c);
-    for (const Key& k : keys) {
-      if (key != k.name || (seen & k.bit)) continue;
-      seen |= k.bit;
-      uint64_t v = 0;
-      if (parse_kb_value(c, v)) {
+  s.has = scan_keyed_lines(
+      text, keys,
+      [](const Key& k, Cursor& c) {
+        uint64_t v = 0;
+        if (!parse_kb_value(c, v)) return false;
         *k.value = v;
-        s.has |= k.bit;
-      } else {
-        malformed = true;
-      }
-      break;
-    }
-    c.next_line();
-  }
+        return true;
+      },
+      malformed);
   // Like status: keys that failed stay unavailable, and the caller learns the file was not clean.
   out = s;
   return !malformed && s.has != 0 && ends_cleanly(text);

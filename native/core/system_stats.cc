@@ -10,8 +10,13 @@ namespace {
 void open_or_throw(ProcFile& f, const char* path) {
   if (int err = f.open(path)) throw SysError(err, "open", path);
 }
-void read_or_throw(ProcFile& f, const char* path) {
+// One kept host file: read it and parse it into `out`, or throw naming the file.
+template <typename T>
+T read_parsed(ProcFile& f, const char* path, bool (*parse)(std::string_view, T&)) {
   if (int err = f.read()) throw SysError(err, "read", path);
+  T out;
+  if (!parse(f.data(), out)) throw SysError(EINVAL, "parse", path);
+  return out;
 }
 }  // namespace
 
@@ -30,9 +35,7 @@ void SystemStats::close() {
 
 HostSample SystemStats::sample() {
   HostSample h;
-  read_or_throw(stat_, "/proc/stat");
-  ProcStat ps;
-  if (!parse_proc_stat(stat_.data(), ps)) throw SysError(EINVAL, "parse", "/proc/stat");
+  const ProcStat ps = read_parsed(stat_, "/proc/stat", parse_proc_stat);
   const uint64_t total = ps.cpu.total(), idle = ps.cpu.idle_all();
   if (have_prev_ && total > prev_.total()) {
     const double dt = static_cast<double>(total - prev_.total());
@@ -46,9 +49,7 @@ HostSample SystemStats::sample() {
   h.cpus = ps.cpus;
   h.btime = ps.btime;
 
-  read_or_throw(meminfo_, "/proc/meminfo");
-  MemInfo mi;
-  if (!parse_meminfo(meminfo_.data(), mi)) throw SysError(EINVAL, "parse", "/proc/meminfo");
+  const MemInfo mi = read_parsed(meminfo_, "/proc/meminfo", parse_meminfo);
   h.mem_total = mi.total;
   h.mem_free = mi.free;
   h.mem_available = mi.available;
@@ -56,9 +57,7 @@ HostSample SystemStats::sample() {
   h.swap_total = mi.swap_total;
   h.swap_free = mi.swap_free;
 
-  read_or_throw(loadavg_, "/proc/loadavg");
-  LoadAvg la;
-  if (!parse_loadavg(loadavg_.data(), la)) throw SysError(EINVAL, "parse", "/proc/loadavg");
+  const LoadAvg la = read_parsed(loadavg_, "/proc/loadavg", parse_loadavg);
   h.load1 = la.load1;
   h.load5 = la.load5;
   h.load15 = la.load15;
@@ -70,9 +69,8 @@ HostSample SystemStats::sample() {
 uint64_t boot_time() {
   ProcFile f;
   open_or_throw(f, "/proc/stat");
-  read_or_throw(f, "/proc/stat");
-  ProcStat ps;
-  if (!parse_proc_stat(f.data(), ps) || ps.btime == 0) throw SysError(EINVAL, "parse", "/proc/stat");
+  const ProcStat ps = read_parsed(f, "/proc/stat", parse_proc_stat);
+  if (ps.btime == 0) throw SysError(EINVAL, "parse", "/proc/stat", 0, "no btime line");
   return ps.btime;
 }
 
