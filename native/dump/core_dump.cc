@@ -158,29 +158,33 @@ class WritePipeline {
   std::thread writer_;
 };
 
-// Reads [start, start+len) of `v` into buf. Pages pagemap reports as never populated are not read (they
-// are zeros) and are left out of the returned pieces, so they stay holes. Returns unreadable byte count.
-size_t read_region(MemoryReader& reader, Pagemap* pagemap, const Vma& v, uint64_t start, size_t len,
+// Reads [start, start+len) of `v` into buf, each run of pages the way pagemap says suits it. Pages never
+// populated are not read (they are zeros) and are left out of the returned pieces, so they stay holes.
+// Returns the unreadable byte count.
+size_t read_region(MemoryReader& reader, Pagemap& pagemap, const Vma& v, uint64_t start, size_t len,
                    uint8_t* buf, uint64_t file_offset, std::vector<WritePipeline::Piece>& pieces,
-                   std::vector<uint8_t>& populated) {
-  const size_t ps = page_size();
-  if (!pagemap || !pagemap_holes_valid(v)) {
+                   std::vector<PageRead>& how) {
+  // [vdso], [vvar] and [vsyscall] have no ordinary page-table entries: /proc/PID/mem knows them.
+  if (v.path.starts_with("[v")) {
     pieces.push_back({0, len, file_offset});
     return reader.read(start, buf, len);
   }
-  size_t bad = 0;
+  const size_t ps = page_size();
   const size_t pages = len / ps;
-  pagemap->populated(start, pages, populated);
+  pagemap.classify(start, pages, pagemap_holes_valid(v), how);
+  size_t bad = 0;
   for (size_t p = 0; p < pages;) {
-    if (!populated[p]) {
-      p++;
-      continue;
-    }
-    size_t q = p;
-    while (q < pages && populated[q]) q++;
+    size_t q = p + 1;
+    while (q < pages && how[q] == how[p]) q++;
     const size_t at = p * ps, n = (q - p) * ps;
-    bad += reader.read(start + at, buf + at, n);
-    pieces.push_back({at, n, file_offset + at});
+    if (how[p] != PageRead::kHole) {
+      bad += reader.read(start + at, buf + at, n, how[p]);
+      // Adjacent runs are one write.
+      if (!pieces.empty() && pieces.back().at + pieces.back().len == at)
+        pieces.back().len += n;
+      else
+        pieces.push_back({at, n, file_offset + at});
+    }
     p = q;
   }
   return bad;
@@ -271,13 +275,13 @@ Result write_core(int pid, const std::string& path, const Options& opts, PtraceS
         parent_pieces.resize(maps.size());
         MemoryReader parent_reader(pid);
         std::unique_ptr<Pagemap> parent_pagemap;
-        std::vector<uint8_t> populated;
+        std::vector<PageRead> how;
         for (size_t i = 0; i < maps.size(); i++) {
           if (!dontfork[i]) continue;
           if (!parent_pagemap) parent_pagemap = std::make_unique<Pagemap>(pid);
           parent_copy[i].reset(new uint8_t[maps[i].size()]);
-          read_region(parent_reader, parent_pagemap.get(), maps[i], maps[i].start, maps[i].size(),
-                      parent_copy[i].get(), 0, parent_pieces[i], populated);
+          read_region(parent_reader, *parent_pagemap, maps[i], maps[i].start, maps[i].size(),
+                      parent_copy[i].get(), 0, parent_pieces[i], how);
         }
         session.detach_all();
       }
@@ -353,8 +357,8 @@ Result write_core(int pid, const std::string& path, const Options& opts, PtraceS
   // Segment data from the child (snapshot) or the stopped target.
   {
     WritePipeline pipe(out);
-    std::unique_ptr<Pagemap> pagemap = std::make_unique<Pagemap>(source);
-    std::vector<uint8_t> populated;
+    Pagemap pagemap(source);
+    std::vector<PageRead> how;
     uint64_t done = 0, unreadable = 0;
     for (size_t i = 0; i < maps.size(); i++) {
       if (!filesz[i]) continue;
@@ -373,8 +377,8 @@ Result write_core(int pid, const std::string& path, const Options& opts, PtraceS
         const size_t len = static_cast<size_t>(std::min<uint64_t>(kChunk, filesz[i] - pos));
         uint8_t* buf = pipe.acquire();
         std::vector<WritePipeline::Piece> pieces;
-        const size_t bad = read_region(reader, pagemap.get(), maps[i], maps[i].start + pos, len, buf,
-                                       loads[i].offset + pos, pieces, populated);
+        const size_t bad = read_region(reader, pagemap, maps[i], maps[i].start + pos, len, buf,
+                                       loads[i].offset + pos, pieces, how);
         // The vsyscall page is execute-only by default: zeros, as the kernel writes them, without a warning.
         if (maps[i].path != "[vsyscall]") unreadable += bad;
         pipe.submit(std::move(pieces));

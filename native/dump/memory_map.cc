@@ -180,8 +180,9 @@ Pagemap::Pagemap(int pid) : pid_(pid) {
   if (!fd_) throw_errno("open", path, pid);
 }
 
-void Pagemap::populated(uint64_t start, size_t pages, std::vector<uint8_t>& out) {
-  out.assign(pages, 0);
+void Pagemap::classify(uint64_t start, size_t pages, bool holes_valid, std::vector<PageRead>& out) {
+  // Entries the kernel does not return are read through /proc/PID/mem, not assumed.
+  out.assign(pages, PageRead::kCopy);
   buf_.resize(pages);
   const uint64_t off = start / page_size() * sizeof(uint64_t);
   size_t got = 0;
@@ -193,12 +194,17 @@ void Pagemap::populated(uint64_t start, size_t pages, std::vector<uint8_t>& out)
     if (n == 0) break;
     got += static_cast<size_t>(n);
   }
+  // Bits (Documentation/admin-guide/mm/pagemap.rst): 63 present, 62 swapped, 61 file page or shared
+  // anonymous, 56 mapped exactly once.
+  constexpr uint64_t kPresent = 1ull << 63, kSwapped = 1ull << 62, kFile = 1ull << 61,
+                     kExclusive = 1ull << 56;
   for (size_t i = 0; i < got / sizeof(uint64_t); i++) {
-    // Bit 63: present in RAM; bit 62: swapped out.
-    out[i] = (buf_[i] >> 62) != 0;
+    const uint64_t e = buf_[i];
+    if (e & kPresent)
+      out[i] = e & (kFile | kExclusive) ? PageRead::kPin : PageRead::kCopy;
+    else if (!(e & kSwapped) && holes_valid)
+      out[i] = PageRead::kHole;
   }
-  // Entries the kernel did not return are treated as populated, so their bytes are read, not assumed.
-  for (size_t i = got / sizeof(uint64_t); i < pages; i++) out[i] = 1;
 }
 
 bool MemoryReader::open_mem() {
@@ -227,20 +233,21 @@ ssize_t MemoryReader::read_pvm(uint64_t addr, void* buf, size_t len) {
   return n;
 }
 
-size_t MemoryReader::read(uint64_t addr, void* buf, size_t len) {
+size_t MemoryReader::read(uint64_t addr, void* buf, size_t len, PageRead how) {
   uint8_t* out = static_cast<uint8_t*>(buf);
   size_t done = 0, unreadable = 0;
   const size_t ps = page_size();
+  const bool pin = how == PageRead::kPin || !open_mem();
   while (done < len) {
-    ssize_t n = read_mem(addr + done, out + done, len - done);
-    if (n <= 0 && mem_failed_) n = read_pvm(addr + done, out + done, len - done);
+    ssize_t n =
+        pin ? read_pvm(addr + done, out + done, len - done) : read_mem(addr + done, out + done, len - done);
     if (n > 0) {
       done += static_cast<size_t>(n);
       continue;
     }
     // Refused at addr+done: one page through the other interface, else zeros.
     const size_t chunk = std::min(len - done, ps - ((addr + done) % ps));
-    ssize_t m = mem_failed_ ? -1 : read_pvm(addr + done, out + done, chunk);
+    ssize_t m = pin ? read_mem(addr + done, out + done, chunk) : read_pvm(addr + done, out + done, chunk);
     if (m <= 0) {
       std::memset(out + done, 0, chunk);
       unreadable += chunk;

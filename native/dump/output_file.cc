@@ -27,6 +27,17 @@ std::string base_of(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
+// Write-behind: a dump streams to disk instead of filling the page cache. Writeback of each 4 MiB starts as
+// soon as it is written, and the dump waits for (and drops from the cache) whatever lies more than 64 MiB
+// behind its write position. Reasons: a multi-GiB core written through the cache alone pushes the host
+// past vm.dirty_ratio, and then every writer on the host, the just-resumed target included, is throttled;
+// and it evicts the host's useful cache for a file that is read once, later. Measured on this kind of VM
+// (bench/dump.ts): 1 GiB in 0.4-0.6 s and 4 GiB in 1.4-1.7 s, against 0.8-3.7 s and 8-12 s buffered,
+// because fresh page-cache pages are the expensive part (the hypervisor backs them on first touch)
+// and write-behind recycles the same 64 MiB.
+constexpr uint64_t kKickBytes = 4u << 20;
+constexpr uint64_t kWriteBehindBytes = 64u << 20;
+
 bool all_zero(const uint8_t* p, size_t n) {
   // Word-wise scan; memcmp against the first word would touch every byte twice.
   const uint64_t* w = reinterpret_cast<const uint64_t*>(p);
@@ -122,7 +133,30 @@ uint64_t OutputFile::write_sparse(const uint8_t* data, size_t len, uint64_t offs
     }
     i = j;
   }
+  write_behind(offset + len);
   return written;
+}
+
+void OutputFile::write_behind(uint64_t end) {
+  if (!write_behind_ || end < kicked_ + kKickBytes) return;
+  auto sync_range = [&](uint64_t from, uint64_t to, unsigned flags) {
+    if (::sync_file_range(fd_.get(), static_cast<off_t>(from), static_cast<off_t>(to - from), flags) == 0)
+      return true;
+    if (errno != ESPIPE && errno != EINVAL) throw_errno("sync_file_range", path_, pid_);
+    write_behind_ = false;
+    return false;
+  };
+  if (!sync_range(kicked_, end, SYNC_FILE_RANGE_WRITE)) return;
+  kicked_ = end;
+  if (end < dropped_ + kWriteBehindBytes + kKickBytes) return;
+  const uint64_t upto = end - kWriteBehindBytes;
+  if (!sync_range(dropped_, upto,
+                  SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER))
+    return;
+  // Advisory: a failure only leaves the pages cached.
+  ::posix_fadvise(fd_.get(), static_cast<off_t>(dropped_), static_cast<off_t>(upto - dropped_),
+                  POSIX_FADV_DONTNEED);
+  dropped_ = upto;
 }
 
 void OutputFile::set_size(uint64_t size) {

@@ -23,7 +23,8 @@ class OutputFile {
   OutputFile& operator=(const OutputFile&) = delete;
 
   void write_at(const void* data, size_t len, uint64_t offset);
-  // Writes `len` bytes (a multiple of the page size except possibly at the end), skipping all-zero pages.
+  // Writes `len` bytes (a multiple of the page size except possibly at the end), skipping all-zero pages,
+  // and streams what lies behind to disk (write_behind). Calls are expected in ascending offset order.
   // Returns the number of bytes actually written.
   uint64_t write_sparse(const uint8_t* data, size_t len, uint64_t offset);
   void set_size(uint64_t size);
@@ -34,6 +35,7 @@ class OutputFile {
 
  private:
   void open_named_temp();
+  void write_behind(uint64_t end);
   std::string unique_temp_name() const;
 
   std::string path_;
@@ -42,6 +44,8 @@ class OutputFile {
   int pid_;
   Fd fd_;
   bool committed_ = false;
+  uint64_t kicked_ = 0, dropped_ = 0;  // writeback started / page cache released below these offsets
+  bool write_behind_ = true;  // false where the file system has no writeback to drive (ESPIPE, EINVAL)
 };
 
 }  // namespace tripdump::dump

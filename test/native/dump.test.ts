@@ -2,7 +2,7 @@
 // target: the cores load in gdb (and eu-stack where installed), the target is left running and untraced
 // whatever happens, and every failure is a typed error with no file left behind.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -178,6 +178,33 @@ describe('a target in a particular state', () => {
     expect(e).toBeInstanceOf(AlreadyTracedError);
     expect((e as AlreadyTracedError).tracerPid).toBe(gdbProc.pid);
     expect(readdirSync(dir).filter((f) => f.startsWith('traced'))).toEqual([]);
+  });
+});
+
+describe('memory shared with a fork', () => {
+  it('a stop-mode dump reads copy-on-write shared pages without copying them in the target', async () => {
+    // process_vm_readv pins pages, and pinning a shared anonymous page unshares it: the target would get
+    // a private copy of every page it shares with its fork child (a prefork server's whole image).
+    const t = track(await spawnTarget('dump_target', ['--touch', '64', '--fork-child'], { stdin: true }));
+    const child = Number(t.lines.find((l) => l.startsWith('child '))!.split(' ')[1]);
+    try {
+      const sharedKiB = () => {
+        const m = /^Shared_Dirty:\s+(\d+) kB/m.exec(readFileSync(`/proc/${t.pid}/smaps_rollup`, 'utf8'));
+        return Number(m![1]);
+      };
+      const before = sharedKiB();
+      expect(before).toBeGreaterThanOrEqual(64 * 1024);
+      const r = await writeCoreDump(t.pid, path.join(dir, 'cow'), { mode: 'stop' });
+      expect(r.bytesWritten).toBeGreaterThan(64 * 2 ** 20);
+      // Allow for the few pages the target itself writes while it runs (stacks, stdio).
+      expect(sharedKiB()).toBeGreaterThan(before - 1024);
+      const big = t.lines.find((l) => l.startsWith('big '))!.split(' ')[1]!;
+      const out = gdb(path.join(dir, 'cow'), `x/1bx ${big}+4096*7`);
+      expect(out).toMatch(/:\s+0x08/);
+      await pong(t);
+    } finally {
+      process.kill(child, 'SIGKILL');
+    }
   });
 });
 
