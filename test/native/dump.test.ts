@@ -208,6 +208,29 @@ describe('memory shared with a fork', () => {
   });
 });
 
+// Page cache can only be dropped where it is backed by a disk (not tmpfs) and measured with fincore.
+const fsType = spawnSync('stat', ['-f', '-c', '%T', tmpdir()], { encoding: 'utf8' }).stdout.trim();
+const hasFincore = spawnSync('sh', ['-c', 'command -v fincore'], { stdio: 'ignore' }).status === 0;
+const canSeeCache = hasFincore && fsType !== 'tmpfs';
+if (!canSeeCache)
+  console.log(`dump.test.ts: write-behind test skipped (fincore: ${hasFincore}, ${tmpdir()} on ${fsType})`);
+
+describe.skipIf(!canSeeCache)('write-behind', () => {
+  it('a dump keeps no more than its 64 MiB window of the core in the page cache', async () => {
+    const t = track(await spawnTarget('dump_target', ['--touch', '256'], { stdin: true }));
+    const file = path.join(dir, 'behind');
+    const r = await writeCoreDump(t.pid, file, { mode: 'stop' });
+    expect(r.bytesOnDisk).toBeGreaterThan(256 * 2 ** 20);
+    const cached = Number(
+      spawnSync('fincore', ['--bytes', '--noheadings', '--raw', '-o', 'RES', file], { encoding: 'utf8' })
+        .stdout,
+    );
+    // The window, the chunk being written, and the headers and notes at the front.
+    expect(cached).toBeLessThanOrEqual(80 * 2 ** 20);
+    await pong(t);
+  });
+});
+
 describe('failures', () => {
   it('each failure is a typed error and leaves no file', async () => {
     const t = track(await spawnTarget('dump_target', [], { stdin: true }));
