@@ -46,6 +46,7 @@ export interface NativeSamplerOptions {
   children: boolean;
   threads: boolean;
   host: boolean;
+  keep: number;
 }
 
 export interface NativeSampler {
@@ -53,6 +54,14 @@ export interface NativeSampler {
   unwatch(pid: number): void;
   sample(): NativeSweep;
   sampleAsync(): Promise<NativeSweep>;
+  /** conditions: (pid, field index or -1, above ? 1 : 0, threshold) quadruples. */
+  sampleUntil(
+    intervalMs: number,
+    waitMs: number,
+    conditions: Float64Array,
+    maxBatch: number,
+  ): Promise<NativeSweep[]>;
+  wake(): void;
   close(): void;
   readonly size: number;
 }

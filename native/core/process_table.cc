@@ -97,6 +97,7 @@ ProcessTable::ProcessTable(const TableOptions& options) : options_(options) {
     }
   }
   sources_ |= 1u << kStat;  // identity and exit detection always come from stat
+  blocks_.resize(std::max<size_t>(2, options_.keep));
   hz_ = static_cast<double>(sysconf(_SC_CLK_TCK));
   page_size_ = static_cast<double>(sysconf(_SC_PAGESIZE));
   cpus_ = static_cast<double>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
@@ -486,7 +487,7 @@ SweepResult ProcessTable::sweep() {
     r.has_host = true;
   }
 
-  auto& block = blocks_[generation_ & 1];
+  auto& block = blocks_[generation_ % blocks_.size()];
   if (!block || block->capacity < live)
     block = std::make_shared<ColumnBlock>(std::max<size_t>(64, live + live / 2));
   ColumnBlock& b = *block;
@@ -510,6 +511,19 @@ SweepResult ProcessTable::sweep() {
   size_.store(row, std::memory_order_relaxed);
   r.duration_ms = static_cast<double>(mono_ns() - t0) / 1e6;
   return r;
+}
+
+bool ProcessTable::any_met(const std::vector<WakeCondition>& conditions) const {
+  for (const WakeCondition& c : conditions) {
+    if (c.field < 0) return true;
+    const auto it = by_pid_.find(c.pid);
+    if (it == by_pid_.end() || c.field >= kFieldCount) continue;
+    const Entry& e = *it->second;
+    if (e.exited || (e.unavailable & (1u << c.field))) continue;
+    const double v = e.v[c.field];
+    if (c.above ? v >= c.threshold : v < c.threshold) return true;
+  }
+  return false;
 }
 
 void ProcessTable::close() {

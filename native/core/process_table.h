@@ -123,6 +123,17 @@ struct TableOptions {
   bool all = false;     // watch every process, discovered each sweep
   WatchOptions follow;  // defaults for discovered processes
   bool host = false;
+  size_t keep = 2;  // column blocks in rotation: a sweep's block is rewritten `keep` sweeps later
+};
+
+// "Field `field` of process `pid` is at or above (below) `threshold`", judged on the latest sweep. A
+// waiting caller is woken by the first sweep that meets one (see the N-API sampleUntil). field < 0: always
+// met. An unavailable value meets nothing.
+struct WakeCondition {
+  int pid = 0;
+  int field = -1;
+  bool above = true;
+  double threshold = 0;
 };
 
 class ProcessTable {
@@ -140,6 +151,9 @@ class ProcessTable {
   // One sweep. Not reentrant: a second concurrent call throws SysError(EBUSY). Throws SysError(EBADF)
   // once closed.
   SweepResult sweep();
+
+  // Whether the latest sweep meets any of `conditions`. Called between sweeps, on the sweeping thread.
+  bool any_met(const std::vector<WakeCondition>& conditions) const;
 
   // Releases every fd. If a sweep is running, the release happens when it ends.
   void close();
@@ -178,7 +192,7 @@ class ProcessTable {
   bool follow_children_ = false;  // some entry follows children: the /proc listing is diffed each sweep
   SystemStats host_;
 
-  std::shared_ptr<ColumnBlock> blocks_[2];
+  std::vector<std::shared_ptr<ColumnBlock>> blocks_;
   uint64_t generation_ = 0;
   std::vector<Identity> exited_;
 

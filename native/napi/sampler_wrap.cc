@@ -1,9 +1,12 @@
 // The Sampler's native half: a ProcessTable behind an ObjectWrap. Sweeps hand JS an external ArrayBuffer
-// over the table's column block, so nothing is copied; sampleAsync sweeps on a libuv worker thread.
+// over the table's column block, so nothing is copied; sampleAsync and sampleUntil sweep on the sampler's
+// own thread.
 #include <napi.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -104,6 +107,34 @@ class SweepThread {
   std::thread thread_;
 };
 
+// The pacing of sampleUntil(): when the last sweep started, and a sticky "wake up" from the JS thread.
+class Gate {
+ public:
+  using Clock = std::chrono::steady_clock;
+  // Sleeps until `at`; false when woken instead (the flag is consumed).
+  bool sleep_until(Clock::time_point at) {
+    std::unique_lock lock(mu_);
+    if (cv_.wait_until(lock, at, [this] { return woken_; })) {
+      woken_ = false;
+      return false;
+    }
+    return true;
+  }
+  void wake() {
+    {
+      std::lock_guard lock(mu_);
+      woken_ = true;
+    }
+    cv_.notify_all();
+  }
+  Clock::time_point last_sweep;  // used by the sweep thread only
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool woken_ = false;
+};
+
 class SamplerWrap : public Napi::ObjectWrap<SamplerWrap> {
  public:
   static Napi::Function define(Napi::Env env) {
@@ -112,10 +143,12 @@ class SamplerWrap : public Napi::ObjectWrap<SamplerWrap> {
         {InstanceMethod<&SamplerWrap::watch>("watch"), InstanceMethod<&SamplerWrap::unwatch>("unwatch"),
          InstanceMethod<&SamplerWrap::sample>("sample"),
          InstanceMethod<&SamplerWrap::sample_async>("sampleAsync"),
-         InstanceMethod<&SamplerWrap::close>("close"), InstanceAccessor<&SamplerWrap::size>("size")});
+         InstanceMethod<&SamplerWrap::sample_until>("sampleUntil"),
+         InstanceMethod<&SamplerWrap::wake>("wake"), InstanceMethod<&SamplerWrap::close>("close"),
+         InstanceAccessor<&SamplerWrap::size>("size")});
   }
 
-  // new NativeSampler({fields: mask, all, children, threads, host})
+  // new NativeSampler({fields: mask, all, children, threads, host, keep})
   explicit SamplerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SamplerWrap>(info) {
     Napi::Env env = info.Env();
     Napi::Object o = info[0].As<Napi::Object>();
@@ -125,12 +158,16 @@ class SamplerWrap : public Napi::ObjectWrap<SamplerWrap> {
     opts.follow.children = flag(o, "children");
     opts.follow.threads = flag(o, "threads");
     opts.host = flag(o, "host");
+    if (o.Get("keep").IsNumber())
+      opts.keep = std::max<size_t>(2, o.Get("keep").As<Napi::Number>().Uint32Value());
     table_ = guarded(env, [&] { return std::make_shared<ProcessTable>(opts); });
+    cache_.resize(std::max<size_t>(2, opts.keep));
     addon_data(env).tables.push_back(table_);
   }
 
   ~SamplerWrap() override {
     if (table_) table_->close();
+    gate_->wake();
   }
 
   // The JS object handed back for a sweep: columns over the block, plus the sweep's small facts.
@@ -149,7 +186,7 @@ class SamplerWrap : public Napi::ObjectWrap<SamplerWrap> {
   }
 
  private:
-  // One external ArrayBuffer per block, cached for the two blocks a table alternates between. The
+  // One external ArrayBuffer per block, cached for the blocks a table rotates through. The
   // finalizer holds a reference to the block, so JS views stay valid after the table grows past it.
   Napi::ArrayBuffer buffer_for(Napi::Env env, const std::shared_ptr<ColumnBlock>& block) {
     for (auto& c : cache_)
@@ -159,7 +196,7 @@ class SamplerWrap : public Napi::ObjectWrap<SamplerWrap> {
         env, block->data.get(), block->bytes,
         [](Napi::Env, void*, std::shared_ptr<ColumnBlock>* h) { delete h; }, hold);
     Cached& slot = cache_[next_slot_];
-    next_slot_ ^= 1;
+    next_slot_ = (next_slot_ + 1) % cache_.size();
     slot.block = block.get();
     slot.ref = Napi::Persistent(ab);
     return ab;
@@ -193,9 +230,17 @@ class SamplerWrap : public Napi::ObjectWrap<SamplerWrap> {
   }
 
   Napi::Value sample_async(const Napi::CallbackInfo& info);
+  Napi::Value sample_until(const Napi::CallbackInfo& info);
+
+  // Ends a sampleUntil() wait now, or the next one at once if none is waiting.
+  Napi::Value wake(const Napi::CallbackInfo& info) {
+    gate_->wake();
+    return info.Env().Undefined();
+  }
 
   Napi::Value close(const Napi::CallbackInfo& info) {
     table_->close();
+    gate_->wake();
     return info.Env().Undefined();
   }
 
@@ -208,11 +253,12 @@ class SamplerWrap : public Napi::ObjectWrap<SamplerWrap> {
     Napi::Reference<Napi::ArrayBuffer> ref;
   };
   std::shared_ptr<ProcessTable> table_;
+  std::shared_ptr<Gate> gate_ = std::make_shared<Gate>();
   // Declared after table_: destroyed first, so its thread is joined while the table still exists. No job
   // can be pending by then (each one holds a reference to this wrapper).
   SweepThread sweeper_;
-  Cached cache_[2];
-  int next_slot_ = 0;
+  std::vector<Cached> cache_;
+  size_t next_slot_ = 0;
 };
 
 // One sweep job: made on the JS thread, swept on the sampler's thread, settled on the JS thread.
@@ -242,6 +288,72 @@ Napi::Value SamplerWrap::sample_async(const Napi::CallbackInfo& info) {
         job->deferred.Reject(to_js_error(env, *job->error).Value());
       else
         job->deferred.Resolve(job->wrap->result_object(env, job->result));
+    });
+    job->tsfn.Release();
+  });
+  return job->deferred.Promise();
+}
+
+// One sampleUntil() wait: sweeps on the sampler's thread every interval, keeping the latest `max_batch`
+// results, until a sweep has news for JS (a row started or exited, a wake condition is met, the deadline has
+// passed) or JS wakes it. An idle monitor's event loop then sleeps instead of judging every poll.
+struct UntilJob {
+  Napi::Promise::Deferred deferred;
+  Napi::ObjectReference wrap_ref;
+  SamplerWrap* wrap;
+  Napi::ThreadSafeFunction tsfn;
+  std::deque<SweepResult> results;
+  std::unique_ptr<SysError> error;
+};
+
+// sampleUntil(intervalMs, waitMs, conditions: Float64Array of (pid, field, above, threshold), maxBatch)
+Napi::Value SamplerWrap::sample_until(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  using Clock = Gate::Clock;
+  const auto interval = std::chrono::microseconds(
+      static_cast<int64_t>(std::max(0.0, info[0].As<Napi::Number>().DoubleValue()) * 1000));
+  const double wait_ms = info[1].As<Napi::Number>().DoubleValue();
+  // A negative or infinite wait has no deadline.
+  const Clock::time_point deadline =
+      wait_ms >= 0 && std::isfinite(wait_ms)
+          ? Clock::now() + std::chrono::microseconds(static_cast<int64_t>(wait_ms * 1000))
+          : Clock::time_point::max();
+  std::vector<WakeCondition> conditions;
+  const Napi::Float64Array c = info[2].As<Napi::Float64Array>();
+  for (size_t i = 0; i + 3 < c.ElementLength(); i += 4)
+    conditions.push_back({static_cast<int>(c[i]), static_cast<int>(c[i + 1]), c[i + 2] != 0, c[i + 3]});
+  const size_t max_batch = std::max<uint32_t>(1, info[3].As<Napi::Number>().Uint32Value());
+
+  auto* job = new UntilJob{Napi::Promise::Deferred::New(env), Napi::Persistent(Value()), this, {}, {}, {}};
+  job->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function(), "tripdump:sampleUntil", 0, 1, job,
+                                            [](Napi::Env, UntilJob* j) { delete j; });
+  sweeper_.post([job, table = table_, gate = gate_, interval, deadline, max_batch,
+                 conditions = std::move(conditions)] {
+    try {
+      for (;;) {
+        const Clock::time_point next =
+            gate->last_sweep == Clock::time_point{} ? Clock::now() : gate->last_sweep + interval;
+        if (!gate->sleep_until(next)) break;
+        gate->last_sweep = Clock::now();
+        job->results.push_back(table->sweep());
+        if (job->results.size() > max_batch) job->results.pop_front();
+        const SweepResult& r = job->results.back();
+        if (!r.started.empty() || !r.exited.empty() || Clock::now() >= deadline || table->any_met(conditions))
+          break;
+      }
+    } catch (const SysError& e) {
+      job->error = std::make_unique<SysError>(e);
+    }
+    job->tsfn.BlockingCall([job](Napi::Env env, Napi::Function) {
+      Napi::HandleScope scope(env);
+      if (job->error) {
+        job->deferred.Reject(to_js_error(env, *job->error).Value());
+        return;
+      }
+      Napi::Array out = Napi::Array::New(env, job->results.size());
+      for (uint32_t i = 0; i < job->results.size(); ++i)
+        out.Set(i, job->wrap->result_object(env, job->results[i]));
+      job->deferred.Resolve(out);
     });
     job->tsfn.Release();
   });

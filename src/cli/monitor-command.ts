@@ -51,6 +51,8 @@ export async function monitorCommand(argv: string[], out: NodeJS.WriteStream): P
     cooldownMs: config.cooldownMs,
     pollMs: config.pollMs,
     sustainMs: config.sustainMs,
+    // -log traces every sample as it is taken.
+    live: trace !== undefined,
     signal,
   });
   let failures = 0;

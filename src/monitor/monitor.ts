@@ -2,16 +2,13 @@
 // the actions when one fires. The sustain window (--for), the cooldown (-s), the dump count (-n, shared
 // by all triggers of a target) and the quit logic live here, once, for every trigger.
 import { readFileSync } from 'node:fs';
-import { sleep } from '../abort.js';
 import type { Action, ActionContext, HistoryEntry, TargetInfo } from '../actions/action.js';
 import { processName } from '../dump/naming.js';
 import { ProcessGoneError, UsageError } from '../errors.js';
 import { FIELD_NAMES, type FieldName, type ProcessRecord } from '../sampler/fields.js';
-import { Sampler } from '../sampler/sampler.js';
+import { Sampler, type WakeCondition } from '../sampler/sampler.js';
+import type { Snapshot } from '../sampler/snapshot.js';
 import type { DumpFn, Firing, Judgement, Trigger, TriggerState } from '../triggers/trigger.js';
-
-/** Up to this many watched rows, a sweep (~5 µs a row) runs on the event loop's thread. */
-const SYNC_SWEEP_LIMIT = 64;
 
 const DISCOVERY_BITS = (1 << FIELD_NAMES.indexOf('comm')) | (1 << FIELD_NAMES.indexOf('pgid'));
 
@@ -32,6 +29,12 @@ export interface MonitorOptions {
   sustainMs?: number;
   /** Samples kept per target for the history. Default 60. */
   historySize?: number;
+  /**
+   * Emit every sample as it is taken. By default the event loop sleeps through polls that have nothing to
+   * report (the sampler's thread judges them against the triggers' conditions), and 'sample' events for
+   * those polls arrive with the next batch.
+   */
+  live?: boolean;
   signal?: AbortSignal;
 }
 
@@ -66,6 +69,7 @@ interface Target {
   history: HistoryEntry[];
   firings: number;
   busy: boolean;
+  /** Epoch ms, like Snapshot.time. */
   cooldownUntil: number;
   exited: boolean;
 }
@@ -79,6 +83,8 @@ export class Monitor {
   #firings = 0;
   /** An event-driven trigger could not start: the monitor ends. */
   #failed = false;
+  /** Ends the sampler's current wait, so the loop looks at the targets again. */
+  #nudge: () => void = () => {};
 
   constructor(options: MonitorOptions) {
     if (options.triggers.length === 0) throw new UsageError('a monitor needs at least one trigger');
@@ -96,6 +102,7 @@ export class Monitor {
       pollMs: positive(options.pollMs, 'pollMs', 1000, 1),
       sustainMs: positive(options.sustainMs, 'sustainMs', 0, 0),
       historySize: positive(options.historySize, 'historySize', 60, 1),
+      live: options.live === true,
       signal: options.signal ?? new AbortController().signal,
     };
   }
@@ -114,14 +121,16 @@ export class Monitor {
     const { target: spec, signal } = this.#o;
     const fields = new Set<FieldName>(['comm', 'pgid']);
     for (const t of this.#o.triggers) for (const f of t.fields) fields.add(f);
-    const sampler = new Sampler({ fields: [...fields] });
+    // One poll's sweeps come back in a batch: enough blocks to refill the whole history from one.
+    const sampler = new Sampler({ fields: [...fields], keep: this.#o.historySize + 1 });
+    this.#nudge = () => sampler.wake();
+    signal.addEventListener('abort', this.#nudge, { once: true });
     // Targets by name or process group are found by a stat-only sweep of every process.
     const discovery = 'pid' in spec ? undefined : new Sampler({ all: true, fields: ['comm', 'pgid'] });
     try {
       if ('pid' in spec) this.#add(sampler, spec.pid);
       else if ('pgid' in spec) this.#checkGroup(spec.pgid);
-      for (;;) {
-        const tick = performance.now();
+      while (!signal.aborted && !this.#failed && !this.#finished()) {
         if (discovery) {
           // A process can join later without being new: exec changes its name, setpgid its group. The
           // change bits say which rows to look at (every bit is set on a new row).
@@ -134,34 +143,21 @@ export class Monitor {
             if (this.#matches(r.pid, r.comm, r.pgid)) this.#tryAdd(sampler, r.pid);
           }
         }
-        // A few targets sweep in microseconds: on the calling thread, which saves the worker thread's two
-        // wake-ups per poll (most of an idle monitor's CPU). Many targets sweep on the worker.
-        const snap = sampler.size <= SYNC_SWEEP_LIMIT ? sampler.sample() : await sampler.sampleAsync();
-        for (const e of snap.exited) {
-          const t = this.#targets.get(e.pid);
-          if (t && t.info.startTime === e.startTime && !t.exited) {
-            t.exited = true;
-            t.events.abort();
-            this.#emit({ type: 'exit', target: t.info });
-          }
-        }
-        const now = performance.now();
-        for (const t of this.#targets.values()) {
-          const record = t.exited ? undefined : snap.get(t.info.pid);
-          if (!record) continue;
-          t.history.push({ time: snap.time, record });
-          if (t.history.length > this.#o.historySize) t.history.shift();
-          this.#emit({ type: 'sample', target: t.info, record });
-          if (t.busy || now < t.cooldownUntil || this.#done(t)) continue;
-          this.#judge(t, record, now);
-        }
-        if (signal.aborted || this.#failed || this.#finished()) break;
-        await sleep(tick + this.#o.pollMs - performance.now(), signal);
-        if (signal.aborted) break;
+        // Discovery runs between polls and a live listener wants each one: a single sweep per call then.
+        // Otherwise the sampler's thread polls until a trigger's condition holds (or a target starts or
+        // exits, a cooldown ends, a dump ends), and this loop sleeps in between.
+        const plan = this.#plan();
+        const batch = await sampler.sampleUntil({
+          intervalMs: this.#o.pollMs,
+          waitMs: discovery || this.#o.live ? 0 : plan.waitMs,
+          conditions: plan.conditions,
+        });
+        for (const snap of batch) this.#take(snap);
       }
       for (const t of this.#targets.values()) t.events.abort();
       await Promise.allSettled(this.#inflight);
     } finally {
+      signal.removeEventListener('abort', this.#nudge);
       sampler.close();
       discovery?.close();
     }
@@ -173,6 +169,50 @@ export class Monitor {
     return { written: this.#written, firings: this.#firings, reason };
   }
 
+  /** What should end the sampler's next wait: the conditions of every target that may fire now. */
+  #plan(): { conditions: WakeCondition[]; waitMs: number } {
+    const conditions: WakeCondition[] = [];
+    let waitMs = Number.POSITIVE_INFINITY;
+    const now = Date.now();
+    for (const t of this.#targets.values()) {
+      // A dump in flight nudges the loop when it ends.
+      if (t.exited || t.busy || this.#done(t)) continue;
+      if (now < t.cooldownUntil) {
+        waitMs = Math.min(waitMs, t.cooldownUntil - now);
+        continue;
+      }
+      for (const slot of t.slots) {
+        if (!slot.trigger.judge || slot.trigger.limit(slot.state) <= 0) continue;
+        // A trigger that cannot say when it would fire is asked at every poll.
+        const c = slot.trigger.condition?.(slot.state) ?? { field: 'always', above: true, value: 0 };
+        conditions.push({ pid: t.info.pid, ...c });
+      }
+    }
+    return { conditions, waitMs };
+  }
+
+  /** One sweep's worth of monitoring: exits, history, 'sample' events, judgements. */
+  #take(snap: Snapshot): void {
+    for (const e of snap.exited) {
+      const t = this.#targets.get(e.pid);
+      if (t && t.info.startTime === e.startTime && !t.exited) {
+        t.exited = true;
+        t.events.abort();
+        this.#emit({ type: 'exit', target: t.info });
+      }
+    }
+    for (const t of this.#targets.values()) {
+      const record = t.exited ? undefined : snap.get(t.info.pid);
+      if (!record) continue;
+      t.history.push({ time: snap.time, record });
+      if (t.history.length > this.#o.historySize) t.history.shift();
+      this.#emit({ type: 'sample', target: t.info, record });
+      if (t.busy || snap.time < t.cooldownUntil || this.#done(t)) continue;
+      this.#judge(t, record, snap.time);
+    }
+  }
+
+  /** `now`: the sample's time (epoch ms). */
   #judge(t: Target, record: ProcessRecord, now: number): void {
     for (const slot of t.slots) {
       if (!slot.trigger.judge || slot.trigger.limit(slot.state) <= 0) continue;
@@ -190,13 +230,7 @@ export class Monitor {
 
   /** Whether a target may fire now: not busy, not cooling down, not done. */
   #ready(t: Target): boolean {
-    return (
-      !t.busy &&
-      !t.exited &&
-      performance.now() >= t.cooldownUntil &&
-      !this.#done(t) &&
-      !this.#o.signal.aborted
-    );
+    return !t.busy && !t.exited && Date.now() >= t.cooldownUntil && !this.#done(t) && !this.#o.signal.aborted;
   }
 
   /** Runs the actions of one firing; the sustain timers restart and the cooldown starts when they end. */
@@ -209,9 +243,10 @@ export class Monitor {
     this.#emit({ type: 'fire', target: t.info, firing, index: t.firings });
     const run = this.#runActions(t, firing).finally(() => {
       t.busy = false;
-      t.cooldownUntil = performance.now() + this.#o.cooldownMs;
+      t.cooldownUntil = Date.now() + this.#o.cooldownMs;
       this.#inflight.delete(run);
       if (this.#done(t)) t.events.abort();
+      this.#nudge();
     });
     this.#inflight.add(run);
     return run;
@@ -236,6 +271,7 @@ export class Monitor {
           error: e as Error,
         });
         this.#failed = true;
+        this.#nudge();
       });
       this.#inflight.add(watching);
       void watching.finally(() => this.#inflight.delete(watching));

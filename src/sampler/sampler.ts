@@ -15,6 +15,30 @@ export interface SamplerOptions {
   threads?: boolean;
   /** Add host CPU, memory and load (/proc/stat, /proc/meminfo, /proc/loadavg) to every snapshot. */
   host?: boolean;
+  /**
+   * Column blocks in rotation (≥ 2, default 2): a snapshot stays readable until `keep` more sweeps have
+   * started, and sampleUntil() returns up to `keep - 1` snapshots. Each block costs ~270 bytes per row.
+   */
+  keep?: number;
+}
+
+/**
+ * A reason for sampleUntil() to return: `field` of `pid` at or above (`above: true`) or below `value`,
+ * in the field's own unit; `field: 'always'` is met by every sweep.
+ */
+export interface WakeCondition {
+  pid: number;
+  field: FieldName | 'always';
+  above: boolean;
+  value: number;
+}
+
+export interface SampleUntilOptions {
+  /** Time between sweep starts, ms. */
+  intervalMs: number;
+  /** Return after the first sweep this long after the call, ms. Default: no deadline. */
+  waitMs?: number;
+  conditions?: readonly WakeCondition[];
 }
 
 export interface WatchOptions {
@@ -50,8 +74,12 @@ export class Sampler {
   #native: NativeSampler;
   #options: SamplerOptions;
   #views: ColumnViews[] = [];
-  #sweepsStarted = 0;
-  #inFlight: Promise<Snapshot> | undefined;
+  #keep: number;
+  /** Native generation of the next sweep to start, as far as this side knows. */
+  #next = 0;
+  /** A sampleUntil() is sweeping: any number of sweeps may start before it returns. */
+  #waiting = false;
+  #inFlight: Promise<unknown> | undefined;
   #closed = false;
   /**
    * For unwatch()'s answer: pids watched, and pids unwatched, that the latest snapshot does not reflect
@@ -64,6 +92,10 @@ export class Sampler {
   constructor(options: SamplerOptions = {}) {
     this.fields = parseFields(options.fields);
     this.#options = options;
+    const keep = options.keep ?? 2;
+    if (!Number.isInteger(keep) || keep < 2 || keep > 10_000)
+      throw new UsageError(`keep must be an integer from 2 to 10000, got ${String(keep)}`, 'keep');
+    this.#keep = keep;
     this.#binding = binding();
     let mask = 0;
     for (const f of this.fields) mask |= 1 << FIELD_NAMES.indexOf(f);
@@ -75,6 +107,7 @@ export class Sampler {
           children: options.children === true,
           threads: options.threads === true,
           host: options.host === true,
+          keep,
         }),
     );
   }
@@ -97,7 +130,7 @@ export class Sampler {
         threads: options.threads ?? this.#options.threads === true,
       }),
     );
-    this.#pending.set(pid, this.#sweepsStarted);
+    this.#pending.set(pid, this.#next);
     this.#unwatched.delete(pid);
     return id;
   }
@@ -113,7 +146,7 @@ export class Sampler {
       this.#pending.has(pid) || ((this.#latest?.rowOf(pid) ?? -1) >= 0 && !this.#unwatched.has(pid));
     this.#pending.delete(pid);
     if (was) {
-      this.#unwatched.set(pid, this.#sweepsStarted);
+      this.#unwatched.set(pid, this.#next);
       this.#native.unwatch(pid);
     }
     return was;
@@ -124,26 +157,71 @@ export class Sampler {
     this.#open();
     if (this.#inFlight)
       throw new UsageError('sample() called while sampleAsync() is running; await it first');
-    const gen = ++this.#sweepsStarted;
-    return this.#snapshot(
-      native(() => this.#native.sample()),
-      gen,
-    );
+    this.#next++;
+    return this.#snapshot(native(() => this.#native.sample()));
   }
 
   /** One sweep on a native worker thread: the event loop stays free however many processes are watched. */
   sampleAsync(): Promise<Snapshot> {
     this.#open();
-    const run = async (): Promise<Snapshot> => {
-      const gen = ++this.#sweepsStarted;
+    // A sampleUntil() in flight would hold the sweep thread until it has news: end it first.
+    if (this.#waiting) this.#native.wake();
+    return this.#queue(async () => {
+      this.#next++;
+      return this.#snapshot(await this.#native.sampleAsync());
+    });
+  }
+
+  /**
+   * Sweeps on the sampler's thread (the first sweep at once, or one interval after the previous
+   * sampleUntil() sweep), then every `intervalMs`, until a sweep has news: a row started or exited, a
+   * condition is met, `waitMs` has passed, or wake() was called. Resolves with the snapshots of the sweeps
+   * made, oldest first: the latest `keep - 1` of them (none when woken before the first). A monitor awaits
+   * this instead of a timer: its event loop sleeps through every poll that has nothing to report.
+   */
+  sampleUntil(options: SampleUntilOptions): Promise<Snapshot[]> {
+    this.#open();
+    const { intervalMs, waitMs = Number.POSITIVE_INFINITY, conditions = [] } = options;
+    if (!Number.isFinite(intervalMs) || intervalMs < 0)
+      throw new UsageError(`intervalMs must be a finite number ≥ 0, got ${intervalMs}`, 'intervalMs');
+    if (Number.isNaN(waitMs) || waitMs < 0)
+      throw new UsageError(`waitMs must be ≥ 0, got ${waitMs}`, 'waitMs');
+    const quads = new Float64Array(conditions.length * 4);
+    conditions.forEach((c, i) => {
+      const field = c.field === 'always' ? -1 : FIELD_NAMES.indexOf(c.field);
+      if (field < 0 && c.field !== 'always') throw new UsageError(`unknown field '${c.field}'`, 'conditions');
+      quads.set([checkPid(c.pid), field, c.above ? 1 : 0, c.value], i * 4);
+    });
+    return this.#queue(async () => {
+      this.#waiting = true;
+      let sweeps: NativeSweep[];
       try {
-        return this.#snapshot(await this.#native.sampleAsync(), gen);
+        sweeps = await this.#native.sampleUntil(intervalMs, waitMs, quads, this.#keep - 1);
+      } finally {
+        this.#waiting = false;
+      }
+      const last = sweeps.at(-1);
+      if (last) this.#next = last.generation + 1;
+      return sweeps.map((s) => this.#snapshot(s));
+    });
+  }
+
+  /** Ends a sampleUntil() now (or the next one at once, if none is running). */
+  wake(): void {
+    if (!this.#closed) this.#native.wake();
+  }
+
+  /** Runs native sweeps one after another, in call order. */
+  #queue<T>(run: () => Promise<T>): Promise<T> {
+    const guarded = async (): Promise<T> => {
+      try {
+        return await run();
       } catch (e) {
         throw fromNative(e);
       }
     };
     const previous = this.#inFlight;
-    const p = (previous ? previous.then(run, run) : run()).finally(() => {
+    const p = (previous ? previous.then(guarded, guarded) : guarded()).finally(() => {
       if (this.#inFlight === p) this.#inFlight = undefined;
     });
     this.#inFlight = p;
@@ -165,7 +243,7 @@ export class Sampler {
     if (this.#closed) throw new UsageError('the sampler is closed');
   }
 
-  #snapshot(sweep: NativeSweep, gen: number): Snapshot {
+  #snapshot(sweep: NativeSweep): Snapshot {
     let views = this.#views.find((v) => v.buffer === sweep.buffer);
     if (!views) {
       views = new ColumnViews(
@@ -174,18 +252,20 @@ export class Sampler {
         this.#binding.layout(sweep.capacity),
         this.#binding.commMax,
       );
-      // The table alternates between two blocks; older views belong to blocks it no longer uses.
-      this.#views = [views, ...this.#views].slice(0, 2);
+      // The table rotates through `keep` blocks; older views belong to blocks it no longer uses.
+      this.#views = [views, ...this.#views].slice(0, this.#keep);
     }
+    const gen = sweep.generation;
+    // Block `gen` is rewritten by sweep gen + keep.
     const snap = new Snapshot(
       sweep,
       views,
       this.fields,
       this.#binding.commMax,
-      () => this.#sweepsStarted <= gen + 1,
+      () => !this.#waiting && this.#next <= gen + this.#keep,
     );
     // Sweep `gen` took in every watch() and unwatch() made before it started; later ones stay pending.
-    for (const m of [this.#pending, this.#unwatched]) for (const [pid, at] of m) if (at < gen) m.delete(pid);
+    for (const m of [this.#pending, this.#unwatched]) for (const [pid, at] of m) if (at <= gen) m.delete(pid);
     this.#latest = snap;
     return snap;
   }

@@ -1,6 +1,6 @@
 // A Snapshot is one sweep's results, read in place from the native column block: typed-array views over
-// the block, records built only when asked for. It stays valid until two more sweeps have started (the
-// table alternates between two blocks), which lets a caller compare the latest two snapshots.
+// the block, records built only when asked for. It stays valid until `keep` (default 2) more sweeps have
+// started (the table rotates through that many blocks), which lets a caller compare the latest two.
 import { UsageError } from '../errors.js';
 import type { ColumnLayout, NativeHostSample, NativeIdentity, NativeSweep } from '../native.js';
 import { FIELD_NAMES, type FieldName, type ProcessRecord } from './fields.js';
@@ -111,7 +111,7 @@ export class Snapshot {
   #check(): ColumnViews {
     if (!this.#isValid())
       throw new UsageError(
-        `snapshot ${this.generation} is stale: its columns are reused two sweeps later (copy records you keep)`,
+        `snapshot ${this.generation} is stale: its columns have been reused by a newer sweep (copy records you keep)`,
       );
     return this.#views;
   }

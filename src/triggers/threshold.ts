@@ -2,6 +2,7 @@
 // KINDS: which field it reads, its unit, and how ProcDump names it.
 import { UsageError } from '../errors.js';
 import type { FieldName, ProcessRecord } from '../sampler/fields.js';
+import type { WakeCondition } from '../sampler/sampler.js';
 import type { Judgement, Trigger, TriggerState, TriggerTag } from './trigger.js';
 
 export type Direction = 'above' | 'below';
@@ -81,13 +82,26 @@ export class ThresholdTrigger implements Trigger {
     return this.thresholds.length > 1 ? this.thresholds.length - state.fired : Number.POSITIVE_INFINITY;
   }
 
+  #threshold(state: TriggerState): number {
+    return this.thresholds[Math.min(state.fired, this.thresholds.length - 1)]!;
+  }
+
   judge(record: ProcessRecord, state: TriggerState): Judgement | undefined {
     const raw = record[this.kind.field];
     // Unavailable (first CPU sample, permission): no judgement, and it never counts as 0.
     if (typeof raw !== 'number') return undefined;
-    const threshold = this.thresholds[Math.min(state.fired, this.thresholds.length - 1)]!;
+    const threshold = this.#threshold(state);
     const value = raw / this.kind.scale;
     return { met: this.direction === 'above' ? value >= threshold : value < threshold, value, threshold };
+  }
+
+  condition(state: TriggerState): Omit<WakeCondition, 'pid'> {
+    // The scales are powers of two: threshold * scale compares exactly like raw / scale does in judge().
+    return {
+      field: this.kind.field,
+      above: this.direction === 'above',
+      value: this.#threshold(state) * this.kind.scale,
+    };
   }
 
   describe(j: Judgement): string {

@@ -4,6 +4,7 @@
 // polled, through `subscribe`.
 import type { CoreDumpOptions, CoreDumpResult } from '../dump/core.js';
 import type { FieldName, ProcessRecord } from '../sampler/fields.js';
+import type { WakeCondition } from '../sampler/sampler.js';
 
 /** The trigger names ProcDump puts in dump file names. */
 export type TriggerTag =
@@ -60,6 +61,11 @@ export interface Trigger {
   limit(state: TriggerState): number;
   /** Judges one sample (polled triggers). */
   judge?(record: ProcessRecord, state: TriggerState): Judgement | undefined;
+  /**
+   * When judge() could say met, as one field comparison the sampler's thread checks at every poll (the
+   * monitor's event loop then sleeps until it holds). Without it, judge() is asked at every poll.
+   */
+  condition?(state: TriggerState): Omit<WakeCondition, 'pid'>;
   /**
    * Watches one target for events (event-driven triggers), calling fire for each, until the signal
    * aborts. Resolves when watching has stopped; rejects if it cannot start (the monitor reports it).

@@ -53,6 +53,33 @@ describe('Monitor', () => {
     ]);
   });
 
+  it('sleeps through quiet polls: they reach JS in one batch with the firing one, none lost', async () => {
+    const t = track(await spawnTarget('workload', ['--delay', '700', '--threads', '4']));
+    const arrivals: number[] = [];
+    const history = path.join(dir, 'quiet.json');
+    const summary = await new Monitor({
+      target: { pid: t.pid },
+      triggers: [new ThresholdTrigger('threads', 'above', [5])],
+      actions: [new HistoryAction(() => history)],
+      pollMs: 30,
+    })
+      .on((e) => {
+        if (e.type === 'sample') arrivals.push(performance.now());
+      })
+      .run();
+    expect(summary.firings).toBe(1);
+    expect(arrivals.length).toBeGreaterThan(15);
+    // Woken per poll, the samples would arrive ~30 ms apart; batched, only the first (the target's first
+    // sweep is news) stands apart from the rest.
+    const apart = arrivals.slice(1).filter((at, i) => at - arrivals[i]! > 10).length;
+    expect(apart).toBeLessThanOrEqual(1);
+    const times: number[] = JSON.parse(readFileSync(history, 'utf8')).samples.map(
+      (x: { time: number }) => x.time,
+    );
+    expect(times.length).toBe(arrivals.length);
+    for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeLessThan(90);
+  });
+
   it('a failing action stops the ones after it and is reported', async () => {
     const t = track(await spawnTarget('workload', []));
     const errors: string[] = [];

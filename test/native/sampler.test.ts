@@ -540,3 +540,77 @@ describe('Sampler: async sweeps, CPU and host', () => {
     });
   });
 });
+
+describe('Sampler: sampleUntil', () => {
+  const workload = async (args: string[]) => track(await spawnTarget('workload', args));
+
+  it('keeps sweeping until a condition holds, then returns every sweep in order', async () => {
+    const t = await workload(['--delay', '400', '--alloc', '64']);
+    await withSampler({ fields: ['rssBytes'], keep: 64 }, async (s) => {
+      s.watch(t.pid);
+      s.sample(); // the started report is news of its own
+      const limit = 48 * 2 ** 20;
+      const t0 = Date.now();
+      const batch = await s.sampleUntil({
+        intervalMs: 20,
+        conditions: [{ pid: t.pid, field: 'rssBytes', above: true, value: limit }],
+      });
+      expect(batch.length).toBeGreaterThan(5);
+      const rss = batch.map((snap) => snap.get(t.pid)!.rssBytes as number);
+      expect(rss.at(-1)).toBeGreaterThanOrEqual(limit);
+      expect(rss.slice(0, -1).every((v) => v < limit)).toBe(true);
+      expect(batch.map((snap) => snap.generation)).toEqual(batch.map((_, i) => batch[0]!.generation + i));
+      expect(batch[0]!.time).toBeGreaterThanOrEqual(t0 - 1);
+    });
+  });
+
+  it('returns after waitMs without a condition, and keeps only the latest keep - 1 sweeps', async () => {
+    const t = await target();
+    await withSampler({ fields: ['comm'], keep: 4 }, async (s) => {
+      s.watch(t.pid);
+      s.sample();
+      const t0 = Date.now();
+      const batch = await s.sampleUntil({ intervalMs: 20, waitMs: 300 });
+      expect(batch).toHaveLength(3);
+      expect(batch.at(-1)!.time).toBeGreaterThanOrEqual(t0 + 250);
+      expect(batch.every((snap) => snap.get(t.pid)?.comm === 'sampler_target')).toBe(true);
+      // A new wait may rewrite any block: the old batch is stale from its start.
+      const next = s.sampleUntil({ intervalMs: 20, waitMs: 0 });
+      expect(() => batch[2]!.get(t.pid)).toThrow(/stale/);
+      expect((await next)[0]!.get(t.pid)?.comm).toBe('sampler_target');
+    });
+  });
+
+  it('returns when a watched process exits, with the exit reported', async () => {
+    const t = await target(['--exit-after', '300']);
+    await withSampler({ fields: ['comm'] }, async (s) => {
+      const id = s.watch(t.pid);
+      s.sample();
+      const batch = await s.sampleUntil({ intervalMs: 20 });
+      expect(batch.at(-1)!.exited).toEqual([id]);
+    });
+  });
+
+  it('returns as soon as wake() is called, and a condition never met does not end it', async () => {
+    const t = await target();
+    await withSampler({ fields: ['threads'], keep: 32 }, async (s) => {
+      s.watch(t.pid);
+      s.sample();
+      const t0 = performance.now();
+      setTimeout(() => s.wake(), 250);
+      const batch = await s.sampleUntil({
+        intervalMs: 20,
+        conditions: [{ pid: t.pid, field: 'threads', above: true, value: 1000 }],
+      });
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(240);
+      expect(batch.length).toBeGreaterThan(3);
+      expect(() => s.sampleUntil({ intervalMs: -1 })).toThrow(/intervalMs/);
+      expect(() =>
+        s.sampleUntil({
+          intervalMs: 10,
+          conditions: [{ pid: t.pid, field: 'nope' as 'comm', above: true, value: 0 }],
+        }),
+      ).toThrow(/nope/);
+    });
+  });
+});
