@@ -62,6 +62,10 @@ export interface NativeSampler {
     maxBatch: number,
   ): Promise<NativeSweep[]>;
   wake(): void;
+  watchAsync(
+    pids: Int32Array,
+    options: { children?: boolean; threads?: boolean },
+  ): Promise<{ ids: Float64Array; errors: (number | Error)[] }>;
   close(): void;
   readonly size: number;
 }

@@ -541,6 +541,25 @@ describe('Sampler: async sweeps, CPU and host', () => {
   });
 });
 
+describe('Sampler: watchAsync', () => {
+  it('watches many pids off the event loop: identities in order, a typed error for a missing one', async () => {
+    const a = await target();
+    const b = await target();
+    await withSampler({ fields: ['comm', 'startTime'] }, async (s) => {
+      const missing = 4_194_303;
+      const r = await s.watchAsync([a.pid, missing, b.pid]);
+      expect(r[0]).toEqual({ pid: a.pid, startTime: s.sample().get(a.pid)?.startTime ?? -1 });
+      expect(r[1]).toBeInstanceOf(ProcessGoneError);
+      expect(r[1]).toMatchObject({ pid: missing });
+      expect(r[2]).toMatchObject({ pid: b.pid });
+      const snap = s.sample();
+      expect(snap.get(b.pid)?.comm).toBe('sampler_target');
+      expect(snap.get(missing)).toBeUndefined();
+      await expect(s.watchAsync([0])).rejects.toThrow(/pid must be a positive integer/);
+    });
+  });
+});
+
 describe('Sampler: sampleUntil', () => {
   const workload = async (args: string[]) => track(await spawnTarget('workload', args));
 
