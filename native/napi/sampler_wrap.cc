@@ -233,9 +233,55 @@ class SamplerWrap : public Napi::ObjectWrap<SamplerWrap> {
     return result_object(env, r);
   }
 
-  Napi::Value sample_async(const Napi::CallbackInfo& info);
+  Napi::Value sample_async(const Napi::CallbackInfo& info) {
+    return on_sweeper<SweepResult>(
+        info.Env(), "tripdump:sample", [table = table_](SweepResult& r) { r = table->sweep(); },
+        [this](Napi::Env env, SweepResult& r) -> Napi::Value { return result_object(env, r); });
+  }
   Napi::Value sample_until(const Napi::CallbackInfo& info);
   Napi::Value watch_async(const Napi::CallbackInfo& info);
+
+  // Every async method here: `work` fills a T on the sampler's thread, `settle` makes the promise's value
+  // of it on the JS thread; a SysError from `work` rejects the promise instead. The job holds a reference
+  // to this wrapper (and so to its buffer cache) until it has settled.
+  template <typename T>
+  Napi::Value on_sweeper(Napi::Env env, const char* name, std::function<void(T&)> work,
+                         std::function<Napi::Value(Napi::Env, T&)> settle) {
+    struct Job {
+      Napi::Promise::Deferred deferred;
+      Napi::ObjectReference wrap_ref;
+      Napi::ThreadSafeFunction tsfn;
+      std::function<void(T&)> work;
+      std::function<Napi::Value(Napi::Env, T&)> settle;
+      T result{};
+      std::unique_ptr<SysError> error;
+    };
+    auto* job = new Job{Napi::Promise::Deferred::New(env),
+                        Napi::Persistent(Value()),
+                        {},
+                        std::move(work),
+                        std::move(settle),
+                        {},
+                        {}};
+    job->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function(), name, 0, 1, job,
+                                              [](Napi::Env, Job* j) { delete j; });
+    sweeper_.post([job] {
+      try {
+        job->work(job->result);
+      } catch (const SysError& e) {
+        job->error = std::make_unique<SysError>(e);
+      }
+      job->tsfn.BlockingCall([job](Napi::Env env, Napi::Function) {
+        Napi::HandleScope scope(env);
+        if (job->error)
+          job->deferred.Reject(to_js_error(env, *job->error).Value());
+        else
+          job->deferred.Resolve(job->settle(env, job->result));
+      });
+      job->tsfn.Release();
+    });
+    return job->deferred.Promise();
+  }
 
   // Ends a sampleUntil() wait now, or the next one at once if none is waiting.
   Napi::Value wake(const Napi::CallbackInfo& info) {
@@ -266,54 +312,11 @@ class SamplerWrap : public Napi::ObjectWrap<SamplerWrap> {
   size_t next_slot_ = 0;
 };
 
-// One sweep job: made on the JS thread, swept on the sampler's thread, settled on the JS thread.
-struct SweepJob {
-  Napi::Promise::Deferred deferred;
-  Napi::ObjectReference wrap_ref;  // keeps the wrapper (and its buffer cache) alive until we settle
-  SamplerWrap* wrap;
-  Napi::ThreadSafeFunction tsfn;
-  SweepResult result;
-  std::unique_ptr<SysError> error;
-};
-
-Napi::Value SamplerWrap::sample_async(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto* job = new SweepJob{Napi::Promise::Deferred::New(env), Napi::Persistent(Value()), this, {}, {}, {}};
-  job->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function(), "tripdump:sample", 0, 1, job,
-                                            [](Napi::Env, SweepJob* j) { delete j; });
-  sweeper_.post([job, table = table_] {
-    try {
-      job->result = table->sweep();
-    } catch (const SysError& e) {
-      job->error = std::make_unique<SysError>(e);
-    }
-    job->tsfn.BlockingCall([job](Napi::Env env, Napi::Function) {
-      Napi::HandleScope scope(env);
-      if (job->error)
-        job->deferred.Reject(to_js_error(env, *job->error).Value());
-      else
-        job->deferred.Resolve(job->wrap->result_object(env, job->result));
-    });
-    job->tsfn.Release();
-  });
-  return job->deferred.Promise();
-}
-
-// One sampleUntil() wait: sweeps on the sampler's thread every interval, keeping the latest `max_batch`
-// results, until a sweep has news for JS (a row started or exited, a wake condition is met, the deadline has
-// passed) or JS wakes it. An idle monitor's event loop then sleeps instead of judging every poll.
-struct UntilJob {
-  Napi::Promise::Deferred deferred;
-  Napi::ObjectReference wrap_ref;
-  SamplerWrap* wrap;
-  Napi::ThreadSafeFunction tsfn;
-  std::deque<SweepResult> results;
-  std::unique_ptr<SysError> error;
-};
-
-// sampleUntil(intervalMs, waitMs, conditions: Float64Array of (pid, field, above, threshold), maxBatch)
+// sampleUntil(intervalMs, waitMs, conditions: Float64Array of (pid, field, above, threshold), maxBatch):
+// sweeps on the sampler's thread every interval, keeping the latest `maxBatch` results, until a sweep has
+// news for JS (a row started or exited, a wake condition is met, the deadline has passed) or JS wakes it.
+// An idle monitor's event loop then sleeps instead of judging every poll.
 Napi::Value SamplerWrap::sample_until(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   using Clock = Gate::Clock;
   const auto interval = std::chrono::microseconds(
       static_cast<int64_t>(std::max(0.0, info[0].As<Napi::Number>().DoubleValue()) * 1000));
@@ -329,88 +332,64 @@ Napi::Value SamplerWrap::sample_until(const Napi::CallbackInfo& info) {
     conditions.push_back({static_cast<int>(c[i]), static_cast<int>(c[i + 1]), c[i + 2] != 0, c[i + 3]});
   const size_t max_batch = std::max<uint32_t>(1, info[3].As<Napi::Number>().Uint32Value());
 
-  auto* job = new UntilJob{Napi::Promise::Deferred::New(env), Napi::Persistent(Value()), this, {}, {}, {}};
-  job->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function(), "tripdump:sampleUntil", 0, 1, job,
-                                            [](Napi::Env, UntilJob* j) { delete j; });
-  sweeper_.post([job, table = table_, gate = gate_, interval, deadline, max_batch,
-                 conditions = std::move(conditions)] {
-    try {
-      for (;;) {
-        const Clock::time_point next =
-            gate->last_sweep == Clock::time_point{} ? Clock::now() : gate->last_sweep + interval;
-        if (!gate->sleep_until(next)) break;
-        gate->last_sweep = Clock::now();
-        job->results.push_back(table->sweep());
-        if (job->results.size() > max_batch) job->results.pop_front();
-        const SweepResult& r = job->results.back();
-        if (!r.started.empty() || !r.exited.empty() || Clock::now() >= deadline || table->any_met(conditions))
-          break;
-      }
-    } catch (const SysError& e) {
-      job->error = std::make_unique<SysError>(e);
-    }
-    job->tsfn.BlockingCall([job](Napi::Env env, Napi::Function) {
-      Napi::HandleScope scope(env);
-      if (job->error) {
-        job->deferred.Reject(to_js_error(env, *job->error).Value());
-        return;
-      }
-      Napi::Array out = Napi::Array::New(env, job->results.size());
-      for (uint32_t i = 0; i < job->results.size(); ++i)
-        out.Set(i, job->wrap->result_object(env, job->results[i]));
-      job->deferred.Resolve(out);
-    });
-    job->tsfn.Release();
-  });
-  return job->deferred.Promise();
+  using Batch = std::deque<SweepResult>;
+  return on_sweeper<Batch>(
+      info.Env(), "tripdump:sampleUntil",
+      [table = table_, gate = gate_, interval, deadline, max_batch, conditions](Batch& results) {
+        for (;;) {
+          const Clock::time_point next =
+              gate->last_sweep == Clock::time_point{} ? Clock::now() : gate->last_sweep + interval;
+          if (!gate->sleep_until(next)) return;
+          gate->last_sweep = Clock::now();
+          results.push_back(table->sweep());
+          if (results.size() > max_batch) results.pop_front();
+          const SweepResult& r = results.back();
+          if (!r.started.empty() || !r.exited.empty() || Clock::now() >= deadline ||
+              table->any_met(conditions))
+            return;
+        }
+      },
+      [this](Napi::Env env, Batch& results) -> Napi::Value {
+        Napi::Array out = Napi::Array::New(env, results.size());
+        for (uint32_t i = 0; i < results.size(); ++i) out.Set(i, result_object(env, results[i]));
+        return out;
+      });
 }
 
 // watchAsync(pids: Int32Array, options) → Promise<{ ids: Float64Array of (pid, startTime) pairs with NaN
 // where the watch failed, errors: [index, Error] pairs }>: opening 10,000 processes' files takes ~250 ms,
 // which on the JS thread would be one long stall.
-struct WatchJob {
-  Napi::Promise::Deferred deferred;
-  Napi::ObjectReference wrap_ref;
-  Napi::ThreadSafeFunction tsfn;
-  std::vector<int> pids;
-  WatchOptions options;
-  std::vector<Identity> ids;
-  std::vector<std::pair<uint32_t, SysError>> errors;
-};
-
 Napi::Value SamplerWrap::watch_async(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const Napi::Int32Array pids = info[0].As<Napi::Int32Array>();
-  auto* job = new WatchJob{
-      Napi::Promise::Deferred::New(env), Napi::Persistent(Value()), {}, {}, watch_options(info[1]), {}, {}};
-  job->pids.assign(pids.Data(), pids.Data() + pids.ElementLength());
-  job->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function(), "tripdump:watch", 0, 1, job,
-                                            [](Napi::Env, WatchJob* j) { delete j; });
-  sweeper_.post([job, table = table_] {
-    job->ids.reserve(job->pids.size());
-    for (uint32_t i = 0; i < job->pids.size(); ++i) {
-      try {
-        job->ids.push_back(table->watch(job->pids[i], job->options));
-      } catch (const SysError& e) {
-        job->ids.push_back({job->pids[i], NAN});
-        job->errors.emplace_back(i, e);
-      }
-    }
-    job->tsfn.BlockingCall([job](Napi::Env env, Napi::Function) {
-      Napi::HandleScope scope(env);
-      Napi::Object out = Napi::Object::New(env);
-      out.Set("ids", identities(env, job->ids));
-      Napi::Array errors = Napi::Array::New(env, job->errors.size() * 2);
-      for (uint32_t i = 0; i < job->errors.size(); ++i) {
-        errors.Set(i * 2, job->errors[i].first);
-        errors.Set(i * 2 + 1, to_js_error(env, job->errors[i].second).Value());
-      }
-      out.Set("errors", errors);
-      job->deferred.Resolve(out);
-    });
-    job->tsfn.Release();
-  });
-  return job->deferred.Promise();
+  const Napi::Int32Array a = info[0].As<Napi::Int32Array>();
+  struct Watched {
+    std::vector<Identity> ids;
+    std::vector<std::pair<uint32_t, SysError>> errors;
+  };
+  return on_sweeper<Watched>(
+      info.Env(), "tripdump:watch",
+      [table = table_, pids = std::vector<int>(a.Data(), a.Data() + a.ElementLength()),
+       options = watch_options(info[1])](Watched& w) {
+        w.ids.reserve(pids.size());
+        for (uint32_t i = 0; i < pids.size(); ++i) {
+          try {
+            w.ids.push_back(table->watch(pids[i], options));
+          } catch (const SysError& e) {
+            w.ids.push_back({pids[i], NAN});
+            w.errors.emplace_back(i, e);
+          }
+        }
+      },
+      [](Napi::Env env, Watched& w) -> Napi::Value {
+        Napi::Object out = Napi::Object::New(env);
+        out.Set("ids", identities(env, w.ids));
+        Napi::Array errors = Napi::Array::New(env, w.errors.size() * 2);
+        for (uint32_t i = 0; i < w.errors.size(); ++i) {
+          errors.Set(i * 2, w.errors[i].first);
+          errors.Set(i * 2 + 1, to_js_error(env, w.errors[i].second).Value());
+        }
+        out.Set("errors", errors);
+        return out;
+      });
 }
 
 Napi::Value layout(const Napi::CallbackInfo& info) {

@@ -169,7 +169,6 @@ export class Sampler {
     this.#open();
     const list = new Int32Array(pids.length);
     for (let i = 0; i < pids.length; i++) list[i] = checkPid(pids[i]);
-    if (this.#waiting) this.#native.wake();
     const { ids, errors } = await this.#queue(() =>
       this.#native.watchAsync(list, {
         children: options.children ?? this.#options.children === true,
@@ -223,8 +222,6 @@ export class Sampler {
   /** One sweep on a native worker thread: the event loop stays free however many processes are watched. */
   sampleAsync(): Promise<Snapshot> {
     this.#open();
-    // A sampleUntil() in flight would hold the sweep thread until it has news: end it first.
-    if (this.#waiting) this.#native.wake();
     return this.#queue(async () => {
       this.#next++;
       return this.#snapshot(await this.#native.sampleAsync());
@@ -270,8 +267,10 @@ export class Sampler {
     if (!this.#closed) this.#native.wake();
   }
 
-  /** Runs native sweeps one after another, in call order. */
+  /** Runs native jobs one after another, in call order. */
   #queue<T>(run: () => Promise<T>): Promise<T> {
+    // A sampleUntil() in flight would hold the sampler's thread until it has news: end it first.
+    if (this.#waiting) this.#native.wake();
     const guarded = async (): Promise<T> => {
       try {
         return await run();
