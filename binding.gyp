@@ -8,6 +8,7 @@
         "native/core/proc_file.cc",
         "native/core/parsers.cc",
         "native/core/process_table.cc",
+        "native/core/worker_pool.cc",
         "native/core/system_stats.cc",
         "native/dump/core_dump.cc",
         "native/dump/elf_writer.cc",

@@ -2,16 +2,23 @@
 // fields, so the ratio says how much the JS API, the N-API glue and the column layout cost on top of the
 // kernel's own work.
 //
-// usage: ref_sampler [-f stat|stat,statm,io|stat,statm,io,fd] [-w warmup] [-r rounds] [pid...]
+// usage: ref_sampler [-f stat|stat,statm,io|stat,statm,io,fd] [-w warmup] [-r rounds] [-t threads] [pid...]
 //        (pids on stdin, whitespace-separated, when none are given as arguments)
+//        ref_sampler -s [-f ...] [-w warmup] [-t threads] < pids, a line ".", then one line per round
+//        (serve mode: each line read after the "." runs one round and writes its µs/process on a line of
+//        its own, so the bench can pair every C round with a tripdump round taken next to it; the JSON
+//        summary follows at end of input)
 //
 // Every file is opened once; each round is one pread(fd, buf, 4096, 0) per file and a hand-written integer
-// parse. The fd count is fstat(/proc/PID/fd).st_size (kernel >= 6.2), with a getdents64 count as fallback.
-// Output: one JSON line with the median (and min/max) microseconds per process per round.
+// parse. With -t N the pids are cut into N equal slices, one per thread (the main thread takes the first),
+// and a round ends when the slowest slice does. The fd count is fstat(/proc/PID/fd).st_size (kernel >= 6.2),
+// with a getdents64 count as fallback. Output: one JSON line with the median (and min/max) microseconds per
+// process per round.
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,6 +197,33 @@ static long sample_round(const proc_fds_t* fds, long n, int sources, record_t* r
   return failed;
 }
 
+// A thread's share of the pids. Threads meet at a barrier before and after every round.
+typedef struct {
+  const proc_fds_t* fds;
+  record_t* rec;
+  long n;
+  int sources;
+  pthread_barrier_t* barrier;
+  const int* stop;  // set by the main thread before the start barrier of the round that does not happen
+  long failed;
+  uint64_t checksum;
+} slice_t;
+
+// One round: returns 0 when the main thread has ended the rounds instead.
+static int run_slice_round(slice_t* s) {
+  pthread_barrier_wait(s->barrier);
+  if (*s->stop) return 0;
+  s->failed += sample_round(s->fds, s->n, s->sources, s->rec, &s->checksum);
+  pthread_barrier_wait(s->barrier);
+  return 1;
+}
+
+static void* slice_main(void* arg) {
+  while (run_slice_round(arg)) {
+  }
+  return NULL;
+}
+
 static double now_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -260,21 +294,26 @@ static int read_pids(int argc, char** argv, int first, int** out) {
 
 int main(int argc, char** argv) {
   const char* spec = "stat";
-  int warmup = 3, rounds = 15, opt;
-  while ((opt = getopt(argc, argv, "f:w:r:")) != -1) {
+  int warmup = 3, rounds = 15, threads = 1, serve = 0, opt;
+  while ((opt = getopt(argc, argv, "f:w:r:t:s")) != -1) {
     if (opt == 'f')
       spec = optarg;
     else if (opt == 'w')
       warmup = atoi(optarg);
     else if (opt == 'r')
       rounds = atoi(optarg);
+    else if (opt == 't')
+      threads = atoi(optarg);
+    else if (opt == 's')
+      serve = 1;
     else {
-      fprintf(stderr, "usage: %s [-f stat,statm,io,fd] [-w warmup] [-r rounds] [pid...]\n", argv[0]);
+      fprintf(stderr, "usage: %s [-f stat,statm,io,fd] [-w warmup] [-r rounds] [-t threads] [pid...]\n",
+              argv[0]);
       return 2;
     }
   }
   int sources = parse_sources(spec);
-  if (sources <= 0 || rounds < 1 || warmup < 0) {
+  if (sources <= 0 || rounds < 1 || warmup < 0 || threads < 1 || threads > 64) {
     fprintf(stderr, "ref_sampler: bad options\n");
     return 2;
   }
@@ -302,7 +341,8 @@ int main(int argc, char** argv) {
 
   proc_fds_t* fds = calloc((size_t)n, sizeof *fds);
   record_t* rec = calloc((size_t)n, sizeof *rec);
-  double* per_round = calloc((size_t)rounds, sizeof *per_round);
+  size_t round_cap = serve ? 64 : (size_t)rounds;
+  double* per_round = calloc(round_cap, sizeof *per_round);
   if (fds == NULL || rec == NULL || per_round == NULL) {
     fprintf(stderr, "ref_sampler: out of memory\n");
     return 1;
@@ -320,13 +360,54 @@ int main(int argc, char** argv) {
     }
   }
 
+  if (threads > n) threads = n;
+  pthread_barrier_t barrier;
+  pthread_barrier_init(&barrier, NULL, (unsigned)threads);
+  int stop = 0;
+  slice_t slices[64];
+  pthread_t tids[64];
+  for (int t = 0; t < threads; t++) {
+    const long from = (long)n * t / threads, to = (long)n * (t + 1) / threads;
+    slices[t] = (slice_t){fds + from, rec + from, to - from, sources, &barrier, &stop, 0, 0};
+    if (t > 0 && pthread_create(&tids[t], NULL, slice_main, &slices[t]) != 0) {
+      fprintf(stderr, "ref_sampler: cannot start thread %d\n", t);
+      return 1;
+    }
+  }
+  for (int i = 0; i < warmup; i++) run_slice_round(&slices[0]);
+  if (serve) {
+    char line[64];
+    if (fgets(line, sizeof line, stdin) == NULL) return 2;  // the rest of the "." line
+    rounds = 0;
+    while (fgets(line, sizeof line, stdin) != NULL) {
+      if ((size_t)rounds == round_cap) {
+        round_cap *= 2;
+        double* grown = realloc(per_round, round_cap * sizeof *per_round);
+        if (grown == NULL) return 1;
+        per_round = grown;
+      }
+      double t0 = now_us();
+      run_slice_round(&slices[0]);
+      per_round[rounds] = (now_us() - t0) / n;
+      printf("%.3f\n", per_round[rounds++]);
+      fflush(stdout);
+    }
+    if (rounds == 0) return 2;
+  } else {
+    for (int i = 0; i < rounds; i++) {
+      double t0 = now_us();
+      run_slice_round(&slices[0]);
+      per_round[i] = (now_us() - t0) / n;
+    }
+  }
+  stop = 1;
+  pthread_barrier_wait(&barrier);
   uint64_t checksum = 0;
   long failed = 0;
-  for (int i = 0; i < warmup; i++) sample_round(fds, n, sources, rec, &checksum);
-  for (int i = 0; i < rounds; i++) {
-    double t0 = now_us();
-    failed += sample_round(fds, n, sources, rec, &checksum);
-    per_round[i] = (now_us() - t0) / n;
+  for (int t = 0; t < threads; t++) {
+    if (t > 0) pthread_join(tids[t], NULL);
+    checksum += slices[t].checksum;
+    failed += slices[t].failed;
   }
   // Every round is reported in run order so the bench can pool rounds from several interleaved runs.
   char* rounds_json = malloc((size_t)rounds * 24 + 4);

@@ -35,6 +35,10 @@ const PEER_ROUNDS = 11;
 // pidusage is one side of a target ratio, so it is interleaved with the passes too.
 const PIDUSAGE_ROUNDS_PER_PASS = 3;
 const PS_ROUNDS = 7;
+// tripdump's default sweepThreads; the C loop is run with as many threads so each ratio compares like
+// with like, and both are also run on one thread.
+const THREADS = Math.min(4, os.availableParallelism());
+const THREAD_COUNTS = THREADS > 1 ? [1, THREADS] : [1];
 
 // pgid is included so the set matches the C loop's 13 stat values field for field.
 const STAT_FIELDS = [
@@ -284,7 +288,11 @@ interface SamplerLike {
   sampleAsync(): Promise<SnapshotLike>;
   close(): void;
 }
-type SamplerCtor = new (options: { fields?: readonly string[]; all?: boolean }) => SamplerLike;
+type SamplerCtor = new (options: {
+  fields?: readonly string[];
+  all?: boolean;
+  sweepThreads?: number;
+}) => SamplerLike;
 
 async function loadTripdump(): Promise<{ Sampler: SamplerCtor } | { reason: string }> {
   // A string-typed specifier keeps tsc from resolving the package's own types, which do not exist
@@ -327,33 +335,32 @@ function checkRecord(snap: SnapshotLike, pid: number, fields: readonly string[],
   }
 }
 
-function makeSampler(Sampler: SamplerCtor, fields: readonly string[], pids: readonly number[]): SamplerLike {
-  const s = new Sampler({ fields });
+function makeSampler(
+  Sampler: SamplerCtor,
+  fields: readonly string[],
+  pids: readonly number[],
+  sweepThreads: number,
+): SamplerLike {
+  const s = new Sampler({ fields, sweepThreads });
   for (const pid of pids) s.watch(pid);
   return s;
 }
 
-/** µs per process for each timed round of sample() (sync) or sampleAsync() (awaited). */
-async function timeTripdump(
+/** One timed round of sample() (sync) or sampleAsync() (awaited): µs per process, wall and native sweep. */
+async function tripdumpRound(
   s: SamplerLike,
   mode: 'sync' | 'async',
   pids: readonly number[],
   label: string,
-  nativeSink: number[],
-): Promise<number[]> {
-  const pid = pids[0]!;
-  for (let i = 0; i < WARMUP; i++) {
-    touch(mode === 'sync' ? s.sample() : await s.sampleAsync(), pid, pids.length, label);
-  }
-  const out: number[] = [];
-  for (let i = 0; i < ROUNDS_PER_PASS; i++) {
-    const t0 = performance.now();
-    const snap = mode === 'sync' ? s.sample() : await s.sampleAsync();
-    touch(snap, pid, pids.length, label);
-    out.push(((performance.now() - t0) * 1000) / pids.length);
-    if (typeof snap.durationMs === 'number') nativeSink.push((snap.durationMs * 1000) / pids.length);
-  }
-  return out;
+): Promise<{ us: number; nativeUs: number | null }> {
+  const t0 = performance.now();
+  const snap = mode === 'sync' ? s.sample() : await s.sampleAsync();
+  touch(snap, pids[0]!, pids.length, label);
+  const us = ((performance.now() - t0) * 1000) / pids.length;
+  return {
+    us,
+    nativeUs: typeof snap.durationMs === 'number' ? (snap.durationMs * 1000) / pids.length : null,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -366,17 +373,103 @@ interface RefResult {
   first: Record<string, unknown>;
 }
 
-async function runRef(fields: string, pids: readonly number[]): Promise<RefResult> {
+async function runRef(fields: string, pids: readonly number[], threads: number): Promise<RefResult> {
   const r = await run(
     REF_SAMPLER,
-    ['-f', fields, '-w', String(WARMUP), '-r', String(ROUNDS_PER_PASS)],
+    ['-f', fields, '-t', String(threads), '-w', String(WARMUP), '-r', String(ROUNDS_PER_PASS)],
     pids.join('\n'),
   );
   if (r.code !== 0 && r.code !== 3)
-    throw new Error(`ref_sampler -f ${fields} failed (${r.code}): ${r.stderr}`);
+    throw new Error(`ref_sampler -f ${fields} -t ${threads} failed (${r.code}): ${r.stderr}`);
   const parsed = JSON.parse(r.stdout) as RefResult;
   if (parsed.failed > 0) oddities.push(`C loop ${fields}: ${parsed.failed} process reads failed`);
   return parsed;
+}
+
+/**
+ * ref_sampler in serve mode: its fds stay open and each round() runs one round there, so C rounds and
+ * tripdump rounds can alternate one by one. On this kind of host the same loop drifts by a third between
+ * runs seconds apart (other VMs, DAMON); a pair taken back to back shares the drift and their ratio does not.
+ */
+class RefServer {
+  #child: ChildProcess;
+  #lines: string[] = [];
+  #waiting: ((line: string | null) => void) | null = null;
+  #stderr = '';
+  #closed: Promise<number | null>;
+  #ended = false;
+
+  constructor(
+    readonly fields: string,
+    readonly threads: number,
+    pids: readonly number[],
+  ) {
+    this.#child = track(
+      spawn(REF_SAMPLER, ['-s', '-f', fields, '-t', String(threads), '-w', String(WARMUP)], {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      }),
+    );
+    let buffered = '';
+    this.#child.stdout?.setEncoding('utf8').on('data', (text: string) => {
+      buffered += text;
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      for (const line of lines) this.#push(line);
+    });
+    this.#child.stderr?.setEncoding('utf8').on('data', (text: string) => {
+      this.#stderr += text;
+    });
+    this.#child.stdin?.on('error', () => {});
+    this.#closed = new Promise((resolve) =>
+      this.#child.once('close', (code) => {
+        this.#ended = true;
+        this.#waiting?.(null);
+        resolve(code);
+      }),
+    );
+    this.#child.stdin?.write(`${pids.join('\n')}\n.\n`);
+  }
+
+  #push(line: string): void {
+    const waiting = this.#waiting;
+    this.#waiting = null;
+    if (waiting) waiting(line);
+    else this.#lines.push(line);
+  }
+
+  #next(): Promise<string | null> {
+    const line = this.#lines.shift();
+    if (line !== undefined) return Promise.resolve(line);
+    if (this.#ended) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      this.#waiting = resolve;
+    });
+  }
+
+  /** One round; µs per process, measured inside the C process. */
+  async round(): Promise<number> {
+    this.#child.stdin?.write('r\n');
+    const line = await this.#next();
+    const us = Number.parseFloat(line ?? '');
+    if (!Number.isFinite(us))
+      throw new Error(
+        `ref_sampler -s -f ${this.fields} -t ${this.threads}: ${line ?? 'exited'} ${this.#stderr}`,
+      );
+    return us;
+  }
+
+  /** Ends input; resolves with the summary (failed reads, the first record). */
+  async finish(): Promise<RefResult> {
+    this.#child.stdin?.end();
+    let last = '';
+    for (let line = await this.#next(); line !== null; line = await this.#next()) last = line;
+    const code = await this.#closed;
+    if (code !== 0 && code !== 3)
+      throw new Error(
+        `ref_sampler -s -f ${this.fields} -t ${this.threads} failed (${code}): ${this.#stderr}`,
+      );
+    return JSON.parse(last) as RefResult;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -512,9 +605,10 @@ interface StallResult {
   baselineGapMs: number;
   foreignDuringSweeps: number;
   foreignDuringBaseline: number;
-  /** First get() on a fresh snapshot (it builds the pid → row index on the main thread). */
+  /** First get() on a fresh snapshot (a scan of the pid column), and the second (builds the pid → row index). */
   getMedianMs: number;
   getMaxMs: number;
+  indexMedianMs: number;
   /** Main-thread on-CPU time per sweep, no probe running: an upper bound on the API's own blocking. */
   mainCpuMedianMs: number;
   mainCpuMaxMs: number;
@@ -619,11 +713,14 @@ async function measureStall(s: SamplerLike, expected: number, pid: number): Prom
   }
 
   const getMs: number[] = [];
+  const indexMs: number[] = [];
   for (let i = 0; i < 5; i++) {
     const snap = await s.sampleAsync();
-    const t0 = performance.now();
-    if (snap.get(pid) === undefined) oddities.push(`stall sweep: get(${pid}) is undefined`);
-    getMs.push(performance.now() - t0);
+    for (const times of [getMs, indexMs]) {
+      const t0 = performance.now();
+      if (snap.get(pid) === undefined) oddities.push(`stall sweep: get(${pid}) is undefined`);
+      times.push(performance.now() - t0);
+    }
   }
 
   const t0 = performance.now();
@@ -645,6 +742,7 @@ async function measureStall(s: SamplerLike, expected: number, pid: number): Prom
     foreignDuringBaseline: foreignCores(m1, m2),
     getMedianMs: median(getMs),
     getMaxMs: Math.max(...getMs),
+    indexMedianMs: median(indexMs),
     mainCpuMedianMs: median(cpu),
     mainCpuMaxMs: Math.max(...cpu),
     runqWaitMaxMs: Math.max(...wait),
@@ -799,7 +897,7 @@ function compileC(): void {
     ['ref_sampler.c', REF_SAMPLER],
     ['idle_target.c', IDLE_TARGET],
   ] as const) {
-    execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-o', out, path.join(ROOT, 'bench', src)], {
+    execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-pthread', '-o', out, path.join(ROOT, 'bench', src)], {
       stdio: ['ignore', 'inherit', 'inherit'],
     });
   }
@@ -841,18 +939,15 @@ async function main(): Promise<void> {
   const pids = group.pids;
   progress(`spawned in ${group.spawnMs.toFixed(0)} ms`);
 
-  const ref = { stat: [] as number[], ssi: [] as number[], full: [] as number[] };
-  const td = {
-    syncStat: [] as number[],
-    asyncStat: [] as number[],
-    syncFull: [] as number[],
-    asyncFull: [] as number[],
-  };
-  const tdNative = {
-    syncStat: [] as number[],
-    asyncStat: [] as number[],
-    syncFull: [] as number[],
-    asyncFull: [] as number[],
+  // Rounds in µs/process, keyed by what was measured: C `${set} ${threads}`, tripdump
+  // `${mode} ${set} ${threads}` (set: stat, ssi = stat+statm+io, full = ssi + fd count).
+  const ref = new Map<string, number[]>();
+  const td = new Map<string, number[]>();
+  const tdNative = new Map<string, number[]>();
+  const pool = (m: Map<string, number[]>, key: string): number[] => {
+    const list = m.get(key) ?? [];
+    m.set(key, list);
+    return list;
   };
   let fdFromSize = false;
   let pidusageRes: PeerResult | string = {
@@ -864,63 +959,61 @@ async function main(): Promise<void> {
   let passCpu = 0;
   let psutilRes: PeerResult | string;
   let psRes: PeerResult | string;
-  const samplers: SamplerLike[] = [];
+  const samplers = new Map<string, SamplerLike>();
+  const servers = new Map<string, RefServer>();
+  // tripdump round ÷ the C round next to it, per `${mode} ${set} ${threads}`.
+  const pairs = new Map<string, number[]>();
   try {
-    let statSampler: SamplerLike | null = null;
-    let fullSampler: SamplerLike | null = null;
     if ('Sampler' in tripdump) {
       try {
-        statSampler = makeSampler(tripdump.Sampler, STAT_FIELDS, pids);
-        samplers.push(statSampler);
-        checkRecord(statSampler.sample(), pids[0]!, STAT_FIELDS, 'tripdump stat');
-        fullSampler = makeSampler(tripdump.Sampler, FULL_FIELDS, pids);
-        samplers.push(fullSampler);
-        checkRecord(fullSampler.sample(), pids[0]!, FULL_FIELDS, 'tripdump stat+statm+io+fds');
+        for (const threads of THREAD_COUNTS) {
+          for (const [set, fields] of [
+            ['stat', STAT_FIELDS],
+            ['full', FULL_FIELDS],
+          ] as const) {
+            const s = makeSampler(tripdump.Sampler, fields, pids, threads);
+            samplers.set(`${set} ${threads}`, s);
+            checkRecord(s.sample(), pids[0]!, fields, `tripdump ${set}, ${threads} thread(s)`);
+          }
+        }
       } catch (err) {
         oddities.push(`tripdump Sampler setup failed: ${message(err)}`);
-        statSampler = null;
-        fullSampler = null;
+        for (const s of samplers.values()) s.close();
+        samplers.clear();
       }
     }
 
     const passStart = cpuMark();
-    const cStat = async (): Promise<void> => {
-      ref.stat.push(...(await runRef('stat', pids)).rounds_us);
-    };
-    const cFull = async (pass: number): Promise<void> => {
-      const full = await runRef('stat,statm,io,fd', pids);
-      ref.full.push(...full.rounds_us);
-      fdFromSize = full.fd_count_from_size;
-      if (pass === 1 && full.first.fds !== 3) {
-        oddities.push(`C loop: first idle child reports ${String(full.first.fds)} fds, expected 3`);
-      }
-    };
-    const tdStat = async (): Promise<void> => {
-      if (!statSampler) return;
-      try {
-        td.syncStat.push(
-          ...(await timeTripdump(statSampler, 'sync', pids, 'tripdump sync stat', tdNative.syncStat)),
-        );
-        td.asyncStat.push(
-          ...(await timeTripdump(statSampler, 'async', pids, 'tripdump async stat', tdNative.asyncStat)),
-        );
-      } catch (err) {
-        oddities.push(`tripdump stat sampling threw: ${message(err)}`);
-        statSampler = null;
-      }
-    };
-    const tdFull = async (): Promise<void> => {
-      if (!fullSampler) return;
-      try {
-        td.syncFull.push(
-          ...(await timeTripdump(fullSampler, 'sync', pids, 'tripdump sync full', tdNative.syncFull)),
-        );
-        td.asyncFull.push(
-          ...(await timeTripdump(fullSampler, 'async', pids, 'tripdump async full', tdNative.asyncFull)),
-        );
-      } catch (err) {
-        oddities.push(`tripdump full sampling threw: ${message(err)}`);
-        fullSampler = null;
+    const C_FIELDS = { stat: 'stat', ssi: 'stat,statm,io', full: 'stat,statm,io,fd' } as const;
+    for (const t of THREAD_COUNTS)
+      for (const set of ['stat', 'full'] as const)
+        servers.set(`${set} ${t}`, new RefServer(C_FIELDS[set], t, pids));
+    // One C round and one tripdump round back to back, in alternating order; every pair gives a ratio.
+    const pairedRounds = async (set: 'stat' | 'full', threads: number, pass: number): Promise<void> => {
+      const key = `${set} ${threads}`;
+      const c = servers.get(key)!;
+      for (const mode of ['sync', 'async'] as const) {
+        const s = samplers.get(key);
+        const label = `tripdump ${mode} ${key}`;
+        try {
+          for (let i = 0; i < WARMUP && s; i++) await tripdumpRound(s, mode, pids, label);
+          for (let i = 0; i < ROUNDS_PER_PASS; i++) {
+            const cFirst = (i + pass) % 2 === 0;
+            const cUs = cFirst ? await c.round() : null;
+            const t = s ? await tripdumpRound(s, mode, pids, label) : null;
+            const cus = cUs ?? (await c.round());
+            pool(ref, key).push(cus);
+            if (t === null) continue;
+            pool(td, `${mode} ${key}`).push(t.us);
+            pool(pairs, `${mode} ${key}`).push(t.us / cus);
+            if (t.nativeUs !== null) pool(tdNative, `${mode} ${key}`).push(t.nativeUs);
+          }
+        } catch (err) {
+          if (!s) throw err;
+          oddities.push(`tripdump ${key} sampling threw: ${message(err)}`);
+          samplers.delete(key);
+          s.close();
+        }
       }
     };
     const pidusagePass = async (): Promise<void> => {
@@ -936,51 +1029,97 @@ async function main(): Promise<void> {
     };
     for (let pass = 1; pass <= PASSES; pass++) {
       progress(`pass ${pass}/${PASSES}: C loop, tripdump and pidusage`);
-      // Alternating which side goes first cancels drift within a pass out of the ratios.
-      if (pass % 2) {
-        await cStat();
-        await tdStat();
-      } else {
-        await tdStat();
-        await cStat();
-      }
-      await pidusagePass();
-      ref.ssi.push(...(await runRef('stat,statm,io', pids)).rounds_us);
-      if (pass % 2) {
-        await cFull(pass);
-        await tdFull();
-      } else {
-        await tdFull();
-        await cFull(pass);
+      for (const set of ['stat', 'full'] as const) {
+        for (const threads of THREAD_COUNTS) await pairedRounds(set, threads, pass);
+        if (set === 'stat') {
+          await pidusagePass();
+          pool(ref, 'ssi 1').push(...(await runRef(C_FIELDS.ssi, pids, 1)).rounds_us);
+        }
       }
     }
+    for (const [key, server] of servers) {
+      const r = await server.finish();
+      if (r.failed > 0) oddities.push(`C loop ${key}: ${r.failed} process reads failed`);
+      if (key.startsWith('full')) {
+        fdFromSize = r.fd_count_from_size;
+        if (r.first.fds !== 3)
+          oddities.push(`C loop: first idle child reports ${String(r.first.fds)} fds, expected 3`);
+      }
+    }
+    servers.clear();
     passCpu = foreignCores(passStart, cpuMark());
-    for (const s of samplers.splice(0)) s.close();
+    for (const s of samplers.values()) s.close();
+    samplers.clear();
 
     progress('psutil');
     psutilRes = await runPsutil(pids).catch((err: unknown) => message(err));
     progress('ps');
     psRes = await runPs(pids).catch((err: unknown) => message(err));
   } finally {
-    for (const s of samplers) s.close();
+    for (const s of samplers.values()) s.close();
+    await Promise.allSettled([...servers.values()].map((c) => c.finish()));
     await group.stop();
   }
 
   const stall = await stallTest(tripdump);
 
   // ------------------------------------------------------------------ table
-  const cStat = median(ref.stat);
-  const cSsi = median(ref.ssi);
-  const cFull = median(ref.full);
-  const cStatMin = Math.min(...ref.stat);
-  const cFullMin = Math.min(...ref.full);
+  const refRounds = (key: string): number[] => ref.get(key) ?? [];
+  const cStat = median(refRounds('stat 1'));
+  const cSsi = median(refRounds('ssi 1'));
   const tdAbsent = 'Sampler' in tripdump ? 'failed (see below)' : 'not built';
-  const tdRow = (reader: string, fields: string, rounds: number[], base: number, baseMin: number): Row => {
-    if (rounds.length === 0) return { reader, fields, us: null, min: null, ratio: tdAbsent };
-    const us = median(rounds);
-    const min = Math.min(...rounds);
-    return { reader, fields, us, min, ratio: `${ratioText(us, base)} (min ${ratioText(min, baseMin)})` };
+  const threadsText = (t: number): string => (t === 1 ? '1 thread' : `${t} threads`);
+  // tripdump against the C loop on as many threads, same fields: median ratio and fastest-round ratio.
+  const tdRatio = (
+    mode: string,
+    set: string,
+    t: number,
+  ): { us: number; min: number; r: number; q1: number; q3: number } | null => {
+    const rounds = td.get(`${mode} ${set} ${t}`) ?? [];
+    const ratios = [...(pairs.get(`${mode} ${set} ${t}`) ?? [])].sort((a, b) => a - b);
+    if (rounds.length === 0 || ratios.length === 0) return null;
+    const at = (q: number): number => ratios[Math.min(ratios.length - 1, Math.floor(q * ratios.length))]!;
+    return { us: median(rounds), min: Math.min(...rounds), r: median(ratios), q1: at(0.25), q3: at(0.75) };
   };
+  const SET_TEXT = { stat: 'S (stat)', full: 'F (stat+statm+io+fds)' } as const;
+  const rows: Row[] = [];
+  for (const t of THREAD_COUNTS) {
+    for (const set of ['stat', 'ssi', 'full'] as const) {
+      const rounds = refRounds(`${set} ${t}`);
+      if (rounds.length === 0) continue;
+      const fields = {
+        stat: 'S (stat)',
+        ssi: 'stat + statm(7) + io(7)',
+        full: 'stat + statm(7) + io(7) + fd count',
+      }[set];
+      rows.push({
+        reader: `C kept-fd loop, ${threadsText(t)}`,
+        fields,
+        us: median(rounds),
+        min: Math.min(...rounds),
+        ratio: '1.00×',
+      });
+    }
+  }
+  for (const t of THREAD_COUNTS) {
+    for (const set of ['stat', 'full'] as const) {
+      for (const mode of ['sync', 'async'] as const) {
+        const reader = `tripdump ${mode === 'sync' ? 'sample()' : 'sampleAsync()'}, ${threadsText(t)}`;
+        const r = tdRatio(mode, set, t);
+        rows.push(
+          r === null
+            ? { reader, fields: SET_TEXT[set], us: null, min: null, ratio: tdAbsent }
+            : {
+                reader,
+                fields: SET_TEXT[set],
+                us: r.us,
+                min: r.min,
+                ratio: `${r.r.toFixed(2)}× (IQR ${r.q1.toFixed(2)}–${r.q3.toFixed(2)}) vs C, ${threadsText(t)}`,
+              },
+        );
+      }
+    }
+  }
   const peerRow = (
     reader: string,
     fields: string,
@@ -998,42 +1137,23 @@ async function main(): Promise<void> {
     const min = Math.min(...res.rounds_us);
     return { reader, fields, us, min, ratio: ratioText(us, base, ` (vs ${baseName}, not same fields)`) };
   };
-  const rows: Row[] = [
-    { reader: 'C kept-fd loop', fields: 'S (stat)', us: cStat, min: cStatMin, ratio: '1.00×' },
-    {
-      reader: 'C kept-fd loop',
-      fields: 'stat + statm(7) + io(7)',
-      us: cSsi,
-      min: Math.min(...ref.ssi),
-      ratio: '1.00×',
-    },
-    {
-      reader: 'C kept-fd loop',
-      fields: 'stat + statm(7) + io(7) + fd count',
-      us: cFull,
-      min: cFullMin,
-      ratio: '1.00×',
-    },
-    tdRow('tripdump sample() sync', 'S (stat)', td.syncStat, cStat, cStatMin),
-    tdRow('tripdump sampleAsync()', 'S (stat)', td.asyncStat, cStat, cStatMin),
-    tdRow('tripdump sample() sync', 'F (stat+statm+io+fds)', td.syncFull, cFull, cFullMin),
-    tdRow('tripdump sampleAsync()', 'F (stat+statm+io+fds)', td.asyncFull, cFull, cFullMin),
+  rows.push(
     peerRow(
       `pidusage ${typeof pidusageRes === 'string' ? '' : pidusageRes.version}`.trim(),
       'cpu% memory ppid ctime elapsed (stat only)',
       pidusageRes,
       cStat,
-      'C stat',
+      'C stat, 1 thread',
     ),
     peerRow(
       `psutil ${typeof psutilRes === 'string' || psutilRes.error ? '' : psutilRes.version.split(' ')[0]}`.trim(),
       'cpu_times memory_info num_threads',
       psutilRes,
       cSsi,
-      'C stat+statm+io',
+      'C stat+statm+io, 1 thread',
     ),
-    peerRow('ps -p <2,000 pids>', 'pid rss vsz pcpu nlwp', psRes, cStat, 'C stat'),
-  ];
+    peerRow('ps -p <2,000 pids>', 'pid rss vsz pcpu nlwp', psRes, cStat, 'C stat, 1 thread'),
+  );
 
   console.log(
     `Sampler: ${PROCESSES.toLocaleString('en-US')} idle processes (spawned by the bench, 1 thread and 3 fds each); median of pooled rounds`,
@@ -1051,15 +1171,15 @@ async function main(): Promise<void> {
     `    same files and parses all 7 statm and 7 io values; fd count = fstat(/proc/PID/fd).st_size${fdFromSize ? '' : ' (fallback: getdents64, st_size was 0)'}.`,
   );
   console.log(
-    `C: ${PASSES} runs × ${ROUNDS_PER_PASS} rounds after ${WARMUP} warm-up, interleaved with tripdump; rounds parse every file every time.`,
+    `C: one ref_sampler process per field set and thread count, fds kept for the whole run, rounds served one at a time (${WARMUP} warm-up); rounds parse every file every time; on N threads the pids are cut into N equal slices.`,
   );
   console.log(
-    `tripdump: timed = sample() returning / sampleAsync() resolving, plus snap.length and one snap.get(pid); ${PASSES} × ${ROUNDS_PER_PASS} rounds after ${WARMUP} warm-up per pass, fds kept across rounds.`,
+    `tripdump: timed = sample() returning / sampleAsync() resolving, plus snap.length and one snap.get(pid); ${PASSES} passes × ${ROUNDS_PER_PASS} rounds per mode after ${WARMUP} warm-up, fds kept across rounds; each round is paired with a C round of the same fields and threads taken right before or after it (order alternating), and the ratio column is the median of the pairs' ratios with its interquartile range; Sampler({ sweepThreads }) with ${THREAD_COUNTS.join(' and ')} (${THREADS} is the default here: the cores, at most 4).`,
   );
-  if (tdNative.syncStat.length > 0) {
-    const n = (k: keyof typeof tdNative): string => fmtUs(median(tdNative[k]));
+  if (tdNative.size > 0) {
+    const parts = [...tdNative].map(([k, r]) => `${k} ${fmtUs(median(r))}`);
     console.log(
-      `tripdump's native sweep alone (snap.durationMs), median µs/process: sync S ${n('syncStat')}, async S ${n('asyncStat')}, sync F ${n('syncFull')}, async F ${n('asyncFull')}; the rest of each row is JS, N-API and, for async, the hand-off to the worker thread and back.`,
+      `tripdump's native sweep alone (snap.durationMs), median µs/process: ${parts.join(', ')}; the rest of each row is JS, N-API and, for async, the hand-off to the worker thread and back.`,
     );
   }
   console.log(
@@ -1086,7 +1206,7 @@ async function main(): Promise<void> {
     stall5 = stall;
     const n = stall.processes > 0 ? stall.processes.toLocaleString('en-US') : 'all host';
     console.log(
-      `Event-loop stall, sampleAsync over ${n} processes (${stall.what}), ${stall.sweeps} back-to-back sweeps:`,
+      `Event-loop stall, sampleAsync over ${n} processes (${stall.what}, default ${threadsText(THREADS)} per sweep), ${stall.sweeps} back-to-back sweeps:`,
     );
     console.log(
       `  longest gap between 1 ms probe ticks: ${stall.steady.gap.toFixed(2)} ms (monitorEventLoopDelay max ${stall.steady.eld.toFixed(2)} ms); both include the 1 ms period and all main-thread work: native completion, promise resolution, snap.length`,
@@ -1107,7 +1227,7 @@ async function main(): Promise<void> {
       `  set-up, not in the figures above: watchAsync() of ${n} pids ${stall.watchMs.toFixed(1)} ms on the sampler's thread, ${stall.watchCpuMs.toFixed(2)} ms of main-thread CPU; first sweep (every pid in started[]) ${stall.coldCpuMs.toFixed(2)} ms of main-thread CPU (${stall.coldWaitMs.toFixed(2)} ms waiting for a core)`,
     );
     console.log(
-      `  first snap.get(pid) on a fresh ${n}-row snapshot (builds its pid → row index on the main thread; not inside the gaps above): median ${stall.getMedianMs.toFixed(2)} ms, max ${stall.getMaxMs.toFixed(2)} ms`,
+      `  first snap.get(pid) on a fresh ${n}-row snapshot (scans the pid column; not inside the gaps above): median ${stall.getMedianMs.toFixed(3)} ms, max ${stall.getMaxMs.toFixed(3)} ms; the second builds the pid → row index: median ${stall.indexMedianMs.toFixed(2)} ms`,
     );
   }
   console.log('');
@@ -1116,26 +1236,31 @@ async function main(): Promise<void> {
   const verdict = (ok: boolean | null, text: string): void => {
     console.log(`${(ok === null ? 'NOT MEASURED' : ok ? 'met' : 'NOT MET').padEnd(12)}  ${text}`);
   };
-  const tdRatios = [
-    ['sync S', td.syncStat, cStat, cStatMin],
-    ['async S', td.asyncStat, cStat, cStatMin],
-    ['sync F', td.syncFull, cFull, cFullMin],
-    ['async F', td.asyncFull, cFull, cFullMin],
-  ] as const;
-  const measured = tdRatios
-    .filter(([, r]) => r.length > 0)
-    .map(([n, r, b, bMin]) => [n, median(r) / b, Math.min(...r) / bMin] as const);
+  const tdRatios = THREAD_COUNTS.flatMap((t) =>
+    (['stat', 'full'] as const).flatMap((set) =>
+      (['sync', 'async'] as const).map((mode) => ({
+        name: `${mode} ${set === 'stat' ? 'S' : 'F'} ${t}t`,
+        r: tdRatio(mode, set, t),
+      })),
+    ),
+  );
+  const measured = tdRatios.filter((x) => x.r !== null);
   verdict(
-    measured.length === 4 ? measured.every(([, r]) => r <= RATIO_TARGET) : null,
-    `tripdump ≤ ${RATIO_TARGET}× the C loop, same fields, medians (fastest rounds): ${measured.length > 0 ? measured.map(([n, r, rMin]) => `${n} ${r.toFixed(2)}× (${rMin.toFixed(2)}×)`).join(', ') : 'no tripdump rows'}`,
+    measured.length === tdRatios.length ? measured.every((x) => x.r!.r <= RATIO_TARGET) : null,
+    `tripdump ≤ ${RATIO_TARGET}× the C loop, same fields and threads, median of paired rounds: ${measured.length > 0 ? measured.map((x) => `${x.name} ${x.r!.r.toFixed(2)}×`).join(', ') : 'no tripdump rows'}`,
   );
   const pidusageUs = typeof pidusageRes === 'string' ? null : median(pidusageRes.rounds_us);
-  const tdStatWorst =
-    td.syncStat.length && td.asyncStat.length ? Math.max(median(td.syncStat), median(td.asyncStat)) : null;
-  const speedup = pidusageUs !== null && tdStatWorst !== null ? pidusageUs / tdStatWorst : null;
+  // The slower of sync and async, with the default thread count and with one thread.
+  const slowerStat = (t: number): number | null => {
+    const rs = [tdRatio('sync', 'stat', t), tdRatio('async', 'stat', t)];
+    return rs.every((r) => r !== null) ? Math.max(...rs.map((r) => r!.us)) : null;
+  };
+  const tdDefault = slowerStat(THREADS);
+  const tdOne = slowerStat(1);
+  const speedup = pidusageUs !== null && tdDefault !== null ? pidusageUs / tdDefault : null;
   verdict(
     speedup === null ? null : speedup >= PIDUSAGE_TARGET,
-    `tripdump ≥ ${PIDUSAGE_TARGET}× faster per process than pidusage (13 stat fields vs its 5 values; slower of sync/async): ${speedup === null ? 'n/a' : `${speedup.toFixed(2)}×`}`,
+    `tripdump ≥ ${PIDUSAGE_TARGET}× faster per process than pidusage (13 stat fields vs its 5 values; slower of sync/async; default ${threadsText(THREADS)} against pidusage's 4 libuv threads): ${speedup === null ? 'n/a' : `${speedup.toFixed(2)}×`}${THREADS > 1 && pidusageUs !== null && tdOne !== null ? `; on 1 thread ${(pidusageUs / tdOne).toFixed(2)}×` : ''}`,
   );
   if (stall5 !== null && stall5.coldCpuMs > STALL_TARGET_MS) {
     oddities.push(

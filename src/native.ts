@@ -47,6 +47,7 @@ export interface NativeSamplerOptions {
   threads: boolean;
   host: boolean;
   keep: number;
+  sweepThreads: number;
 }
 
 export interface NativeSampler {

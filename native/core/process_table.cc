@@ -24,7 +24,11 @@ const Source kFieldSource[kFieldCount] = {
 };
 
 ColumnBlock::ColumnBlock(size_t cap)
-    : capacity(cap), bytes(bytes_for(cap)), data(std::make_unique<std::byte[]>(bytes_for(cap))) {}
+    : capacity((cap + kRowAlign - 1) / kRowAlign * kRowAlign),
+      bytes(bytes_for(capacity)),
+      data(new (kAlign) std::byte[bytes]()) {}
+
+static_assert(WorkerPool::kChunk % ColumnBlock::kRowAlign == 0, "a chunk's rows fill whole cache lines");
 
 struct ProcessTable::Entry {
   int pid = 0;
@@ -89,7 +93,7 @@ const char* const kSourceFile[] = {"stat", "statm", "status", "io"};
 
 }  // namespace
 
-ProcessTable::ProcessTable(const TableOptions& options) : options_(options) {
+ProcessTable::ProcessTable(const TableOptions& options) : options_(options), pool_(options.workers) {
   for (int f = 0; f < kFieldCount; ++f) {
     if (options_.fields & (1u << f)) {
       field_list_.push_back(f);
@@ -118,10 +122,7 @@ double ProcessTable::start_ms(uint64_t ticks) const {
 
 namespace {
 
-// Parses a stat read into the entry's stat fields; false when the bytes do not parse.
-bool apply_stat(ProcessTable::Entry& e, std::string_view text, double page_size, double start_ms) {
-  StatFields s;
-  if (!parse_stat(text, s)) return false;
+void apply_stat(ProcessTable::Entry& e, const StatFields& s, double page_size, double start_ms) {
   e.set(f_pid, e.pid);
   e.set(f_tgid, e.tgid);
   e.set(f_ppid, s.ppid);
@@ -139,7 +140,6 @@ bool apply_stat(ProcessTable::Entry& e, std::string_view text, double page_size,
   e.set(f_minorFaults, static_cast<double>(s.minflt));
   e.set(f_majorFaults, static_cast<double>(s.majflt));
   e.set(f_threads, static_cast<double>(s.num_threads));
-  return true;
 }
 
 }  // namespace
@@ -160,7 +160,7 @@ std::unique_ptr<ProcessTable::Entry> ProcessTable::open_entry(int pid, int tgid,
     return nullptr;
   }
   e->start_ticks = s.starttime;
-  apply_stat(*e, e->files[kStat].data(), page_size_, start_ms(s.starttime));
+  apply_stat(*e, s, page_size_, start_ms(s.starttime));
   for (int src = kStatm; src <= kIo; ++src) {
     if (!(sources_ & (1u << src))) continue;
     const int r = e->files[src].open(base + "/" + kSourceFile[src]);
@@ -211,7 +211,7 @@ bool ProcessTable::adopt(std::unique_ptr<Entry> e) {
       // Watched twice: keep the sampled one, widen what it follows.
       old.follow.children |= e->follow.children;
       if (e->follow.threads && !old.follow.threads) {
-        old.follow.threads = true;
+        old.follow.threads = follow_threads_ = true;
         old.task_dir = std::move(e->task_dir);
       }
       return false;
@@ -220,6 +220,7 @@ bool ProcessTable::adopt(std::unique_ptr<Entry> e) {
     old.exited = true;
     it->second = e.get();
   }
+  follow_threads_ |= e->follow.threads;
   if (e->follow.children) {
     follow_children_ = true;
     // Its children that exist already must be found too: the next listing treats every pid as new.
@@ -341,7 +342,7 @@ void ProcessTable::sample_entry(Entry& e, int64_t now_ns) {
       e.exited = true;
       return;
     }
-    apply_stat(e, stat.data(), page_size_, start_ms(s.starttime));
+    apply_stat(e, s, page_size_, start_ms(s.starttime));
   }
   const uint64_t ticks = static_cast<uint64_t>(e.v[f_userTicks] + e.v[f_systemTicks]);
   if (e.have_prev && now_ns > e.prev_ns) {
@@ -441,6 +442,27 @@ void ProcessTable::sample_entry(Entry& e, int64_t now_ns) {
   }
 }
 
+void ProcessTable::write_row(Entry& e, ColumnBlock& b, size_t row) const {
+  if (e.exited) {
+    b.flags()[row] = kRowGone;
+    return;
+  }
+  for (int f : field_list_) b.column(f)[row] = e.v[f];
+  if (options_.fields & (1u << f_comm)) std::memcpy(b.comm(row), e.comm, kCommMax);
+  b.changed()[row] = e.changed & options_.fields;
+  b.unavailable()[row] = e.unavailable & options_.fields;
+  b.flags()[row] = (e.fresh ? uint32_t{kRowNew} : 0u) | (e.thread ? uint32_t{kRowThread} : 0u);
+  e.fresh = false;
+}
+
+void ProcessTable::move_row(ColumnBlock& b, size_t from, size_t to) const {
+  for (int f : field_list_) b.column(f)[to] = b.column(f)[from];
+  if (options_.fields & (1u << f_comm)) std::memcpy(b.comm(to), b.comm(from), kCommMax);
+  b.changed()[to] = b.changed()[from];
+  b.unavailable()[to] = b.unavailable()[from];
+  b.flags()[to] = b.flags()[from];
+}
+
 SweepResult ProcessTable::sweep() {
   if (closed_) throw SysError(EBADF, "sample", {}, 0, "the sampler is closed");
   if (busy_.exchange(true)) throw SysError(EBUSY, "sample", {}, 0, "a sweep is already running");
@@ -462,49 +484,49 @@ SweepResult ProcessTable::sweep() {
     }
     discover();
   }
-  for (size_t i = 0; i < entries_.size(); ++i) {
-    Entry& e = *entries_[i];
-    if (e.exited) continue;  // replaced by a new process with the same pid while pending
-    if (e.follow.threads) follow_threads(e);
-    sample_entry(e, mono_ns());
-    if (e.fresh && !e.exited) r.started.push_back({e.pid, start_ms(e.start_ticks)});
-  }
-
-  size_t live = 0;
-  for (auto& e : entries_) {
-    if (!e->exited) {
-      ++live;
-      continue;
+  // Thread discovery adopts rows (appended, so this pass reaches them too); sampling then touches nothing
+  // but each row's own entry and can be shared out.
+  if (follow_threads_) {
+    for (size_t i = 0; i < entries_.size(); ++i) {
+      Entry& e = *entries_[i];
+      if (e.follow.threads && !e.exited) follow_threads(e);
     }
-    r.exited.push_back({e->pid, start_ms(e->start_ticks)});
-    auto it = by_pid_.find(e->pid);
-    if (it != by_pid_.end() && it->second == e.get()) by_pid_.erase(it);
   }
-  std::erase_if(entries_, [](const std::unique_ptr<Entry>& e) { return e->exited; });
+  // Each row is written to the block by the thread that sampled it, while its entry is in that core's
+  // cache; exited rows are then squeezed out in one pass that reads the flags, not the entries.
+  auto& block = blocks_[generation_ % blocks_.size()];
+  const size_t n = entries_.size();
+  if (!block || block->capacity < n) block = std::make_shared<ColumnBlock>(std::max<size_t>(64, n + n / 2));
+  ColumnBlock& b = *block;
+  pool_.for_each(n, [this, &b](size_t i) {
+    Entry& e = *entries_[i];
+    if (!e.exited) sample_entry(e, mono_ns());  // exited here: replaced by a new process with the same pid
+    write_row(e, b, i);
+  });
 
   if (options_.host) {
     r.host = host_.sample();
     r.has_host = true;
   }
 
-  auto& block = blocks_[generation_ % blocks_.size()];
-  if (!block || block->capacity < live)
-    block = std::make_shared<ColumnBlock>(std::max<size_t>(64, live + live / 2));
-  ColumnBlock& b = *block;
-  uint32_t* changed = b.changed();
-  uint32_t* unavailable = b.unavailable();
-  uint32_t* flags = b.flags();
+  const uint32_t* flags = b.flags();
   size_t row = 0;
-  for (auto& ep : entries_) {
-    Entry& e = *ep;
-    for (int f : field_list_) b.column(f)[row] = e.v[f];
-    if (options_.fields & (1u << f_comm)) std::memcpy(b.comm(row), e.comm, kCommMax);
-    changed[row] = e.changed & options_.fields;
-    unavailable[row] = e.unavailable & options_.fields;
-    flags[row] = (e.fresh ? uint32_t{kRowNew} : 0u) | (e.thread ? uint32_t{kRowThread} : 0u);
-    e.fresh = false;
+  for (size_t i = 0; i < n; ++i) {
+    if (flags[i] & kRowGone) {
+      const Entry& e = *entries_[i];
+      r.exited.push_back({e.pid, start_ms(e.start_ticks)});
+      auto it = by_pid_.find(e.pid);
+      if (it != by_pid_.end() && it->second == &e) by_pid_.erase(it);
+      continue;  // destroyed when a live entry moves into its slot or the tail is cut
+    }
+    if (flags[i] & kRowNew) r.started.push_back({entries_[i]->pid, start_ms(entries_[i]->start_ticks)});
+    if (row != i) {
+      move_row(b, i, row);
+      entries_[row] = std::move(entries_[i]);
+    }
     ++row;
   }
+  entries_.resize(row);
   r.rows = row;
   r.block = block;
   r.generation = generation_++;
@@ -545,6 +567,7 @@ void ProcessTable::release() {
   }
   proc_dir_.close();
   host_.close();
+  pool_.stop();
   size_ = 0;
 }
 

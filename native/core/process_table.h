@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "core/parsers.h"
 #include "core/proc_file.h"
 #include "core/system_stats.h"
+#include "core/worker_pool.h"
 
 namespace tripdump {
 
@@ -67,19 +69,27 @@ static_assert(kFieldCount <= 32, "change and availability masks are 32-bit");
 extern const char* const kFieldNames[kFieldCount];
 extern const Source kFieldSource[kFieldCount];
 
-// Row flags.
-enum RowFlag : uint32_t { kRowNew = 1, kRowThread = 2 };
+// Row flags. kRowGone marks a row while a sweep compacts its block; no returned row has it.
+enum RowFlag : uint32_t { kRowNew = 1, kRowThread = 2, kRowGone = 1u << 31 };
 
 // One block of columns for `capacity` rows. Layout (byte offsets):
 //   f64 column i (every field; for comm it holds the name's length)   i * capacity * 8
 //   comm bytes, kCommMax per row                                       kFieldCount * capacity * 8
 //   u32 changed mask, u32 unavailable mask, u32 flags                  after comm, capacity * 4 each
 // Shared so the JS ArrayBuffer wrapping it keeps it alive after the table moves on to a bigger block.
+// The data is cache-line aligned and the capacity a multiple of kRowAlign, so every run of kRowAlign rows
+// starting at a multiple of it fills whole cache lines in every array: threads writing neighbouring runs
+// never share a line.
 struct ColumnBlock {
+  static constexpr size_t kRowAlign = 16;
+  static constexpr std::align_val_t kAlign{64};
   explicit ColumnBlock(size_t capacity);
   size_t capacity;
   size_t bytes;
-  std::unique_ptr<std::byte[]> data;
+  struct Free {
+    void operator()(std::byte* p) const { ::operator delete[](p, kAlign); }
+  };
+  std::unique_ptr<std::byte[], Free> data;
 
   static size_t comm_offset(size_t cap) { return kFieldCount * cap * 8; }
   static size_t changed_offset(size_t cap) { return comm_offset(cap) + cap * kCommMax; }
@@ -123,7 +133,8 @@ struct TableOptions {
   bool all = false;     // watch every process, discovered each sweep
   WatchOptions follow;  // defaults for discovered processes
   bool host = false;
-  size_t keep = 2;  // column blocks in rotation: a sweep's block is rewritten `keep` sweeps later
+  size_t keep = 2;     // column blocks in rotation: a sweep's block is rewritten `keep` sweeps later
+  size_t workers = 1;  // threads a sweep of many processes is split across, the sweeping one included
 };
 
 // "Field `field` of process `pid` is at or above (below) `threshold`", judged on the latest sweep. A
@@ -167,6 +178,8 @@ class ProcessTable {
   void discover();
   void follow_threads(Entry& e);
   void sample_entry(Entry& e, int64_t now_ns);
+  void write_row(Entry& e, ColumnBlock& b, size_t row) const;
+  void move_row(ColumnBlock& b, size_t from, size_t to) const;
   bool adopt(std::unique_ptr<Entry> e);
   std::unique_ptr<Entry> open_entry(int pid, int tgid, const WatchOptions& follow, int& err);
   double start_ms(uint64_t ticks) const;
@@ -190,12 +203,14 @@ class ProcessTable {
   ProcDir proc_dir_;
   std::vector<int> listing_;      // sorted pids of the previous /proc listing
   bool follow_children_ = false;  // some entry follows children: the /proc listing is diffed each sweep
+  bool follow_threads_ = false;   // some entry follows threads: task dirs are listed each sweep
   SystemStats host_;
 
   std::vector<std::shared_ptr<ColumnBlock>> blocks_;
   uint64_t generation_ = 0;
   std::vector<Identity> exited_;
 
+  WorkerPool pool_;
   std::atomic<bool> busy_{false};
   std::atomic<bool> closed_{false};
   std::atomic<size_t> size_{0};

@@ -148,7 +148,7 @@ class SamplerWrap : public Napi::ObjectWrap<SamplerWrap> {
          InstanceMethod<&SamplerWrap::close>("close"), InstanceAccessor<&SamplerWrap::size>("size")});
   }
 
-  // new NativeSampler({fields: mask, all, children, threads, host, keep})
+  // new NativeSampler({fields: mask, all, children, threads, host, keep, sweepThreads})
   explicit SamplerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SamplerWrap>(info) {
     Napi::Env env = info.Env();
     Napi::Object o = info[0].As<Napi::Object>();
@@ -160,6 +160,8 @@ class SamplerWrap : public Napi::ObjectWrap<SamplerWrap> {
     opts.host = flag(o, "host");
     if (o.Get("keep").IsNumber())
       opts.keep = std::max<size_t>(2, o.Get("keep").As<Napi::Number>().Uint32Value());
+    if (o.Get("sweepThreads").IsNumber())
+      opts.workers = std::max<size_t>(1, o.Get("sweepThreads").As<Napi::Number>().Uint32Value());
     table_ = guarded(env, [&] { return std::make_shared<ProcessTable>(opts); });
     cache_.resize(std::max<size_t>(2, opts.keep));
     addon_data(env).tables.push_back(table_);

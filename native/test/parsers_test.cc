@@ -280,8 +280,15 @@ TEST(stat_live_thread_count_follows_threads) {
     REQUIRE(parse_status(read_proc("/proc/self/status"), status));
     CHECK_EQ(status.threads, during.num_threads);
   }
+  // A joined thread leaves the count a moment later: join returns when the thread has cleared its tid,
+  // before the kernel releases it from the thread group.
   StatFields after;
-  REQUIRE(parse_stat(read_proc("/proc/self/stat"), after));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  do {
+    REQUIRE(parse_stat(read_proc("/proc/self/stat"), after));
+    if (after.num_threads == before.num_threads) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  } while (std::chrono::steady_clock::now() < deadline);
   CHECK_EQ(after.num_threads, before.num_threads);
 }
 

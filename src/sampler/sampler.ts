@@ -1,4 +1,5 @@
 // The public Sampler: a native ProcessTable plus field selection, snapshot validity and async sweeps.
+import { availableParallelism } from 'node:os';
 import { fromNative, native, UsageError } from '../errors.js';
 import { binding, type NativeBinding, type NativeSampler, type NativeSweep } from '../native.js';
 import { DEFAULT_FIELDS, FIELD_INFO, FIELD_NAMES, type FieldName } from './fields.js';
@@ -20,6 +21,12 @@ export interface SamplerOptions {
    * started, and sampleUntil() returns up to `keep - 1` snapshots. Each block costs ~270 bytes per row.
    */
   keep?: number;
+  /**
+   * Threads one sweep is shared across, the sampler's own included (1 to 64; default: the number of
+   * cores, at most 4). Only sweeps of more than 128 processes are split; the helpers run at the sampler
+   * thread's priority, below the event loop's.
+   */
+  sweepThreads?: number;
 }
 
 /**
@@ -118,6 +125,12 @@ export class Sampler {
     if (!Number.isInteger(keep) || keep < 2 || keep > 10_000)
       throw new UsageError(`keep must be an integer from 2 to 10000, got ${String(keep)}`, 'keep');
     this.#keep = keep;
+    const sweepThreads = options.sweepThreads ?? Math.min(4, availableParallelism());
+    if (!Number.isInteger(sweepThreads) || sweepThreads < 1 || sweepThreads > 64)
+      throw new UsageError(
+        `sweepThreads must be an integer from 1 to 64, got ${String(options.sweepThreads)}`,
+        'sweepThreads',
+      );
     this.#binding = binding();
     let mask = 0;
     for (const f of this.fields) mask |= 1 << FIELD_NAMES.indexOf(f);
@@ -130,6 +143,7 @@ export class Sampler {
           threads: options.threads === true,
           host: options.host === true,
           keep,
+          sweepThreads,
         }),
     );
   }

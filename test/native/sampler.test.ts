@@ -354,6 +354,46 @@ describe('Sampler: processes coming and going', () => {
     });
   });
 
+  it('shares a sweep of hundreds of rows across threads, and squeezes out the rows that exited', async () => {
+    // 200 + 100 thread rows: past the size a sweep is split at (128 rows).
+    const staying = await target(['--threads', '200']);
+    const leaving = await target(['--threads', '100', '--exit-after', '300']);
+    await withSampler({ fields: ['tgid', 'comm', 'state'], sweepThreads: 2 }, async (s) => {
+      // The leaving rows come first, so every staying row moves when they go.
+      s.watch(leaving.pid, { threads: true });
+      s.watch(staying.pid, { threads: true });
+      const leavingTids = taskIds(leaving.pid);
+      const stayingTids = taskIds(staying.pid);
+      const rowsOf = (snap: ReturnType<Sampler['sample']>, pid: number) =>
+        [...snap.records()].filter((r) => r.tgid === pid);
+      const first = s.sample();
+      expect(first.length).toBe(300);
+      expect(first.started.map((p) => p.pid).sort((a, b) => a - b)).toEqual(
+        [...leavingTids, ...stayingTids].sort((a, b) => a - b),
+      );
+      await waitFor(() => leaving.exited, 5_000, `pid ${leaving.pid} to exit`);
+      const after = s.sample();
+      expect(after.exited.map((p) => p.pid).sort((a, b) => a - b)).toEqual(leavingTids);
+      expect(after.length).toBe(200);
+      const rows = rowsOf(after, staying.pid);
+      expect(rows.map((r) => r.pid).sort((a, b) => a - b)).toEqual(stayingTids);
+      const names = ['sampler_target', ...Array.from({ length: 199 }, (_, k) => `parked-${k + 1}`)];
+      expect(rows.map((r) => r.comm).sort()).toEqual(names.sort());
+      expect(rows.every((r) => r.state === 'S')).toBe(true);
+      // The same rows as a sweep on one thread sees.
+      await withSampler({ fields: ['tgid', 'comm', 'state'], sweepThreads: 1 }, (one) => {
+        one.watch(staying.pid, { threads: true });
+        const byPid = (a: { pid: number }, b: { pid: number }) => a.pid - b.pid;
+        expect(rows.sort(byPid)).toEqual(rowsOf(one.sample(), staying.pid).sort(byPid));
+      });
+    });
+  });
+
+  it('refuses a sweepThreads that is not an integer from 1 to 64', () => {
+    for (const bad of [0, 65, 1.5, -1, Number.NaN])
+      expect(() => new Sampler({ sweepThreads: bad })).toThrow(/sweepThreads.*1 to 64/);
+  });
+
   it('with all: true finds a process started after the first sweep', async () => {
     await withSampler({ all: true, fields: ['comm', 'ppid'] }, async (s) => {
       const first = s.sample();
