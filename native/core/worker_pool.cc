@@ -1,21 +1,11 @@
 #include "core/worker_pool.h"
 
-#include <sys/resource.h>
-#include <unistd.h>
+#include <sched.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <utility>
 
 namespace tripdump {
-
-namespace {
-int own_nice() {
-  errno = 0;
-  const int n = getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
-  return errno ? 0 : n;
-}
-}  // namespace
 
 void WorkerPool::drain() {
   try {
@@ -47,8 +37,6 @@ void WorkerPool::for_each(size_t n, const std::function<void(size_t)>& fn) {
     n_ = n;
     next_.store(0, std::memory_order_relaxed);
     error_ = nullptr;
-    // Helpers run at the caller's priority: the sampler's thread is niced so the event loop goes first.
-    nice_ = own_nice();
     ++round_;
     open_ = true;
   }
@@ -68,7 +56,11 @@ void WorkerPool::for_each(size_t n, const std::function<void(size_t)>& fn) {
 }
 
 void WorkerPool::helper_main() {
-  int applied = own_nice();
+  // Helpers take only CPU time nobody else wants: any other task, the event loop's included, preempts a
+  // SCHED_IDLE thread at once. The caller alone still finishes the loop when the host is saturated; a
+  // helper then holds up the end of a sweep by at most the chunk it has claimed.
+  sched_param none{};
+  sched_setscheduler(0, SCHED_IDLE, &none);  // best effort: on refusal it is a normal thread
   uint64_t seen = 0;
   std::unique_lock lock(mu_);
   for (;;) {
@@ -77,13 +69,7 @@ void WorkerPool::helper_main() {
     seen = round_;
     if (!open_) continue;
     ++working_;
-    const int want = nice_;
     lock.unlock();
-    if (want != applied) {
-      // Best effort: lowering it again needs CAP_SYS_NICE; not asked twice either way.
-      setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), want);
-      applied = want;
-    }
     drain();
     lock.lock();
     if (--working_ == 0) idle_.notify_one();

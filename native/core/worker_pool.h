@@ -48,7 +48,6 @@ class WorkerPool {
   bool open_ = false;   // the current round still takes helpers
   size_t working_ = 0;  // helpers inside the current round
   bool stopping_ = false;
-  int nice_ = 0;  // the caller's, which helpers take on for the round
   const std::function<void(size_t)>* fn_ = nullptr;
   size_t n_ = 0;
   std::atomic<size_t> next_{0};

@@ -1,12 +1,12 @@
 // WorkerPool: every item exactly once, shared across threads, errors carried back to the caller, and the
-// helpers at the caller's priority.
+// helpers at idle priority.
 #include "core/worker_pool.h"
 
-#include <sys/resource.h>
-#include <unistd.h>
+#include <sched.h>
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -76,22 +76,16 @@ TEST(worker_pool_rethrows_and_stays_usable) {
   CHECK_EQ(again.load(), size_t{4000});
 }
 
-TEST(worker_pool_helpers_take_the_callers_nice) {
-  // In a thread of its own: raising nice cannot be undone without privilege.
-  std::set<int> nices;
-  std::thread caller([&] {
-    WorkerPool pool(2);
-    pool.for_each(600, [](size_t) { busy_item(); });  // the helpers start at the caller's nice, 0
-    setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 7);
-    std::mutex mu;
-    pool.for_each(600, [&](size_t) {
-      busy_item();
-      const int nice = getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
-      std::lock_guard lock(mu);
-      nices.insert(nice);
-    });
+TEST(worker_pool_helpers_use_idle_cpu_only) {
+  WorkerPool pool(2);
+  std::mutex mu;
+  std::map<std::thread::id, int> policy;
+  pool.for_each(600, [&](size_t) {
+    busy_item();
+    const int p = sched_getscheduler(0);
+    std::lock_guard lock(mu);
+    policy[std::this_thread::get_id()] = p;
   });
-  caller.join();
-  CHECK_EQ(nices.size(), size_t{1});
-  CHECK_EQ(*nices.begin(), 7);
+  REQUIRE(policy.size() == 2);
+  for (const auto& [id, p] : policy) CHECK_EQ(p, id == std::this_thread::get_id() ? SCHED_OTHER : SCHED_IDLE);
 }

@@ -23,8 +23,8 @@ export interface SamplerOptions {
   keep?: number;
   /**
    * Threads one sweep is shared across, the sampler's own included (1 to 64; default: the number of
-   * cores, at most 4). Only sweeps of more than 128 processes are split; the helpers run at the sampler
-   * thread's priority, below the event loop's.
+   * cores, at most 4). Only sweeps of 128 processes or more are split. The helpers are SCHED_IDLE: they
+   * use cores nothing else wants, and the event loop (or any other task) preempts them at once.
    */
   sweepThreads?: number;
 }
