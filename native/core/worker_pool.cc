@@ -3,6 +3,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <system_error>
 #include <utility>
 
 namespace tripdump {
@@ -31,7 +32,11 @@ void WorkerPool::for_each(size_t n, const std::function<void(size_t)>& fn) {
     std::lock_guard lock(mu_);
     if (threads_.empty()) {
       stopping_ = false;
-      for (size_t i = 0; i < helpers_; ++i) threads_.emplace_back([this] { helper_main(); });
+      try {
+        for (size_t i = 0; i < helpers_; ++i) threads_.emplace_back([this] { helper_main(); });
+      } catch (const std::system_error&) {
+        // Out of threads (RLIMIT_NPROC, threads-max): those that started share the loop, or none do.
+      }
     }
     fn_ = &fn;
     n_ = n;
