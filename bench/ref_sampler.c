@@ -2,18 +2,15 @@
 // fields, so the ratio says how much the JS API, the N-API glue and the column layout cost on top of the
 // kernel's own work.
 //
-// usage: ref_sampler [-f stat|stat,statm,io|stat,statm,io,fd] [-w warmup] [-r rounds] [-t threads] [pid...]
-//        (pids on stdin, whitespace-separated, when none are given as arguments)
-//        ref_sampler -s [-f ...] [-w warmup] [-t threads] < pids, a line ".", then one line per round
-//        (serve mode: each line read after the "." runs one round and writes its µs/process on a line of
-//        its own, so the bench can pair every C round with a tripdump round taken next to it; the JSON
-//        summary follows at end of input)
+// usage: ref_sampler [-f stat|stat,statm,io|stat,statm,io,fd] [-w warmup] [-t threads]
+//        stdin: pids (whitespace-separated), a line ".", then one line per round wanted.
 //
-// Every file is opened once; each round is one pread(fd, buf, 4096, 0) per file and a hand-written integer
-// parse. With -t N the pids are cut into N equal slices, one per thread (the main thread takes the first),
-// and a round ends when the slowest slice does. The fd count is fstat(/proc/PID/fd).st_size (kernel >= 6.2),
-// with a getdents64 count as fallback. Output: one JSON line with the median (and min/max) microseconds per
-// process per round.
+// Each line after the "." runs one round and writes its µs/process on a line of its own, so the bench can
+// pair every C round with a tripdump round taken right next to it. At end of input a JSON summary follows
+// (failed reads, the first record). Every file is opened once; each round is one pread(fd, buf, 4096, 0)
+// per file and a hand-written integer parse. With -t N the pids are cut into N equal slices, one per thread
+// (the main thread takes the first), and a round ends when the slowest slice does. The fd count is
+// fstat(/proc/PID/fd).st_size (kernel >= 6.2), with a getdents64 count as fallback.
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -230,11 +227,6 @@ static double now_us(void) {
   return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
-static int cmp_double(const void* a, const void* b) {
-  double x = *(const double*)a, y = *(const double*)b;
-  return (x > y) - (x < y);
-}
-
 static int open_proc(int pid, const char* name, int flags) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/%s", pid, name);
@@ -262,63 +254,50 @@ static int parse_sources(const char* spec) {
   return sources;
 }
 
-static int read_pids(int argc, char** argv, int first, int** out) {
+// Reads pids from stdin up to the "." line (consumed with the rest of its line).
+static int read_pids(int** out) {
   size_t cap = 4096, n = 0;
   int* pids = malloc(cap * sizeof *pids);
   if (pids == NULL) return -1;
-  if (first < argc) {
-    for (int i = first; i < argc; i++) {
-      if (n == cap) {
-        cap *= 2;
-        int* grown = realloc(pids, cap * sizeof *pids);
-        if (grown == NULL) return -1;
-        pids = grown;
-      }
-      pids[n++] = atoi(argv[i]);
+  int pid;
+  while (scanf("%d", &pid) == 1) {
+    if (n == cap) {
+      cap *= 2;
+      int* grown = realloc(pids, cap * sizeof *pids);
+      if (grown == NULL) return -1;
+      pids = grown;
     }
-  } else {
-    int pid;
-    while (scanf("%d", &pid) == 1) {
-      if (n == cap) {
-        cap *= 2;
-        int* grown = realloc(pids, cap * sizeof *pids);
-        if (grown == NULL) return -1;
-        pids = grown;
-      }
-      pids[n++] = pid;
-    }
+    pids[n++] = pid;
   }
+  char line[64];
+  if (fgets(line, sizeof line, stdin) == NULL || line[0] != '.') return -1;
   *out = pids;
   return (int)n;
 }
 
 int main(int argc, char** argv) {
   const char* spec = "stat";
-  int warmup = 3, rounds = 15, threads = 1, serve = 0, opt;
-  while ((opt = getopt(argc, argv, "f:w:r:t:s")) != -1) {
+  int warmup = 3, threads = 1, opt;
+  while ((opt = getopt(argc, argv, "f:w:t:")) != -1) {
     if (opt == 'f')
       spec = optarg;
     else if (opt == 'w')
       warmup = atoi(optarg);
-    else if (opt == 'r')
-      rounds = atoi(optarg);
     else if (opt == 't')
       threads = atoi(optarg);
-    else if (opt == 's')
-      serve = 1;
     else {
-      fprintf(stderr, "usage: %s [-f stat,statm,io,fd] [-w warmup] [-r rounds] [-t threads] [pid...]\n",
+      fprintf(stderr, "usage: %s [-f stat,statm,io,fd] [-w warmup] [-t threads] < pids, \".\", rounds\n",
               argv[0]);
       return 2;
     }
   }
   int sources = parse_sources(spec);
-  if (sources <= 0 || rounds < 1 || warmup < 0 || threads < 1 || threads > 64) {
+  if (sources <= 0 || optind < argc || warmup < 0 || threads < 1 || threads > 64) {
     fprintf(stderr, "ref_sampler: bad options\n");
     return 2;
   }
   int* pids = NULL;
-  int n = read_pids(argc, argv, optind, &pids);
+  int n = read_pids(&pids);
   if (n <= 0) {
     fprintf(stderr, "ref_sampler: no pids\n");
     return 2;
@@ -341,9 +320,7 @@ int main(int argc, char** argv) {
 
   proc_fds_t* fds = calloc((size_t)n, sizeof *fds);
   record_t* rec = calloc((size_t)n, sizeof *rec);
-  size_t round_cap = serve ? 64 : (size_t)rounds;
-  double* per_round = calloc(round_cap, sizeof *per_round);
-  if (fds == NULL || rec == NULL || per_round == NULL) {
+  if (fds == NULL || rec == NULL) {
     fprintf(stderr, "ref_sampler: out of memory\n");
     return 1;
   }
@@ -375,30 +352,14 @@ int main(int argc, char** argv) {
     }
   }
   for (int i = 0; i < warmup; i++) run_slice_round(&slices[0]);
-  if (serve) {
-    char line[64];
-    if (fgets(line, sizeof line, stdin) == NULL) return 2;  // the rest of the "." line
-    rounds = 0;
-    while (fgets(line, sizeof line, stdin) != NULL) {
-      if ((size_t)rounds == round_cap) {
-        round_cap *= 2;
-        double* grown = realloc(per_round, round_cap * sizeof *per_round);
-        if (grown == NULL) return 1;
-        per_round = grown;
-      }
-      double t0 = now_us();
-      run_slice_round(&slices[0]);
-      per_round[rounds] = (now_us() - t0) / n;
-      printf("%.3f\n", per_round[rounds++]);
-      fflush(stdout);
-    }
-    if (rounds == 0) return 2;
-  } else {
-    for (int i = 0; i < rounds; i++) {
-      double t0 = now_us();
-      run_slice_round(&slices[0]);
-      per_round[i] = (now_us() - t0) / n;
-    }
+  char line[64];
+  int rounds = 0;
+  while (fgets(line, sizeof line, stdin) != NULL) {
+    double t0 = now_us();
+    run_slice_round(&slices[0]);
+    printf("%.3f\n", (now_us() - t0) / n);
+    fflush(stdout);
+    rounds++;
   }
   stop = 1;
   pthread_barrier_wait(&barrier);
@@ -409,27 +370,17 @@ int main(int argc, char** argv) {
     checksum += slices[t].checksum;
     failed += slices[t].failed;
   }
-  // Every round is reported in run order so the bench can pool rounds from several interleaved runs.
-  char* rounds_json = malloc((size_t)rounds * 24 + 4);
-  if (rounds_json == NULL) return 1;
-  size_t used = 0;
-  for (int i = 0; i < rounds; i++)
-    used += (size_t)sprintf(rounds_json + used, "%s%.3f", i ? "," : "", per_round[i]);
-  qsort(per_round, (size_t)rounds, sizeof *per_round, cmp_double);
-  double median =
-      rounds % 2 ? per_round[rounds / 2] : (per_round[rounds / 2 - 1] + per_round[rounds / 2]) / 2;
-
   // The first record shows the parse worked. comm is kernel-controlled text from another process, so
   // anything that would break the JSON line is replaced.
   record_t* r = &rec[0];
   for (char* c = r->comm; *c; c++)
     if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20) *c = '_';
   printf(
-      "{\"fields\":\"%s\",\"processes\":%d,\"rounds\":%d,\"median_us\":%.3f,\"min_us\":%.3f,\"max_us\":%.3f,"
-      "\"rounds_us\":[%s],\"failed\":%ld,\"fd_count_from_size\":%s,\"checksum\":%llu,"
+      "{\"fields\":\"%s\",\"processes\":%d,\"rounds\":%d,\"failed\":%ld,\"fd_count_from_size\":%s,"
+      "\"checksum\":%llu,"
       "\"first\":{\"pid\":%d,\"comm\":\"%s\",\"state\":\"%c\",\"ppid\":%d,\"threads\":%llu,\"rss\":%llu,"
       "\"statm_resident\":%llu,\"rchar\":%llu,\"fds\":%llu}}\n",
-      spec, n, rounds, median, per_round[0], per_round[rounds - 1], rounds_json, failed,
+      spec, n, rounds, failed,
       fd_count_from_size ? "true" : "false", (unsigned long long)checksum, r->pid, r->comm,
       r->state ? r->state : '?', r->ppid, (unsigned long long)r->num_threads, (unsigned long long)r->rss,
       (unsigned long long)r->statm[1], (unsigned long long)r->io[0], (unsigned long long)r->fds);

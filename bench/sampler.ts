@@ -367,27 +367,13 @@ async function tripdumpRound(
 // The C reference loop.
 
 interface RefResult {
-  rounds_us: number[];
   failed: number;
   fd_count_from_size: boolean;
   first: Record<string, unknown>;
 }
 
-async function runRef(fields: string, pids: readonly number[], threads: number): Promise<RefResult> {
-  const r = await run(
-    REF_SAMPLER,
-    ['-f', fields, '-t', String(threads), '-w', String(WARMUP), '-r', String(ROUNDS_PER_PASS)],
-    pids.join('\n'),
-  );
-  if (r.code !== 0 && r.code !== 3)
-    throw new Error(`ref_sampler -f ${fields} -t ${threads} failed (${r.code}): ${r.stderr}`);
-  const parsed = JSON.parse(r.stdout) as RefResult;
-  if (parsed.failed > 0) oddities.push(`C loop ${fields}: ${parsed.failed} process reads failed`);
-  return parsed;
-}
-
 /**
- * ref_sampler in serve mode: its fds stay open and each round() runs one round there, so C rounds and
+ * ref_sampler serves rounds: its fds stay open and each round() runs one round there, so C rounds and
  * tripdump rounds can alternate one by one. On this kind of host the same loop drifts by a third between
  * runs seconds apart (other VMs, DAMON); a pair taken back to back shares the drift and their ratio does not.
  */
@@ -405,7 +391,7 @@ class RefServer {
     pids: readonly number[],
   ) {
     this.#child = track(
-      spawn(REF_SAMPLER, ['-s', '-f', fields, '-t', String(threads), '-w', String(WARMUP)], {
+      spawn(REF_SAMPLER, ['-f', fields, '-t', String(threads), '-w', String(WARMUP)], {
         stdio: ['pipe', 'pipe', 'pipe'],
       }),
     );
@@ -453,7 +439,7 @@ class RefServer {
     const us = Number.parseFloat(line ?? '');
     if (!Number.isFinite(us))
       throw new Error(
-        `ref_sampler -s -f ${this.fields} -t ${this.threads}: ${line ?? 'exited'} ${this.#stderr}`,
+        `ref_sampler -f ${this.fields} -t ${this.threads}: ${line ?? 'exited'} ${this.#stderr}`,
       );
     return us;
   }
@@ -465,9 +451,7 @@ class RefServer {
     for (let line = await this.#next(); line !== null; line = await this.#next()) last = line;
     const code = await this.#closed;
     if (code !== 0 && code !== 3)
-      throw new Error(
-        `ref_sampler -s -f ${this.fields} -t ${this.threads} failed (${code}): ${this.#stderr}`,
-      );
+      throw new Error(`ref_sampler -f ${this.fields} -t ${this.threads} failed (${code}): ${this.#stderr}`);
     return JSON.parse(last) as RefResult;
   }
 }
@@ -988,6 +972,8 @@ async function main(): Promise<void> {
     for (const t of THREAD_COUNTS)
       for (const set of ['stat', 'full'] as const)
         servers.set(`${set} ${t}`, new RefServer(C_FIELDS[set], t, pids));
+    // C alone, the base psutil's row is compared with.
+    servers.set('ssi 1', new RefServer(C_FIELDS.ssi, 1, pids));
     // One C round and one tripdump round back to back, in alternating order; every pair gives a ratio.
     const pairedRounds = async (set: 'stat' | 'full', threads: number, pass: number): Promise<void> => {
       const key = `${set} ${threads}`;
@@ -999,13 +985,13 @@ async function main(): Promise<void> {
           for (let i = 0; i < WARMUP && s; i++) await tripdumpRound(s, mode, pids, label);
           for (let i = 0; i < ROUNDS_PER_PASS; i++) {
             const cFirst = (i + pass) % 2 === 0;
-            const cUs = cFirst ? await c.round() : null;
+            const before = cFirst ? await c.round() : null;
             const t = s ? await tripdumpRound(s, mode, pids, label) : null;
-            const cus = cUs ?? (await c.round());
-            pool(ref, key).push(cus);
+            const cUs = before ?? (await c.round());
+            pool(ref, key).push(cUs);
             if (t === null) continue;
             pool(td, `${mode} ${key}`).push(t.us);
-            pool(pairs, `${mode} ${key}`).push(t.us / cus);
+            pool(pairs, `${mode} ${key}`).push(t.us / cUs);
             if (t.nativeUs !== null) pool(tdNative, `${mode} ${key}`).push(t.nativeUs);
           }
         } catch (err) {
@@ -1033,7 +1019,8 @@ async function main(): Promise<void> {
         for (const threads of THREAD_COUNTS) await pairedRounds(set, threads, pass);
         if (set === 'stat') {
           await pidusagePass();
-          pool(ref, 'ssi 1').push(...(await runRef(C_FIELDS.ssi, pids, 1)).rounds_us);
+          const ssi = servers.get('ssi 1')!;
+          for (let i = 0; i < ROUNDS_PER_PASS; i++) pool(ref, 'ssi 1').push(await ssi.round());
         }
       }
     }
