@@ -380,9 +380,9 @@ int main(int argc, char** argv) {
       "\"checksum\":%llu,"
       "\"first\":{\"pid\":%d,\"comm\":\"%s\",\"state\":\"%c\",\"ppid\":%d,\"threads\":%llu,\"rss\":%llu,"
       "\"statm_resident\":%llu,\"rchar\":%llu,\"fds\":%llu}}\n",
-      spec, n, rounds, failed,
-      fd_count_from_size ? "true" : "false", (unsigned long long)checksum, r->pid, r->comm,
-      r->state ? r->state : '?', r->ppid, (unsigned long long)r->num_threads, (unsigned long long)r->rss,
-      (unsigned long long)r->statm[1], (unsigned long long)r->io[0], (unsigned long long)r->fds);
+      spec, n, rounds, failed, fd_count_from_size ? "true" : "false", (unsigned long long)checksum, r->pid,
+      r->comm, r->state ? r->state : '?', r->ppid, (unsigned long long)r->num_threads,
+      (unsigned long long)r->rss, (unsigned long long)r->statm[1], (unsigned long long)r->io[0],
+      (unsigned long long)r->fds);
   return failed ? 3 : 0;
 }
