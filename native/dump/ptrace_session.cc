@@ -275,10 +275,34 @@ void PtraceSession::detach_one(ThreadState& t) noexcept {
 }
 
 void PtraceSession::detach_all() noexcept {
-  for (auto& t : threads_) detach_one(t);
+  std::vector<pid_t> released;
+  for (auto& t : threads_) {
+    if (t.attached && !borrowed_) released.push_back(t.tid);
+    detach_one(t);
+  }
   if (stopped_) {
     stop_end_ = std::chrono::steady_clock::now();
     stopped_ = false;
+  }
+  if (job_stopped_) await_group_stop(released);
+}
+
+void PtraceSession::await_group_stop(const std::vector<pid_t>& tids) const noexcept {
+  // Detaching a thread of a job-stopped process wakes it so that it re-enters the group stop itself
+  // (traced -> running -> stopped, with no user code in between). On a busy host that can take a
+  // scheduler tick or more, so a caller looking right after the dump would see the process running.
+  // Wait until each thread is stopped again: the dump returns with the process as it was found. A
+  // thread that is sleeping (or gone) was continued by a SIGCONT meanwhile; one still running after a
+  // second is left to the scheduler rather than holding up the caller.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  for (pid_t tid : tids) {
+    for (int spin = 0; proc_state(pid_, tid) == 'R'; spin++) {
+      if (std::chrono::steady_clock::now() > deadline) return;
+      if (spin < 16)
+        ::sched_yield();
+      else
+        sleep_us(500);
+    }
   }
 }
 

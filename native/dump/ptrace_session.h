@@ -68,7 +68,8 @@ class PtraceSession {
       if (t.attached) return true;
     return false;
   }
-  // Detaches every thread; the target runs again. Safe to call twice.
+  // Detaches every thread; the target runs again, or, if it was job-control stopped, is back in its
+  // group stop when this returns. Safe to call twice.
   void detach_all() noexcept;
   // Milliseconds the threads have been stopped so far (until detach_all()).
   double paused_ms() const;
@@ -95,6 +96,7 @@ class PtraceSession {
   void capture(ThreadState& t);
   bool seize_one(pid_t tid);
   void detach_one(ThreadState& t) noexcept;
+  void await_group_stop(const std::vector<pid_t>& tids) const noexcept;
 
   int pid_;
   bool job_stopped_ = false;

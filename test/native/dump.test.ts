@@ -160,7 +160,9 @@ describe('a target in a particular state', () => {
     await waitFor(() => procStatus(t.pid).State?.startsWith('T'), 2000, 'the stop');
     const r = await writeCoreDump(t.pid, path.join(dir, 'stopped'));
     expect(r.threads).toBe(4);
-    expect(procStatus(t.pid).State).toMatch(/^T \(stopped\)/);
+    // Every thread is back in the group stop when the dump returns, not merely on its way there.
+    for (const tid of readdirSync(`/proc/${t.pid}/task`))
+      expect(readFileSync(`/proc/${t.pid}/task/${tid}/status`, 'utf8')).toMatch(/^State:\s+T \(stopped\)/m);
     expect(procStatus(t.pid).TracerPid).toBe('0');
     expect(BigInt(`0x${procStatus(t.pid).ShdPnd}`) & (1n << 11n)).toBe(1n << 11n); // SIGUSR2 = 12
     process.kill(t.pid, 'SIGCONT');
