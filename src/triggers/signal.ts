@@ -22,7 +22,8 @@ export interface SignalWatcherOptions {
   signals: readonly (number | string)[];
   /**
    * Called for each watched signal while every thread of the target is stopped. Call `dump` (at most once)
-   * to write a core of the target as it is; the signal is re-delivered once the returned promise settles.
+   * to write a core of the target as it is. The signal is delivered as soon as the dump is written (the
+   * target is not held while the callback goes on), or, without a dump, once the returned promise settles.
    */
   onSignal(hit: SignalHit, dump: DumpFn): Promise<void> | void;
   /** The target exited (the watcher ends by itself). */

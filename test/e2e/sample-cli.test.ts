@@ -14,7 +14,8 @@ function startSleeper(): number {
 }
 
 afterEach(() => {
-  for (const c of started.splice(0)) if (c.pid && c.exitCode === null) process.kill(c.pid, 'SIGKILL');
+  for (const c of started.splice(0))
+    if (c.pid && c.exitCode === null && c.signalCode === null) process.kill(c.pid, 'SIGKILL');
 });
 
 function run(...args: string[]) {
@@ -22,13 +23,18 @@ function run(...args: string[]) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-function runAsync(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** Runs the CLI without blocking this process; `onStdout` sees the output so far as it arrives. */
+function runAsync(
+  args: string[],
+  onStdout: (stdout: string) => void = () => {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [cli, ...args]);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => {
       stdout += d.toString();
+      onStdout(stdout);
     });
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
@@ -89,10 +95,18 @@ describe('tripdump sample', () => {
   });
 
   it('reports an exit and stops when every watched process is gone', async () => {
-    const child = spawn('/bin/sleep', ['0.3'], { stdio: 'ignore' });
+    const child = spawn('/bin/sleep', ['300'], { stdio: 'ignore' });
     started.push(child);
-    // Asynchronously, so this process reaps the sleeper: a zombie is still a process.
-    const r = await runAsync('sample', String(child.pid), '--json', '--interval', '150', '--count', '20');
+    // Asynchronously, so this process reaps the sleeper once it is killed (a zombie is still a process).
+    // It is ended after the first sample, however long the CLI took to start.
+    let killed = false;
+    const r = await runAsync(
+      ['sample', String(child.pid), '--json', '--interval', '150', '--count', '20'],
+      () => {
+        if (!killed) process.kill(child.pid!, 'SIGKILL');
+        killed = true;
+      },
+    );
     expect(r.code).toBe(0);
     const events = r.stdout
       .trim()

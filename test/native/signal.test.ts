@@ -78,6 +78,8 @@ describe('watchSignals', () => {
     expect(procStatus(t.pid).TracerPid).not.toBe('0');
     process.kill(t.pid, 'SIGUSR1');
     await waitFor(() => usr1Lines(t).length > 0, 10_000, 'the handler');
+    // The target is let go as soon as the core is written; the callback's continuation may run later.
+    await waitFor(() => result !== undefined, 10_000, 'the dump result');
     expect(events).toEqual([`signal ${SIGUSR1}`]);
     expect(result).toMatchObject({ path: file, threads: 3 });
     const gdb = spawnSync('gdb', ['-batch', '-ex', 'info threads', fixture('signal_target'), file], {
