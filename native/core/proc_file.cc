@@ -2,20 +2,21 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 #include "core/fd_budget.h"
 
 namespace tripdump {
 
 namespace {
-constexpr size_t kInitialCap = 512;
 
 // Opens with O_CLOEXEC and, when the budget grants a slot, moves the fd above the low range and keeps it.
 int open_kept(const std::string& path, int flags, Fd& out) {
@@ -96,17 +97,36 @@ int ProcFile::read() {
     err = fd ? read_whole(fd.get(), got) : errno;
   }
   if (err) return err;
-  changed_ = !have_prev_ || got.size() != len_ || std::memcmp(got.data(), buf_.get(), len_) != 0;
-  if (changed_) {
-    if (got.size() > cap_) {
-      cap_ = std::max(got.size(), kInitialCap);
-      buf_ = std::make_unique<char[]>(cap_);
-    }
-    std::memcpy(buf_.get(), got.data(), got.size());
-    len_ = got.size();
-  }
+  const uint64_t d = digest(got);
+  changed_ = !have_prev_ || got.size() != len_ || d != digest_;
+  data_ = got;
+  digest_ = d;
+  len_ = got.size();
   have_prev_ = true;
   return 0;
+}
+
+uint64_t digest(std::string_view bytes) {
+  static const uint64_t key = [] {
+    uint64_t k = 0;
+    if (::getrandom(&k, sizeof k, 0) != sizeof k) k = static_cast<uint64_t>(::getpid()) * 0x9e3779b97f4a7c15u;
+    return k;
+  }();
+  constexpr uint64_t kOdd = 0xff51afd7ed558ccdu;  // any odd multiplier keeps the step a bijection
+  uint64_t h = key ^ bytes.size();
+  const char* p = bytes.data();
+  size_t n = bytes.size();
+  for (; n >= 8; p += 8, n -= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    h = std::rotl(h ^ w, 23) * kOdd;
+  }
+  if (n) {
+    uint64_t w = 0;
+    std::memcpy(&w, p, n);
+    h = std::rotl(h ^ w, 23) * kOdd;
+  }
+  return h;
 }
 
 int ProcDir::open(std::string path) {

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <ctime>
@@ -55,7 +56,7 @@ struct ProcessTable::Entry {
   void set(int f, double x) {
     const uint32_t bit = 1u << f;
     // Bitwise equality so NaN -> NaN is "unchanged" and -0/+0 never flicker.
-    if (std::memcmp(&v[f], &x, sizeof x) != 0 || (unavailable & bit)) changed |= bit;
+    if (std::bit_cast<uint64_t>(v[f]) != std::bit_cast<uint64_t>(x) || (unavailable & bit)) changed |= bit;
     v[f] = x;
     unavailable &= ~bit;
   }

@@ -250,6 +250,44 @@ describe('Sampler: unavailable is null, never 0', () => {
   });
 });
 
+describe('Sampler: change bits', () => {
+  it("sets a field's bit exactly when its value differs from the previous sweep", async () => {
+    const spinner = await target(['--spin']);
+    const idle = await target();
+    await asleep(idle);
+    const fields: FieldName[] = [
+      'state',
+      'comm',
+      'threads',
+      'userTicks',
+      'rssBytes',
+      'sharedBytes',
+      'readChars',
+    ];
+    const bit = (f: FieldName) => 2 ** FIELD_NAMES.indexOf(f);
+    const all = fields.reduce((m, f) => m | bit(f), 0);
+    await withSampler({ fields }, async (s) => {
+      s.watch(spinner.pid);
+      s.watch(idle.pid);
+      const first = s.sample();
+      const before = new Map([spinner.pid, idle.pid].map((pid) => [pid, first.get(pid)!]));
+      for (const pid of before.keys()) expect(first.changed[first.rowOf(pid)]! & all).toBe(all); // new rows
+      const t0 = ticks(spinner.pid);
+      await waitFor(() => ticks(spinner.pid) >= t0 + 2, 10_000, 'the spinner to use CPU');
+      const second = s.sample();
+      for (const [pid, old] of before) {
+        const now = second.get(pid)!;
+        const bits = second.changed[second.rowOf(pid)]!;
+        for (const f of fields)
+          expect([pid, f, (bits & bit(f)) !== 0]).toEqual([pid, f, !Object.is(now[f], old[f])]);
+      }
+      // What the kernel says happened: the spinner's CPU time moved, nothing of the sleeper did.
+      expect(second.changed[second.rowOf(spinner.pid)]! & bit('userTicks')).toBe(bit('userTicks'));
+      expect(second.changed[second.rowOf(idle.pid)]! & all).toBe(0);
+    });
+  });
+});
+
 describe('Sampler: processes coming and going', () => {
   it('reports a process that exits between samples once in exited, then never again', async () => {
     const t = await target(['--exit-after', '300']);
