@@ -32,7 +32,7 @@ export {
   type ProcessRecord,
   type Source,
 } from './sampler/fields.js';
-export { Sampler, type SamplerOptions, type WatchOptions } from './sampler/sampler.js';
+export { fdBudget, Sampler, type SamplerOptions, type WatchOptions } from './sampler/sampler.js';
 export { type HostSample, type ProcessIdentity, ROW_NEW, ROW_THREAD, Snapshot } from './sampler/snapshot.js';
 export {
   type SignalHit,

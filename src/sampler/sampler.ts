@@ -97,6 +97,15 @@ class Pending {
   }
 }
 
+/**
+ * The process-wide budget of /proc fds the samplers keep open: `limit` (RLIMIT_NOFILE, raised to its hard
+ * limit, less 512 left for the host program) and how many are held now. Past the limit a sampler reads the
+ * remaining files by path (open, read, close), which costs about twice as much per process.
+ */
+export function fdBudget(): { limit: number; inUse: number } {
+  return binding().fdBudget();
+}
+
 export class Sampler {
   readonly fields: readonly FieldName[];
   #binding: NativeBinding;

@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FIELD_NAMES, type FieldName, ProcessGoneError, Sampler } from '../../src/index.js';
+import { FIELD_NAMES, type FieldName, fdBudget, ProcessGoneError, Sampler } from '../../src/index.js';
 import {
   fdCount,
   procStat,
@@ -505,15 +505,21 @@ describe('Sampler: errors', () => {
   it('releases every fd it opened on close()', async () => {
     const targets = await Promise.all([target(['--fds', '3']), target(['--threads', '2']), target()]);
     const before = fdCount(process.pid);
+    const budget = fdBudget();
     const s = new Sampler({ fields: FIELD_NAMES });
     try {
       for (const t of targets) s.watch(t.pid, { threads: true });
       s.sample();
       expect(fdCount(process.pid)).toBeGreaterThan(before);
+      // fdBudget() counts exactly the fds the sampler holds: 6 per process and 5 per extra thread row
+      // (stat, statm, status, io, fd; processes also keep task/), 3 processes and 1 extra thread.
+      expect(fdBudget().inUse - budget.inUse).toBe(fdCount(process.pid) - before);
+      expect(fdBudget().inUse - budget.inUse).toBe(3 * 6 + 5);
     } finally {
       s.close();
     }
     expect(fdCount(process.pid)).toBe(before);
+    expect(fdBudget()).toEqual(budget);
   });
 
   it('refuses to read a snapshot two samples old', async () => {
