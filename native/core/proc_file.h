@@ -48,8 +48,8 @@ class ProcFile {
 
 // Digest of `bytes` under this process's random key, for change detection. Each step is a bijection of
 // the state, so two inputs of the same length that differ in a single 8-byte word (a counter ticking)
-// always get different digests; other changes collide with probability ~2^-64, and the key keeps a
-// process from crafting a stat line whose change goes unseen.
+// always get different digests; other changes collide with probability ~2^-64, and without the key a
+// process cannot aim its comm at a stat line whose change would go unseen.
 uint64_t digest(std::string_view bytes);
 
 // A /proc directory (/proc/PID/fd, /proc/PID/task, /proc): kept O_DIRECTORY fd, entries listed with
