@@ -5,7 +5,15 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FIELD_NAMES, type FieldName, fdBudget, ProcessGoneError, Sampler } from '../../src/index.js';
+import {
+  FIELD_NAMES,
+  type FieldName,
+  fdBudget,
+  ProcessGoneError,
+  ROW_NEW,
+  ROW_THREAD,
+  Sampler,
+} from '../../src/index.js';
 import {
   fdCount,
   procStat,
@@ -246,6 +254,60 @@ describe('Sampler: unavailable is null, never 0', () => {
     await withSampler({ fields: ['cpuPercent'] }, (s) => {
       s.watch(t.pid);
       expect(s.sample().get(t.pid)).toEqual({ pid: t.pid, cpuPercent: null });
+    });
+  });
+});
+
+describe('Sampler: columns in place', () => {
+  it('gives row-aligned columns over native memory, NaN and a bit where unavailable, flags for new and thread rows', async () => {
+    const multi = await target(['--threads', '3']);
+    const single = await target();
+    const fields: FieldName[] = ['cpuPercent', 'threads', 'rssBytes'];
+    const bit = (f: FieldName) => 2 ** FIELD_NAMES.indexOf(f);
+    await withSampler({ fields, keep: 2 }, async (s) => {
+      s.watch(multi.pid, { threads: true });
+      s.watch(single.pid);
+      const first = s.sample();
+      // One row per process and per extra thread of the multi-threaded one, as the kernel lists them.
+      const threadRows = taskIds(multi.pid).filter((tid) => tid !== multi.pid);
+      expect([...first.pids].sort((a, b) => a - b)).toEqual(
+        [multi.pid, single.pid, ...threadRows].sort((a, b) => a - b),
+      );
+      const threads = first.column('threads');
+      const rss = first.column('rssBytes');
+      expect(threads.length).toBe(first.length);
+      for (let r = 0; r < first.length; r++) {
+        const pid = first.pids[r]!;
+        const rec = first.record(r);
+        expect(rec.pid).toBe(pid);
+        expect(threads[r]).toBe(rec.threads);
+        expect(rss[r]).toBe(rec.rssBytes);
+        expect(rss[r]).toBeGreaterThan(0);
+        expect(Number.isNaN(first.column('cpuPercent')[r]!)).toBe(true); // no interval yet
+        expect(first.unavailable[r]! & bit('cpuPercent')).toBe(bit('cpuPercent'));
+        expect(first.flags[r]! & ROW_NEW).toBe(ROW_NEW);
+        expect((first.flags[r]! & ROW_THREAD) !== 0).toBe(threadRows.includes(pid));
+      }
+      expect(() => first.column('fds')).toThrow(/field 'fds' was not sampled/);
+
+      const second = s.sample();
+      for (let r = 0; r < second.length; r++) {
+        expect(second.flags[r]! & ROW_NEW).toBe(0);
+        expect(second.column('cpuPercent')[r]).toBeGreaterThanOrEqual(0);
+        expect(second.unavailable[r]! & bit('cpuPercent')).toBe(0);
+      }
+      // keep: 2 rotates two native blocks: the third sweep writes over the first one's memory, which a
+      // view taken from the first snapshot sees, and the snapshot itself refuses further reads.
+      const view = first.column('threads');
+      view.fill(-1);
+      expect(first.valid).toBe(true);
+      const third = s.sample();
+      expect(first.valid).toBe(false);
+      expect(second.valid).toBe(true);
+      expect(view.buffer).toBe(third.column('threads').buffer);
+      expect([...view.subarray(0, third.length)]).toEqual([...third.column('threads')]);
+      expect(view.includes(-1)).toBe(false);
+      expect(() => first.column('threads')).toThrow(/stale/);
     });
   });
 });
