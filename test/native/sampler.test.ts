@@ -616,8 +616,18 @@ describe('Sampler: async sweeps, CPU and host', () => {
     ];
     await withSampler({ fields }, async (s) => {
       s.watch(t.pid);
-      const sync = s.sample().get(t.pid);
-      const asyncRec = (await s.sampleAsync()).get(t.pid);
+      const w0 = Date.now();
+      const syncSnap = s.sample();
+      const sync = syncSnap.get(t.pid);
+      const t0 = performance.now();
+      const asyncSnap = await s.sampleAsync();
+      const asyncMs = performance.now() - t0;
+      const asyncRec = asyncSnap.get(t.pid);
+      // When and how long: the sweep's wall-clock time, and its native duration within the awaited time.
+      expect(syncSnap.time).toBeGreaterThanOrEqual(w0);
+      expect(asyncSnap.time).toBeGreaterThanOrEqual(syncSnap.time);
+      expect(asyncSnap.durationMs).toBeGreaterThan(0);
+      expect(asyncSnap.durationMs).toBeLessThanOrEqual(asyncMs);
       expect(sync).toMatchObject({
         comm: 'async) (x',
         threads: 3,
