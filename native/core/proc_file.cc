@@ -98,10 +98,9 @@ int ProcFile::read() {
   }
   if (err) return err;
   const uint64_t d = digest(got);
-  changed_ = !have_prev_ || got.size() != len_ || d != digest_;
+  changed_ = !have_prev_ || got.size() != data_.size() || d != digest_;
   data_ = got;
   digest_ = d;
-  len_ = got.size();
   have_prev_ = true;
   return 0;
 }

@@ -39,9 +39,8 @@ class ProcFile {
   // cache miss per line of it on every sample (5 % of a sweep) and ~2 KiB per process.
   std::string path_;
   Fd fd_;
-  std::string_view data_;
+  std::string_view data_;  // its size outlives the bytes: the length the next read is compared with
   uint64_t digest_ = 0;
-  size_t len_ = 0;
   bool changed_ = true;
   bool have_prev_ = false;
 };
