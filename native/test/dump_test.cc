@@ -84,10 +84,6 @@ CmdResult run(const std::string& cmd) {
   return r;
 }
 
-bool have_tool(const char* name) {
-  return run(std::string("command -v ") + name).status == 0;
-}
-
 size_t count(const std::string& hay, const std::string& needle) {
   size_t n = 0;
   for (size_t p = hay.find(needle); p != std::string::npos; p = hay.find(needle, p + 1)) n++;
@@ -277,15 +273,17 @@ void check_core_with_debuggers(const std::string& core, Target& t, const Result&
   CHECK(gdb.out.find("= 0x7d0c0ffee") != std::string::npos);
   CHECK_EQ(count(gdb.out, "\nThread "), static_cast<size_t>(r.threads));
 
-  const CmdResult eu = run(std::string(kTools) + "eu-stack --core '" + core + "' -e '" + bin + "'");
-  CHECK_EQ(count(eu.out, "TID "), static_cast<size_t>(r.threads));
-  for (const char* fn : {"parked_alpha", "parked_beta", "parked_gamma", "main"}) {
-    if (eu.out.find(fn) == std::string::npos)
-      ::tripdump::test::fail(__FILE__, __LINE__, std::string("eu-stack lacks ") + fn + "\n" + eu.out);
+  if (HAVE_TOOL("eu-stack", "elfutils")) {
+    const CmdResult eu = run(std::string(kTools) + "eu-stack --core '" + core + "' -e '" + bin + "'");
+    CHECK_EQ(count(eu.out, "TID "), static_cast<size_t>(r.threads));
+    for (const char* fn : {"parked_alpha", "parked_beta", "parked_gamma", "main"}) {
+      if (eu.out.find(fn) == std::string::npos)
+        ::tripdump::test::fail(__FILE__, __LINE__, std::string("eu-stack lacks ") + fn + "\n" + eu.out);
+    }
+    CHECK(eu.out.find("rror") == std::string::npos);
   }
-  CHECK(eu.out.find("rror") == std::string::npos);
 
-  if (have_tool("lldb")) {
+  if (HAVE_TOOL("lldb", "lldb")) {
     const CmdResult lldb =
         run("lldb --no-lldbinit -b -c '" + core + "' '" + bin + "' -o 'thread backtrace all' </dev/null");
     for (const char* fn : {"parked_alpha", "parked_beta", "parked_gamma", "main"}) {
@@ -302,10 +300,12 @@ void check_core_with_debuggers(const std::string& core, Target& t, const Result&
   CHECK(notes.out.find("0x00000088\tNT_PRPSINFO") != std::string::npos);
   CHECK_EQ(count(notes.out, "NT_PRSTATUS"), static_cast<size_t>(r.threads));
   // binutils' readelf cannot decode a 64-bit NT_FILE in every build; elfutils can.
-  const CmdResult eu_notes = run("eu-readelf -n '" + core + "'");
-  CHECK(eu_notes.out.find("CORE                 336  PRSTATUS") != std::string::npos);
-  CHECK(eu_notes.out.find("CORE                 136  PRPSINFO") != std::string::npos);
-  CHECK(eu_notes.out.find("build/fixtures/dump_target") != std::string::npos);  // NT_FILE names the binary
+  if (HAVE_TOOL("eu-readelf", "elfutils")) {
+    const CmdResult eu_notes = run("eu-readelf -n '" + core + "'");
+    CHECK(eu_notes.out.find("CORE                 336  PRSTATUS") != std::string::npos);
+    CHECK(eu_notes.out.find("CORE                 136  PRPSINFO") != std::string::npos);
+    CHECK(eu_notes.out.find("build/fixtures/dump_target") != std::string::npos);  // NT_FILE names the binary
+  }
 }
 
 void check_core_bytes(const std::string& path, Target& t) {
@@ -649,7 +649,7 @@ TEST(dump_enospc) {
   const std::string mnt = d.path + "/small";
   ::mkdir(mnt.c_str(), 0700);
   if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m") != 0) {
-    std::printf("    skipped: cannot mount tmpfs (%s)\n", std::strerror(errno));
+    SKIP(std::string("cannot mount tmpfs (") + std::strerror(errno) + "): needs root");
     return;
   }
   for (Mode mode : {Mode::kStop, Mode::kSnapshot}) {
@@ -783,7 +783,8 @@ TEST(dump_clone_failure_falls_back_to_stop) {
   TmpDir d;
   const std::string cg = "/sys/fs/cgroup/pids/tripdump-dump-test-" + std::to_string(::getpid());
   if (::mkdir(cg.c_str(), 0755) != 0) {
-    std::printf("    skipped: no pids cgroup (%s)\n", std::strerror(errno));
+    SKIP(std::string("cannot create a pids cgroup (") + std::strerror(errno) +
+         "): needs root and cgroup v1's pids controller");
     return;
   }
   struct Cleanup {
@@ -875,7 +876,7 @@ TEST(dump_bench_1gib) {
     ::unlink((d.path + "/core-" + mode_name(mode)).c_str());
     CHECK(t.ping());
   }
-  if (have_tool("gcore")) {
+  if (HAVE_TOOL("gcore", "gdb")) {
     const auto t0 = Clock::now();
     run("gcore -o '" + d.path + "/gcore' " + std::to_string(t.pid()) + " >/dev/null");
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();

@@ -17,6 +17,13 @@ std::vector<Case>& registry();
 void fail(const char* file, int line, const std::string& what);
 struct Abort {};  // thrown by REQUIRE to end the current case
 
+// A check that needs something this machine lacks (a tool, root, a kernel feature) is skipped with a
+// printed reason. With TRIPDUMP_NO_SKIP=1 (CI, where everything is installed) a skip is a failure.
+void skip(const char* file, int line, const std::string& why);
+// Whether a command is on PATH; when it is not, the check that needs it is skipped (see skip) with the
+// Debian package that provides it.
+bool have_tool(const char* file, int line, const char* tool, const char* package);
+
 struct Registrar {
   Registrar(const char* name, std::function<void()> fn) { registry().push_back({name, std::move(fn)}); }
 };
@@ -45,6 +52,8 @@ std::string describe(const A& a, const B& b) {
       ::tripdump::test::fail(__FILE__, __LINE__,                                                    \
                              "CHECK_EQ(" #a ", " #b ") " + ::tripdump::test::describe(td_a, td_b)); \
   } while (0)
+#define SKIP(why) ::tripdump::test::skip(__FILE__, __LINE__, why)
+#define HAVE_TOOL(tool, package) ::tripdump::test::have_tool(__FILE__, __LINE__, tool, package)
 #define REQUIRE(cond)                                                   \
   do {                                                                  \
     if (!(cond)) {                                                      \

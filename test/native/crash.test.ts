@@ -8,7 +8,6 @@ import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import {
   CORE_PATTERN,
-  CORE_PIPE_LIMIT,
   CoreSocketServer,
   install,
   installedHandlerPath,
@@ -19,10 +18,11 @@ import {
 } from '../../src/crash/install.js';
 import { type CrashInfo, CrashListener } from '../../src/crash/protocol.js';
 import { listCrashes } from '../../src/crash/store.js';
+import { withCorePattern } from '../helpers/host-state.js';
 import { fixture, spawnTarget, trackProcesses } from '../helpers/processes.js';
+import { needsRoot } from '../helpers/requirements.js';
 
-const isRoot = process.getuid?.() === 0;
-if (!isRoot) console.log('crash.test.ts: skipped, changing core_pattern needs root');
+const isRoot = needsRoot('crash.test.ts: changing core_pattern');
 const track = trackProcesses();
 
 async function withInstalled(
@@ -35,46 +35,44 @@ async function withInstalled(
   }) => Promise<void>,
   socketMode = false,
 ): Promise<void> {
-  const before = readFileSync(CORE_PATTERN);
-  const limitBefore = readFileSync(CORE_PIPE_LIMIT);
-  const root = mkdtempSync(path.join('/tmp', 'tdcr-'));
-  const dir = path.join(root, 'cores');
-  const config = path.join(root, 'c.conf');
-  const notify = path.join(root, 'n.sock');
-  const listener = new CrashListener(notify);
-  const got: CrashInfo[] = [];
-  listener.on('crash', (c) => got.push(c));
-  let server: CoreSocketServer | undefined;
-  try {
-    await listener.listen();
-    if (socketMode) {
-      // The serve process reads the config at start: write it through a first (pipe) install.
-      install({ configPath: config, dir, socket: notify });
-      server = new CoreSocketServer(path.join(root, 'core.sock'), config);
-      await server.start();
-      install({ configPath: config, dir, socket: notify, coreSocket: server.socketPath });
-    } else {
-      install({ configPath: config, dir, socket: notify });
+  await withCorePattern(async () => {
+    const before = readFileSync(CORE_PATTERN);
+    const root = mkdtempSync(path.join('/tmp', 'tdcr-'));
+    const dir = path.join(root, 'cores');
+    const config = path.join(root, 'c.conf');
+    const notify = path.join(root, 'n.sock');
+    const listener = new CrashListener(notify);
+    const got: CrashInfo[] = [];
+    listener.on('crash', (c) => got.push(c));
+    let server: CoreSocketServer | undefined;
+    try {
+      await listener.listen();
+      if (socketMode) {
+        // The serve process reads the config at start: write it through a first (pipe) install.
+        install({ configPath: config, dir, socket: notify });
+        server = new CoreSocketServer(path.join(root, 'core.sock'), config);
+        await server.start();
+        install({ configPath: config, dir, socket: notify, coreSocket: server.socketPath });
+      } else {
+        install({ configPath: config, dir, socket: notify });
+      }
+      expect(status(config).mode).toBe(socketMode ? 'socket' : 'pipe');
+      // A copy of the handler beside the config, not the package's build folder (a rebuild would remove it).
+      if (!socketMode)
+        expect(readFileSync(CORE_PATTERN, 'latin1')).toMatch(
+          new RegExp(`^\\|${installedHandlerPath(config)} `),
+        );
+      await body({ root, dir, config, notify, got });
+      const r = uninstall({ configPath: config });
+      expect(existsSync(installedHandlerPath(config))).toBe(false);
+      expect(r.replacedOther).toBe(false);
+      expect(readFileSync(CORE_PATTERN).equals(before)).toBe(true);
+    } finally {
+      await server?.stop();
+      await listener.close();
+      rmSync(root, { recursive: true, force: true });
     }
-    expect(status(config).mode).toBe(socketMode ? 'socket' : 'pipe');
-    // A copy of the handler beside the config, not the package's build folder (a rebuild would remove it).
-    if (!socketMode)
-      expect(readFileSync(CORE_PATTERN, 'latin1')).toMatch(
-        new RegExp(`^\\|${installedHandlerPath(config)} `),
-      );
-    await body({ root, dir, config, notify, got });
-    const r = uninstall({ configPath: config });
-    expect(existsSync(installedHandlerPath(config))).toBe(false);
-    expect(r.replacedOther).toBe(false);
-    expect(readFileSync(CORE_PATTERN).equals(before)).toBe(true);
-  } finally {
-    // Byte for byte, even when install, the crash or an assertion failed.
-    if (!readFileSync(CORE_PIPE_LIMIT).equals(limitBefore)) writeProc(CORE_PIPE_LIMIT, limitBefore);
-    if (!readFileSync(CORE_PATTERN).equals(before)) writeProc(CORE_PATTERN, before);
-    await server?.stop();
-    await listener.close();
-    rmSync(root, { recursive: true, force: true });
-  }
+  });
 }
 
 async function crashAndCheck(env: { dir: string; got: CrashInfo[] }, socketMode: boolean) {
@@ -132,18 +130,19 @@ describe.skipIf(!isRoot)('crash capture through core_pattern', () => {
   );
 
   it('uninstall refuses to clobber a pattern someone else set since, and restores with --force', async () => {
-    const before = readFileSync(CORE_PATTERN);
-    const root = mkdtempSync(path.join(os.tmpdir(), 'tdcr-'));
-    const config = path.join(root, 'c.conf');
-    try {
-      install({ configPath: config, dir: path.join(root, 'cores') });
-      writeProc(CORE_PATTERN, 'core.%p');
-      expect(() => uninstall({ configPath: config })).toThrow(/not what tripdump installed/);
-      uninstall({ configPath: config, force: true });
-      expect(readFileSync(CORE_PATTERN).equals(before)).toBe(true);
-    } finally {
-      if (!readFileSync(CORE_PATTERN).equals(before)) writeProc(CORE_PATTERN, before);
-      rmSync(root, { recursive: true, force: true });
-    }
+    await withCorePattern(async () => {
+      const before = readFileSync(CORE_PATTERN);
+      const root = mkdtempSync(path.join(os.tmpdir(), 'tdcr-'));
+      const config = path.join(root, 'c.conf');
+      try {
+        install({ configPath: config, dir: path.join(root, 'cores') });
+        writeProc(CORE_PATTERN, 'core.%p');
+        expect(() => uninstall({ configPath: config })).toThrow(/not what tripdump installed/);
+        uninstall({ configPath: config, force: true });
+        expect(readFileSync(CORE_PATTERN).equals(before)).toBe(true);
+      } finally {
+        rmSync(root, { recursive: true, force: true });
+      }
+    });
   });
 });

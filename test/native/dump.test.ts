@@ -22,10 +22,11 @@ import {
   trackProcesses,
   waitFor,
 } from '../helpers/processes.js';
+import { hasTool, requirement } from '../helpers/requirements.js';
 
 const cli = path.resolve(import.meta.dirname, '../../dist/cli/main.js');
 const track = trackProcesses();
-const hasEuStack = spawnSync('sh', ['-c', 'command -v eu-stack'], { stdio: 'ignore' }).status === 0;
+const hasEuStack = hasTool('eu-stack', 'elfutils');
 let dir: string;
 beforeAll(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'tripdump-dump-'));
@@ -79,7 +80,7 @@ describe.each(['stop', 'snapshot'] as const)('writeCoreDump, %s mode', (mode) =>
       const eu = spawnSync('eu-stack', ['--core', file, '-e', fixture('dump_target')], { encoding: 'utf8' });
       expect((eu.stdout.match(/^TID \d+:/gm) ?? []).length).toBe(4);
       expect(eu.stdout).toContain('parked_beta');
-    } else console.log('eu-stack not installed: skipping its check (apt-get install elfutils)');
+    }
     expect(running(t.pid)).toBe(true);
     await pong(t);
   });
@@ -212,10 +213,12 @@ describe('memory shared with a fork', () => {
 
 // Page cache can only be dropped where it is backed by a disk (not tmpfs) and measured with fincore.
 const fsType = spawnSync('stat', ['-f', '-c', '%T', tmpdir()], { encoding: 'utf8' }).stdout.trim();
-const hasFincore = spawnSync('sh', ['-c', 'command -v fincore'], { stdio: 'ignore' }).status === 0;
-const canSeeCache = hasFincore && fsType !== 'tmpfs';
-if (!canSeeCache)
-  console.log(`dump.test.ts: write-behind test skipped (fincore: ${hasFincore}, ${tmpdir()} on ${fsType})`);
+const canSeeCache =
+  hasTool('fincore', 'util-linux') &&
+  requirement(
+    fsType !== 'tmpfs',
+    `write-behind test: ${tmpdir()} is on tmpfs, which has no page cache to drop`,
+  );
 
 describe.skipIf(!canSeeCache)('write-behind', () => {
   it('a dump keeps no more than its 64 MiB window of the core in the page cache', async () => {

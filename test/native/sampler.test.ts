@@ -1,7 +1,7 @@
 // The Sampler against real processes: each test puts a target (test/fixtures/sampler_target.c) into a
 // known state and compares what the sampler reports with what the target says it did and with /proc,
 // read independently here.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -28,6 +28,7 @@ import {
   trackProcesses,
   waitFor,
 } from '../helpers/processes.js';
+import { hasTool, needsRoot } from '../helpers/requirements.js';
 
 const track = trackProcesses();
 const isRoot = process.getuid?.() === 0;
@@ -177,11 +178,7 @@ describe('Sampler: unavailable is null, never 0', () => {
       return;
     }
     // As root everything is readable, so the sampler runs as nobody against a target of root's.
-    const setpriv = spawnSync('setpriv', ['--version']);
-    if (setpriv.error) {
-      console.warn(`skipped: setpriv is not installed (${setpriv.error.message})`);
-      return;
-    }
+    if (!hasTool('setpriv', 'util-linux')) return;
     const dist = path.resolve(import.meta.dirname, '../../dist/index.js');
     expect(existsSync(dist), `${dist} is missing: run npm run build`).toBe(true);
     const t = await target(['--threads', '2']);
@@ -369,10 +366,7 @@ describe('Sampler: processes coming and going', () => {
   });
 
   it('never aliases a reused pid: the old identity exits, a new watch has a new startTime and new data', async (ctx) => {
-    if (!isRoot) {
-      console.warn('skipped: writing /proc/sys/kernel/ns_last_pid needs root');
-      ctx.skip();
-    }
+    if (!needsRoot('writing /proc/sys/kernel/ns_last_pid')) ctx.skip();
     const old = await target(['--threads', '3', '--comm', 'reuse-old']);
     await withSampler({ fields: ['comm', 'threads', 'startTime'] }, async (s) => {
       const oldId = s.watch(old.pid);
