@@ -44,7 +44,7 @@ Exit codes: 0 done, interrupted or target exited; 1 a dump failed; 2 bad command
 `;
 
 export interface ProcdumpConfig {
-  target: TargetSpec;
+  target: Exclude<TargetSpec, { match: unknown }>;
   triggers: Trigger[];
   count: number;
   cooldownMs: number;
@@ -181,7 +181,7 @@ export function parseProcdumpArgs(argv: readonly string[]): ProcdumpConfig | und
     throw new UsageError(`--mode must be 'stop' or 'snapshot', got '${mode}'`, '--mode');
   const log = seen.get('log') as ProcdumpConfig['log'];
 
-  let target: TargetSpec;
+  let target: ProcdumpConfig['target'];
   const rest = [...positionals];
   if (seen.has('w') && seen.has('pgid'))
     throw new UsageError('-w and -pgid cannot be used together', '-pgid');
