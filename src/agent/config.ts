@@ -61,6 +61,8 @@ export interface AgentConfig {
   /** Where the rules came from. */
   file: string;
   metrics?: { host: string; port: number };
+  /** Where the crash handler notifies crashes (crash rules). */
+  crashSocket?: string;
   pollMs: number;
   historySize: number;
   maxSeries: number;
@@ -243,6 +245,14 @@ export function parseConfig(text: string, file: string): AgentConfig {
       ['rules', i, 'trigger', 'crash'],
       'crash cannot be combined with thresholds in one rule: make it a rule of its own',
     );
+    if (t.crash)
+      r.actions.forEach((a, j) =>
+        check(
+          !('dump' in a),
+          ['rules', i, 'actions', j, 'dump'],
+          'a crash rule cannot dump the process (it is gone; the crash handler keeps its core): use exec or history',
+        ),
+      );
     for (const [k, globs] of Object.entries(r.match))
       if (['comm', 'name', 'cmdline', 'exe', 'cgroup'].includes(k))
         for (const g of list(globs as string | string[])!)
@@ -318,6 +328,7 @@ export function parseConfig(text: string, file: string): AgentConfig {
   return {
     file,
     ...(metrics ? { metrics } : {}),
+    ...(c.crashSocket ? { crashSocket: c.crashSocket } : {}),
     pollMs,
     historySize: c.history ?? 60,
     maxSeries: c.maxSeries ?? 10_000,
@@ -386,6 +397,7 @@ function pick<T extends object, K extends keyof T>(o: T, keys: readonly K[]): Pi
 
 interface RawConfig {
   metrics?: string;
+  crashSocket?: string;
   poll?: number | string;
   history?: number;
   maxSeries?: number;

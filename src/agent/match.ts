@@ -18,6 +18,20 @@ export class ProcessFacts {
     readonly comm: string,
   ) {}
 
+  /** Facts known already (a crash's, from the handler's metadata): nothing is read from /proc. */
+  static known(
+    pid: number,
+    comm: string,
+    facts: { argv: string[]; exe: string; uid: number; cgroup: string },
+  ): ProcessFacts {
+    const f = new ProcessFacts(pid, comm);
+    f.#cmdline = facts.argv;
+    f.#exe = facts.exe;
+    f.#uid = facts.uid;
+    f.#cgroup = parseCgroups(facts.cgroup);
+    return f;
+  }
+
   #read(file: string): string {
     try {
       return readFileSync(`/proc/${this.pid}/${file}`, 'latin1');
@@ -63,10 +77,7 @@ export class ProcessFacts {
 
   /** The cgroup paths, one per hierarchy (v2 alone: one). */
   get cgroups(): string[] {
-    this.#cgroup ??= this.#read('cgroup')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => l.slice(l.indexOf(':', l.indexOf(':') + 1) + 1));
+    this.#cgroup ??= parseCgroups(this.#read('cgroup'));
     return this.#cgroup;
   }
 
@@ -78,6 +89,14 @@ export class ProcessFacts {
     }
     return undefined;
   }
+}
+
+/** `0::/system.slice/x.service` lines → their paths. */
+function parseCgroups(text: string): string[] {
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.slice(l.indexOf(':', l.indexOf(':') + 1) + 1));
 }
 
 type Test = (f: ProcessFacts) => boolean;

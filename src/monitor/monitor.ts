@@ -129,8 +129,8 @@ function positive(v: number | undefined, name: string, dflt: number, min: number
   return x;
 }
 
-function makeRule(r: MonitorRule): Rule {
-  if (r.triggers.length === 0)
+function makeRule(r: MonitorRule, external = false): Rule {
+  if (r.triggers.length === 0 && !external)
     throw new UsageError(`a monitor${r.name ? ` rule (${r.name})` : ''} needs at least one trigger`);
   return {
     source: r,
@@ -176,7 +176,7 @@ export class Monitor {
       throw new UsageError('give either rules or one rule (target, triggers, actions), not both', 'rules');
     if (!rules && !(one.target && one.triggers && one.actions))
       throw new UsageError('a monitor needs a target, triggers and actions (or rules)', 'target');
-    this.#rules = (rules ?? [one as MonitorRule]).map(makeRule);
+    this.#rules = (rules ?? [one as MonitorRule]).map((r) => makeRule(r));
     this.#o = {
       pollMs: positive(pollMs, 'pollMs', 1000, 1),
       historySize: positive(historySize, 'historySize', 60, 1),
@@ -218,6 +218,24 @@ export class Monitor {
     const fields = new Set<FieldName>(['comm', 'pgid', ...this.#o.fields]);
     for (const r of this.#rules) for (const t of r.triggers) for (const f of t.fields) fields.add(f);
     return fields;
+  }
+
+  /** The targets the monitor holds now (live processes a rule matched), one per rule. */
+  targets(): TargetInfo[] {
+    return [...this.#targets()].filter((t) => !t.exited).map((t) => t.info);
+  }
+
+  /**
+   * Runs actions for an event about a process the monitor does not track (a crash the crash handler
+   * reported, of a process no sweep may ever have seen): through the same admit hook, the same events and
+   * the same action sequence as a firing of a rule.
+   */
+  dispatch(info: TargetInfo, firing: Firing, actions: readonly Action[]): Promise<void> {
+    const rule = makeRule(
+      { target: { pid: info.pid }, triggers: [], actions, count: Number.MAX_SAFE_INTEGER, cooldownMs: 0 },
+      true,
+    );
+    return this.#fire(this.#newTarget(rule, info), undefined, firing);
   }
 
   on(listener: (e: MonitorEvent) => void): this {
@@ -383,7 +401,7 @@ export class Monitor {
    * Runs the actions of one firing (unless `admit` refuses it); the sustain timers restart and the
    * cooldown starts when they end.
    */
-  #fire(t: Target, slot: TriggerSlot, firing: Firing): Promise<void> {
+  #fire(t: Target, slot: TriggerSlot | undefined, firing: Firing): Promise<void> {
     for (const s of t.slots) s.since = undefined;
     const refused = this.#o.admit?.(t.info, firing);
     if (refused !== undefined) {
@@ -394,7 +412,7 @@ export class Monitor {
     t.busy = true;
     t.firings++;
     this.#firings++;
-    slot.state.fired++;
+    if (slot) slot.state.fired++;
     this.#emit({ type: 'fire', target: t.info, firing, index: t.firings });
     const run = this.#runActions(t, firing).finally(() => {
       t.busy = false;
@@ -580,13 +598,20 @@ export class Monitor {
       if (!this.#watchedBy(pid, rule)) sampler.unwatch(pid);
       return;
     }
-    const info: TargetInfo = {
+    const target = this.#newTarget(rule, {
       pid,
       startTime: id.startTime,
       name: other?.info.name ?? processName(pid),
       ...(rule.source.name !== undefined ? { rule: rule.source.name } : {}),
-    };
-    const target: Target = {
+    });
+    rule.targets.set(pid, target);
+    this.#seen = true;
+    this.#emit({ type: 'target', target: target.info });
+    this.#subscribe(target);
+  }
+
+  #newTarget(rule: Rule, info: TargetInfo): Target {
+    return {
       rule,
       info,
       events: new AbortController(),
@@ -597,9 +622,5 @@ export class Monitor {
       cooldownUntil: 0,
       exited: false,
     };
-    rule.targets.set(pid, target);
-    this.#seen = true;
-    this.#emit({ type: 'target', target: info });
-    this.#subscribe(target);
   }
 }
