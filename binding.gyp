@@ -2,20 +2,17 @@
   # Three products from one native tree: the Node addon (tripdump.node), the crash handler executable the
   # kernel runs (tripdump-crash-handler), and the core writer as a C library (libtripdump.so, native/lib).
   # The addon and the library share one static library of the N-API-free code. scripts/prebuild.mjs builds
-  # the same targets with TRIPDUMP_PREBUILD=1 for the prebuilds shipped in the npm package: libstdc++ and
-  # libgcc linked in, the handler fully static, so they run on any glibc Linux of that architecture.
-  "variables": {
-    "werror%": "<!(node -p \"process.env.TRIPDUMP_WERROR || ''\")",
-    "prebuild%": "<!(node -p \"process.env.TRIPDUMP_PREBUILD || ''\")"
-  },
+  # the same targets with TRIPDUMP_PREBUILD=1 for the prebuilds shipped in the npm package: libstdc++ linked
+  # in (with native/lib/prebuild_compat.cc; libgcc_s stays shared: its static unwinder needs glibc 2.35),
+  # the handler fully static, so they need only glibc 2.34 or later of that architecture.
   "target_defaults": {
     "include_dirs": ["native"],
     "cflags!": ["-fno-exceptions", "-fno-rtti"],
     "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++1y"],
     "cflags_cc": ["-std=c++20", "-Wall", "-Wextra", "-fexceptions", "-O2"],
     "conditions": [
-      ["werror=='1'", { "cflags_cc": ["-Werror"] }],
-      ["prebuild=='1'", { "ldflags": ["-static-libstdc++", "-static-libgcc"] }]
+      ["'<!(node -p \"process.env.TRIPDUMP_WERROR || ''\")'=='1'", { "cflags_cc": ["-Werror"] }],
+      ["'<!(node -p \"process.env.TRIPDUMP_PREBUILD || ''\")'=='1'", { "ldflags": ["-static-libstdc++"] }]
     ]
   },
   "targets": [
@@ -65,6 +62,9 @@
         "native/napi/signal_wrap.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "conditions": [
+        ["'<!(node -p \"process.env.TRIPDUMP_PREBUILD || ''\")'=='1'", { "sources": ["native/lib/prebuild_compat.cc"] }]
+      ],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
       "cflags_cc": ["-fvisibility=hidden"]
     },
@@ -83,7 +83,7 @@
       ],
       # Static in prebuilds: the kernel starts it for every crash, with no loader work to do, and it runs
       # whatever the host's libc (musl included).
-      "conditions": [["prebuild=='1'", { "ldflags": ["-static"] }]]
+      "conditions": [["'<!(node -p \"process.env.TRIPDUMP_PREBUILD || ''\")'=='1'", { "ldflags": ["-static"] }]]
     },
     {
       # libtripdump.so: the C API of native/lib/tripdump.h; only its functions are exported.
@@ -94,6 +94,9 @@
       "product_dir": "<(PRODUCT_DIR)",
       "dependencies": ["tripdump_native"],
       "sources": ["native/lib/c_api.cc"],
+      "conditions": [
+        ["'<!(node -p \"process.env.TRIPDUMP_PREBUILD || ''\")'=='1'", { "sources": ["native/lib/prebuild_compat.cc"] }]
+      ],
       "cflags_cc": ["-fvisibility=hidden"],
       "ldflags": [
         "-Wl,-soname,libtripdump.so",

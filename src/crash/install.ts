@@ -19,8 +19,8 @@ import {
   writeSync,
 } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { SystemError, UsageError } from '../errors.js';
+import { nativeDir } from '../native.js';
 import { DEFAULT_SOCKET } from './protocol.js';
 
 export const CORE_PATTERN = '/proc/sys/kernel/core_pattern';
@@ -49,9 +49,9 @@ export interface SavedState {
   installedAt: string;
 }
 
-/** The handler executable built by binding.gyp, next to the addon. */
+/** The handler executable beside the addon (built by binding.gyp, or prebuilt in the package). */
 export function handlerPath(): string {
-  return fileURLToPath(new URL('../../build/Release/tripdump-crash-handler', import.meta.url));
+  return path.join(nativeDir(), 'tripdump-crash-handler');
 }
 
 /**
