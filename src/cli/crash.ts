@@ -37,7 +37,9 @@ beside it, and notifies a running tripdump (watch --on-crash) over a Unix socket
                     receives the cores, no process per crash
   uninstall [--force] put back exactly the saved core_pattern and core_pipe_limit
   status [--json]     what core_pattern holds, tripdump's settings, what uninstall restores
-  list [--json]       captured crashes: time, pid, uid, signal, exe, core file, size, present/missing
+  list [--dir DIR] [--json]
+                      captured crashes: time, pid, uid, signal, exe, core file, size, present/missing
+                      (DIR: default the installed one; it must exist)
   info ID|PID|NAME [--json]
                       one crash (by id, or the latest of a pid or executable name)
   listen [--serve [PATH]] [--json]
