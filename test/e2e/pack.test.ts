@@ -3,7 +3,7 @@
 // make, then the CLI run from there: a sample of every process, a core of a spawned target, the crash
 // handler executable, libtripdump.so under the C test. The arm64 files are run under qemu-user with
 // Debian's arm64 node: they load, sample, and say dumps are not supported there yet.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -40,36 +40,53 @@ let consumer = '';
 let bin = '';
 let installLog = '';
 
-/** Runs with PATH = `bin` only: node, npm, npx and sh, and no compiler. */
-function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
-  const r = spawnSync(cmd, args, {
-    cwd: opts.cwd ?? consumer,
-    encoding: 'utf8',
-    env: { ...process.env, PATH: bin, ...opts.env },
-    timeout: 600_000,
+/**
+ * Runs a command to its end without blocking this worker's event loop (vitest's own messages must get
+ * through during minutes of compiling).
+ */
+function exec(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd ?? root, env: opts.env ?? process.env });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, out, err }));
   });
-  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+/** Runs in the consumer folder with PATH = `bin` only: node, npm, npx and sh, and no compiler. */
+function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv } = {}) {
+  return exec(cmd, args, { cwd: consumer, env: { ...process.env, PATH: bin, ...opts.env } });
+}
+
+async function must(cmd: string, args: string[]): Promise<void> {
+  const r = await exec(cmd, args);
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.code}):\n${r.out}${r.err}`);
 }
 
 describe.skipIf(!canPack)('npm pack, then install with no compiler', () => {
-  beforeAll(() => {
+  beforeAll(async () => {
     work = mkdtempSync(path.join(os.tmpdir(), 'tripdump-pack-'));
     // prepack's work done here and the tarball packed without scripts: `npm pack` would also run prepare
     // (tsc into dist/), rewriting files other test files are executing right now.
     try {
       // Two compiles (x64, arm64) at nice 19, so the other test files running meanwhile keep their timing.
-      execFileSync('nice', ['-n', '19', 'npm', 'run', 'prepack'], {
-        cwd: root,
-        stdio: ['ignore', 'ignore', 'inherit'],
-      });
-      execFileSync('npm', ['pack', '--ignore-scripts', '--pack-destination', work], {
-        cwd: root,
-        stdio: ['ignore', 'ignore', 'inherit'],
-      });
+      await must('nice', ['-n', '19', 'npm', 'run', 'prepack']);
+      await must('npm', ['pack', '--ignore-scripts', '--pack-destination', work]);
     } finally {
       // Even after a failed prebuild: a prebuilds/ folder left in a checkout would be used by its next
       // `npm install` instead of a build from source.
-      execFileSync('npm', ['run', 'postpack'], { cwd: root, stdio: 'ignore' });
+      await must('npm', ['run', 'postpack']);
     }
     bin = path.join(work, 'bin');
     mkdirSync(bin);
@@ -82,7 +99,7 @@ describe.skipIf(!canPack)('npm pack, then install with no compiler', () => {
     mkdirSync(consumer);
     writeFileSync(path.join(consumer, 'package.json'), '{ "name": "app", "private": true }\n');
     const tarball = readdirSync(work).find((f) => f.endsWith('.tgz'))!;
-    const r = run('npm', [
+    const r = await run('npm', [
       'install',
       '--no-audit',
       '--no-fund',
@@ -100,9 +117,9 @@ describe.skipIf(!canPack)('npm pack, then install with no compiler', () => {
 
   const pkg = () => path.join(consumer, 'node_modules', 'tripdump');
 
-  it('installs from the prebuilds: no compiler on PATH, nothing compiled', () => {
+  it('installs from the prebuilds: no compiler on PATH, nothing compiled', async () => {
     for (const tool of ['cc', 'gcc', 'g++', 'c++', 'make', 'clang'])
-      expect(run('sh', ['-c', `command -v ${tool}`]).code, `${tool} on PATH`).not.toBe(0);
+      expect((await run('sh', ['-c', `command -v ${tool}`])).code, `${tool} on PATH`).not.toBe(0);
     expect(installLog).toContain(`tripdump: using the prebuilt binaries in prebuilds/linux-${process.arch}`);
     expect(existsSync(path.join(pkg(), 'build'))).toBe(false);
     for (const arch of ['x64', 'arm64'])
@@ -114,8 +131,8 @@ describe.skipIf(!canPack)('npm pack, then install with no compiler', () => {
     expect(existsSync(path.join(pkg(), 'native', 'lib', 'tripdump.h'))).toBe(true);
   });
 
-  it('npx tripdump sample --all --count 1 sees this process', () => {
-    const r = run('npx', ['tripdump', 'sample', '--all', '--count', '1', '--interval', '200']);
+  it('npx tripdump sample --all --count 1 sees this process', async () => {
+    const r = await run('npx', ['tripdump', 'sample', '--all', '--count', '1', '--interval', '200']);
     expect(r.code, r.err).toBe(0);
     expect(r.out).toMatch(/^\s*PID\s+PPID/m);
     expect(r.out).toMatch(new RegExp(`^\\s*${process.pid}\\s`, 'm'));
@@ -124,7 +141,7 @@ describe.skipIf(!canPack)('npm pack, then install with no compiler', () => {
   it('npx tripdump dump writes a core of a spawned target that gdb reads', async () => {
     const target = track(await spawnTarget('dump_target', [], { stdin: true }));
     const core = path.join(work, 'target.core');
-    const r = run('npx', ['tripdump', 'dump', String(target.pid), core]);
+    const r = await run('npx', ['tripdump', 'dump', String(target.pid), core]);
     expect(r.code, r.err).toBe(0);
     const head = readFileSync(core).subarray(0, 18);
     expect(head.subarray(0, 4).toString('latin1')).toBe('\x7fELF');
@@ -138,29 +155,30 @@ describe.skipIf(!canPack)('npm pack, then install with no compiler', () => {
     }
   });
 
-  it('the crash handler executable is there, static, and runs', () => {
+  it('the crash handler executable is there, static, and runs', async () => {
     const handler = path.join(pkg(), 'prebuilds', `linux-${process.arch}`, 'tripdump-crash-handler');
     const r = spawnSync(handler, ['--version'], { encoding: 'utf8', env: {} });
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^tripdump-crash-handler \d+ \(protocol \d+\)/);
     // The CLI finds it beside the addon it loaded.
-    const s = run('npx', ['tripdump', 'crash-handler', 'status', '--json']);
+    const s = await run('npx', ['tripdump', 'crash-handler', 'status', '--json']);
     expect(s.code, s.err).toBe(0);
     expect(JSON.parse(s.out)).toHaveProperty('corePattern');
   });
 
-  it('libtripdump.so from the package passes the C test', () => {
+  it('libtripdump.so from the package passes the C test', async () => {
     const libdir = path.join(pkg(), 'prebuilds', `linux-${process.arch}`);
     const out = path.join(work, 'lib-test');
-    const r = spawnSync(
-      'make',
-      ['-s', '-C', path.join(root, 'native', 'lib', 'test'), 'run', `LIBDIR=${libdir}`, `OUT=${out}`],
-      {
-        encoding: 'utf8',
-      },
-    );
-    expect(r.status, r.stdout + r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/^\d+ passed, 0 failed$/m);
+    const r = await exec('make', [
+      '-s',
+      '-C',
+      path.join(root, 'native', 'lib', 'test'),
+      'run',
+      `LIBDIR=${libdir}`,
+      `OUT=${out}`,
+    ]);
+    expect(r.code, r.out + r.err).toBe(0);
+    expect(r.out).toMatch(/^\d+ passed, 0 failed$/m);
   });
 
   it.skipIf(!canQemu)(
@@ -172,17 +190,17 @@ describe.skipIf(!canPack)('npm pack, then install with no compiler', () => {
         });
       const target = track(await spawnTarget('dump_target', [], { stdin: true }));
       const cli = path.join(pkg(), 'dist', 'cli', 'main.js');
-      const where = qemu(['-p', 'process.arch']);
+      const where = await qemu(['-p', 'process.arch']);
       expect(where.out.trim()).toBe('arm64');
-      const s = qemu([cli, 'sample', String(target.pid), '--count', '1', '--interval', '200']);
+      const s = await qemu([cli, 'sample', String(target.pid), '--count', '1', '--interval', '200']);
       expect(s.code, s.err).toBe(0);
       expect(s.out).toMatch(new RegExp(`^\\s*${target.pid}\\s.*dump_target`, 'm'));
       const core = path.join(work, 'arm64.core');
-      const d = qemu([cli, 'dump', String(target.pid), core]);
+      const d = await qemu([cli, 'dump', String(target.pid), core]);
       expect(d.code).toBe(1);
       expect(d.err).toMatch(/core dumps are not supported on aarch64 yet/);
       expect(existsSync(core)).toBe(false);
-      const h = run(
+      const h = await run(
         'qemu-aarch64',
         [path.join(pkg(), 'prebuilds', 'linux-arm64', 'tripdump-crash-handler'), '--version'],
         {
