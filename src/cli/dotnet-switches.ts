@@ -1,6 +1,8 @@
 // ProcDump 3.x's .NET switches for the monitor command line, taken out of argv before the ProcDump parser
 // sees the rest: -gcm, -gcgen, -e, -f, -pc and -pcl (which takes two values: PROVIDER:COUNTER VALUE).
 import { UsageError } from '../errors.js';
+import { DotnetUnavailableError } from '../runtimes/dotnet/errors.js';
+import { locateSocket } from '../runtimes/dotnet/socket.js';
 import {
   CounterTrigger,
   ExceptionTrigger,
@@ -87,4 +89,15 @@ export function extractDotnetSwitches(argv: readonly string[]): DotnetSwitches {
     triggers.push(new CounterTrigger(spec, direction, Number(v[1])));
   }
   return { triggers, defaultCount, defaultCooldownMs, rest };
+}
+
+/** A .NET trigger on a process that cannot have one is a mistake on the command line: say so at once. */
+export function checkDotnetTarget(pid: number): void {
+  try {
+    locateSocket(pid);
+  } catch (e) {
+    if (e instanceof DotnetUnavailableError)
+      throw new UsageError(`.NET triggers need a .NET process with diagnostics: ${e.message}`, 'PID');
+    throw e;
+  }
 }

@@ -10,7 +10,7 @@ import { SignalTrigger } from '../triggers/signal.js';
 import { KINDS, type ThresholdKind, ThresholdTrigger, TimerTrigger } from '../triggers/threshold.js';
 import type { Trigger } from '../triggers/trigger.js';
 import { parseInteger, parseMask } from './common.js';
-import { DOTNET_USAGE, extractDotnetSwitches } from './dotnet-switches.js';
+import { checkDotnetTarget, DOTNET_USAGE, extractDotnetSwitches } from './dotnet-switches.js';
 import { outputTarget } from './dump.js';
 
 export const PROCDUMP_USAGE = `Usage: tripdump [options] {PID | -w NAME | -pgid PGID} [DUMP_FILE | DUMP_DIR]
@@ -207,6 +207,7 @@ export function parseProcdumpArgs(args: readonly string[]): ProcdumpConfig | und
     if (!/^\d+$/.test(pid))
       throw new UsageError(`'${pid}' is not a PID; to wait for a process by name use -w ${pid}`, 'PID');
     target = { pid: checkPid(Number(pid), 'PID') };
+    if (dotnet.triggers.length) checkDotnetTarget(target.pid);
   }
   if (rest.length > 1) throw new UsageError(`unexpected argument '${rest[1]}'`, rest[1]);
   const out = outputTarget(rest[0], 'DUMP_FILE|DUMP_DIR');
