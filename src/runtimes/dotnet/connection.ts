@@ -4,6 +4,7 @@
 // target's triggers at once) share the first session; one that needs more later restarts the session with
 // the union (the runtime cannot add providers to a running session). The last subscriber gone stops it.
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { ConnectionPool, type ProcessKey, type RuntimeConnection } from '../connections.js';
 import { DotnetProtocolError, DotnetUnavailableError } from './errors.js';
 import { EventPipeSession, type Provider } from './eventpipe.js';
@@ -154,12 +155,7 @@ export class DotnetConnection implements RuntimeConnection {
   #ended(session: EventPipeSession, error: Error | undefined): void {
     if (this.#session !== session || session.stopping) return;
     this.#session = undefined;
-    let gone = false;
-    try {
-      process.kill(this.pid, 0);
-    } catch (e) {
-      gone = (e as NodeJS.ErrnoException).code === 'ESRCH';
-    }
+    const gone = !alive(this.location.pid, this.location.startTicks);
     const why =
       error ??
       (gone ? undefined : new DotnetProtocolError(this.pid, 'the runtime ended the EventPipe session'));
@@ -186,6 +182,17 @@ export class DotnetConnection implements RuntimeConnection {
     await this.#ops;
     for (const s of subs) s.listener.onEnd();
     this.#endClosed();
+  }
+}
+
+/** Whether the process with this identity still runs (a zombie whose runtime is gone counts as exited). */
+function alive(pid: number, startTicks: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[0] !== 'Z' && fields[0] !== 'X' && Number(fields[19]) === startTicks;
+  } catch {
+    return false;
   }
 }
 

@@ -53,7 +53,7 @@ abstract class DotnetTrigger implements Trigger {
     try {
       await new Promise<void>((resolve, reject) => {
         let queue = Promise.resolve();
-        let pending = 0;
+        let inflight = 0;
         let failed = false;
         const fail = (e: unknown) => {
           if (failed) return;
@@ -70,17 +70,19 @@ abstract class DotnetTrigger implements Trigger {
               fail(err);
               return;
             }
-            // While a dump is in flight the monitor would refuse the firing: drop it, unless it must wait.
-            if (!v || (pending > 0 && !v.keep && v.judgement.met)) return;
-            pending++;
+            // While a firing is in flight the monitor would refuse another: drop it, unless it must wait.
+            // Values that do not meet the condition still go through (they reset --for's window).
+            if (!v || (inflight > 0 && !v.keep && v.judgement.met)) return;
             const verdict = v;
+            const counts = verdict.judgement.met;
+            if (counts) inflight++;
             queue = queue
               .then(() => fire(verdict.judgement, verdict.reason))
               .then((acted) => {
                 if (acted) w.fired++;
               }, fail)
               .finally(() => {
-                pending--;
+                if (counts) inflight--;
               });
           },
           onEnd: (error) => {
