@@ -1,7 +1,7 @@
 // The .NET triggers against a real target through the real Monitor: each fires on the target's spike,
 // exception or gauge and not without it; several share one EventPipe session; a killed target ends them
 // cleanly; Ctrl-C stops the session.
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it, type MockInstance, vi } from 'vitest';
 import type { Action, ActionContext } from '../../src/actions/action.js';
 import {
   CounterTrigger,
@@ -57,10 +57,18 @@ function monitor(
   return { rec, ctl, run, events, errors };
 }
 
-/** Waits until the target's session is up (the connection exists and has had time to start streaming). */
-async function sessionUp(): Promise<void> {
-  await waitFor(() => dotnetConnections.size === 1, 10_000, 'the .NET connection');
-  await sleep(700);
+let start: MockInstance<typeof EventPipeSession.start>;
+beforeEach(() => {
+  start = vi.spyOn(EventPipeSession, 'start');
+});
+afterEach(() => {
+  start.mockRestore();
+});
+
+/** Waits until the test's `nth` EventPipe session has started (the runtime answered CollectTracing). */
+async function sessionUp(nth = 1): Promise<void> {
+  await waitFor(() => start.mock.results.length >= nth, 20_000, 'the EventPipe session');
+  await start.mock.results[nth - 1]!.value;
 }
 
 describe.runIf(ok)('.NET triggers', () => {
@@ -157,7 +165,7 @@ describe.runIf(ok)('.NET triggers', () => {
     const below = monitor(t.pid, [
       new CounterTrigger({ provider: 'Tripdump-Fixture', counter: 'fixture-gauge' }, 'below', 10),
     ]);
-    await sessionUp();
+    await sessionUp(2);
     await sleep(1500);
     expect(below.rec.firings).toEqual([]);
     await t.send('gauge 5', 'gauge');
@@ -180,8 +188,7 @@ describe.runIf(ok)('.NET triggers', () => {
 
   it('several triggers on one target share one EventPipe session carrying the union of their providers', async () => {
     const t = track(await startDotnetTarget());
-    const start = vi.spyOn(EventPipeSession, 'start');
-    try {
+    {
       const m = monitor(
         t.pid,
         [
@@ -206,8 +213,6 @@ describe.runIf(ok)('.NET triggers', () => {
       expect(providers.map((p) => p.name)).toContain('System.Diagnostics.Metrics');
       // The last user gone, the session is stopped and the connection closed.
       expect(dotnetConnections.size).toBe(0);
-    } finally {
-      start.mockRestore();
     }
   });
 
