@@ -337,24 +337,18 @@ export async function processInfo(
   pid: number,
   options: RequestOptions = {},
 ): Promise<ProcessInfo> {
-  try {
-    const p = await request(
-      socketPath,
+  const ask = async (v2: boolean) => {
+    const msg = encodeMessage(CommandSet.process, v2 ? Command.processInfo2 : Command.processInfo);
+    return parseProcessInfo(
+      await request(socketPath, pid, v2 ? 'ProcessInfo2' : 'ProcessInfo', msg, options),
       pid,
-      'ProcessInfo2',
-      encodeMessage(CommandSet.process, Command.processInfo2),
-      options,
+      v2,
     );
-    return parseProcessInfo(p, pid, true);
+  };
+  try {
+    return await ask(true);
   } catch (e) {
     if (!isUnknownCommand(e)) throw e;
   }
-  const p = await request(
-    socketPath,
-    pid,
-    'ProcessInfo',
-    encodeMessage(CommandSet.process, Command.processInfo),
-    options,
-  );
-  return parseProcessInfo(p, pid, false);
+  return ask(false);
 }
