@@ -50,6 +50,7 @@ abstract class DotnetTrigger implements Trigger {
     const lease = await dotnetConnections.acquire(pid, signal);
     const conn = lease.connection;
     const w: Watch = { fired: 0, metricsSession: conn.metricsSession };
+    let stop = () => {};
     try {
       await new Promise<void>((resolve, reject) => {
         let queue = Promise.resolve();
@@ -90,16 +91,16 @@ abstract class DotnetTrigger implements Trigger {
             else resolve();
           },
         });
-        signal.addEventListener(
-          'abort',
-          () => {
-            unsubscribe();
-            resolve();
-          },
-          { once: true },
-        );
+        stop = () => {
+          unsubscribe();
+          resolve();
+        };
+        // The signal may have aborted while the connection was opening.
+        if (signal.aborted) stop();
+        else signal.addEventListener('abort', stop, { once: true });
       });
     } finally {
+      signal.removeEventListener('abort', stop);
       await lease.release();
     }
   }
