@@ -10,7 +10,7 @@
 //
 // Run: npm run bench:dotnet   (BENCH_DOTNET_ROUNDS=3, BENCH_DOTNET_MB=300, BENCH_DOTNET_PARTS=dumps,latency,cpu)
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,19 +41,30 @@ const median = (xs: number[]): number => {
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The test target (built by the test setup into .cache; built here if a test run has not done it). */
+/** The test target: the test setup's build (.cache/dotnet-fixture/<source hash>), else built here. */
 function targetBinary(): string {
   const link = path.join(ROOT, 'build', 'fixtures', 'tripdump-fixture');
   if (existsSync(link)) return link;
-  const out = path.join(ROOT, '.cache', 'dotnet-fixture', 'bench');
-  if (!existsSync(path.join(out, 'tripdump-fixture'))) {
-    const r = spawnSync(
-      'dotnet',
-      ['build', '-c', 'Release', '-o', out, path.join(ROOT, 'test', 'fixtures', 'dotnet')],
-      { stdio: 'inherit' },
+  const cache = path.join(ROOT, '.cache', 'dotnet-fixture');
+  const built = existsSync(cache)
+    ? readdirSync(cache).filter((d) => existsSync(path.join(cache, d, 'tripdump-fixture.dll')))
+    : [];
+  if (built.length)
+    return path.join(
+      cache,
+      built.sort((a, b) => statSync(path.join(cache, b)).mtimeMs - statSync(path.join(cache, a)).mtimeMs)[0]!,
+      'tripdump-fixture',
     );
-    if (r.status !== 0) throw new Error('dotnet build of the test target failed');
-  }
+  // Built from a copy: a build inside test/fixtures would leave obj/ there.
+  const work = mkdtempSync(path.join(os.tmpdir(), 'tripdump-fixture-src-'));
+  cpSync(path.join(ROOT, 'test', 'fixtures', 'dotnet'), work, {
+    recursive: true,
+    filter: (f) => !/\.ts$/.test(f),
+  });
+  const out = path.join(cache, 'bench');
+  const r = spawnSync('dotnet', ['build', '-c', 'Release', '-o', out, work], { stdio: 'inherit' });
+  rmSync(work, { recursive: true, force: true });
+  if (r.status !== 0) throw new Error('dotnet build of the test target failed');
   return path.join(out, 'tripdump-fixture');
 }
 
