@@ -1,8 +1,9 @@
 // The dump action: a core file named as ProcDump names it, never colliding, with a sidecar JSON beside it
 // holding the trigger, the value, the process identity and the samples that led up to it.
 import { lstatSync } from 'node:fs';
-import { type CoreDumpResult, type DumpMode, writeCoreDump } from '../dump/core.js';
+import type { CoreDumpResult, DumpMode } from '../dump/core.js';
 import { dumpPath } from '../dump/naming.js';
+import { runtimeDumpNote, writeRuntimeAwareDump } from '../runtimes/dotnet/dump.js';
 import type { DumpFn } from '../triggers/trigger.js';
 import type { Action, ActionContext, ActionResult } from './action.js';
 import { sidecar, writeFileSafely } from './history.js';
@@ -40,8 +41,9 @@ export class DumpAction implements Action {
     const o = this.options;
     // A trigger that traces the target (signals) writes the dump itself and gets one path, so the name
     // is chosen free beforehand; writeCoreDump can instead retry on EEXIST.
+    // A .NET target's runtime writes its own dump (falling back to the ptrace writer, which it says).
     const write: DumpFn =
-      ctx.firing.dump ?? ((file, options) => writeCoreDump(ctx.target.pid, file, options));
+      ctx.firing.dump ?? ((file, options) => writeRuntimeAwareDump(ctx.target.pid, file, options));
     let result: CoreDumpResult | undefined;
     for (let n = 0; !result; n++) {
       const file = dumpPath(
@@ -78,7 +80,8 @@ export class DumpAction implements Action {
       `${JSON.stringify(sidecar(ctx, { dump: result }), null, 2)}\n`,
       o.overwrite === true,
     );
-    const paused = `target paused ${result.pauseMs.toFixed(1)} ms, ${result.mode} mode`;
+    const paused =
+      runtimeDumpNote(result) ?? `target paused ${result.pauseMs.toFixed(1)} ms, ${result.mode} mode`;
     const warn = result.warnings.length ? ` (${result.warnings.join('; ')})` : '';
     return { path: result.path, message: `Core dump ${index} generated: ${result.path} (${paused})${warn}` };
   }

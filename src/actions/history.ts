@@ -16,6 +16,7 @@ export function sidecar(ctx: ActionContext, extra: Record<string, unknown> = {})
       reason: ctx.firing.reason,
       value: ctx.firing.value,
       threshold: ctx.firing.threshold,
+      ...(ctx.firing.details ? { details: ctx.firing.details } : {}),
     },
     ...extra,
     samples: ctx.history.map((h) => ({ time: h.time, ...h.record })),

@@ -2,9 +2,10 @@
 import { statSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { type DumpMode, writeCoreDump } from '../dump/core.js';
+import type { DumpMode } from '../dump/core.js';
 import { dumpPath, processName } from '../dump/naming.js';
 import { UsageError } from '../errors.js';
+import { parseDumpType, writeRuntimeAwareDump } from '../runtimes/dotnet/dump.js';
 import { checkPid } from '../sampler/sampler.js';
 import { EXIT, interruptSignal, parseMask } from './common.js';
 import { progressBar } from './output.js';
@@ -17,6 +18,8 @@ folder): <name>_manual_<yymmdd_HHMMSS>.<pid>, as ProcDump names it.
   --mode snapshot|stop  snapshot (default): the target pauses only while a copy-on-write child is
                         forked, which is then dumped; stop: the target stays stopped for the whole dump
   --filter MASK         coredump_filter bits, hex (33 or 0x33; default: the target's own)
+  --type TYPE           a .NET process is dumped by its own runtime: normal, withheap, triage or full
+                        (default full); a process whose runtime cannot gets the ptrace core instead
   --overwrite           replace FILE if it exists
   --json                print the result as JSON
 `;
@@ -47,6 +50,7 @@ export async function dumpCommand(argv: string[], out: NodeJS.WriteStream): Prom
       options: {
         mode: { type: 'string' },
         filter: { type: 'string' },
+        type: { type: 'string' },
         overwrite: { type: 'boolean' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -71,6 +75,7 @@ export async function dumpCommand(argv: string[], out: NodeJS.WriteStream): Prom
   if (values.mode !== undefined && values.mode !== 'stop' && values.mode !== 'snapshot')
     throw new UsageError(`--mode must be 'stop' or 'snapshot', got '${values.mode}'`, '--mode');
   const filter = values.filter === undefined ? undefined : parseMask('--filter', values.filter);
+  const dotnetType = values.type === undefined ? undefined : parseDumpType(values.type, '--type');
   const target = outputTarget(where, 'FILE|DIR');
   try {
     statSync(`/proc/${pid}`);
@@ -81,7 +86,8 @@ export async function dumpCommand(argv: string[], out: NodeJS.WriteStream): Prom
   const signal = interruptSignal();
   const bar = values.json ? progressBar({ isTTY: false } as NodeJS.WriteStream) : progressBar(process.stderr);
   try {
-    const r = await writeCoreDump(pid, file, {
+    const r = await writeRuntimeAwareDump(pid, file, {
+      dotnetType,
       ...(values.mode ? { mode: values.mode as DumpMode } : {}),
       ...(filter !== undefined ? { filter } : {}),
       overwrite: values.overwrite === true,
@@ -90,14 +96,19 @@ export async function dumpCommand(argv: string[], out: NodeJS.WriteStream): Prom
     });
     bar.end();
     if (values.json) out.write(`${JSON.stringify(r)}\n`);
+    else if (r.writer === 'dotnet')
+      out.write(
+        `Core dump written: ${r.path}\n  by the .NET ${r.runtimeVersion ?? ''} runtime, type ${r.dotnetType}: ${r.threads} threads, ` +
+          `${(r.bytesWritten / 2 ** 20).toFixed(1)} MiB (${(r.bytesOnDisk / 2 ** 20).toFixed(1)} MiB on disk) in ${(r.pauseMs / 1000).toFixed(2)} s\n`,
+      );
     else {
       out.write(
         `Core dump written: ${r.path}\n  ${r.threads} threads, ${r.mappingsWritten} mappings (${r.mappingsSkipped} skipped), ` +
           `${(r.bytesWritten / 2 ** 20).toFixed(1)} MiB (${(r.bytesOnDisk / 2 ** 20).toFixed(1)} MiB on disk), ` +
           `target paused ${r.pauseMs.toFixed(1)} ms in ${r.mode} mode\n`,
       );
-      for (const w of r.warnings) out.write(`  warning: ${w}\n`);
     }
+    if (!values.json) for (const w of r.warnings) out.write(`  warning: ${w}\n`);
     return EXIT.ok;
   } finally {
     bar.end();

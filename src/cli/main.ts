@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { AbortError, ProcessGoneError, TripdumpError, UsageError } from '../errors.js';
 import { EXIT } from './common.js';
+import { COUNTERS_USAGE, countersCommand } from './counters.js';
 import { CRASH_USAGE, crashHandlerCommand } from './crash.js';
 import { DUMP_USAGE, dumpCommand } from './dump.js';
 import { monitorCommand } from './monitor-command.js';
@@ -19,6 +20,7 @@ Monitoring (ProcDump for Linux's command line; tripdump -h lists the switches):
 Commands:
   dump PID [FILE|DIR]     write a core dump now (tripdump dump --help)
   sample [PID...|--all]   print what the sampler sees (tripdump sample --help)
+  counters PID            print a .NET process's counters (tripdump counters --help)
   crash-handler ...       capture every crash on the host (tripdump crash-handler --help)
   watch --on-crash ...    record processes and act when one crashes (tripdump watch --help)
 
@@ -51,6 +53,8 @@ export async function main(argv: string[]): Promise<number> {
         return await sampleCommand(rest, process.stdout);
       case 'dump':
         return await dumpCommand(rest, process.stdout);
+      case 'counters':
+        return await countersCommand(rest, process.stdout);
       case 'crash-handler':
         return await crashHandlerCommand(rest, process.stdout);
       case 'watch':
@@ -65,10 +69,14 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (e instanceof UsageError || e instanceof ProcessGoneError) {
       const usage =
-        { sample: SAMPLE_USAGE, dump: DUMP_USAGE, 'crash-handler': CRASH_USAGE, watch: WATCH_USAGE }[
-          command as string
-        ] ?? PROCDUMP_USAGE;
-      const hint = `${usage.split('\n')[0]}\n(tripdump ${['sample', 'dump', 'crash-handler', 'watch'].includes(command as string) ? `${command} ` : ''}-h for details)`;
+        {
+          sample: SAMPLE_USAGE,
+          dump: DUMP_USAGE,
+          counters: COUNTERS_USAGE,
+          'crash-handler': CRASH_USAGE,
+          watch: WATCH_USAGE,
+        }[command as string] ?? PROCDUMP_USAGE;
+      const hint = `${usage.split('\n')[0]}\n(tripdump ${['sample', 'dump', 'counters', 'crash-handler', 'watch'].includes(command as string) ? `${command} ` : ''}-h for details)`;
       process.stderr.write(`tripdump: ${e.message}\n${hint}\n`);
       return EXIT.usage;
     }

@@ -4,11 +4,13 @@
 import type { DumpMode } from '../dump/core.js';
 import { UsageError } from '../errors.js';
 import type { TargetSpec } from '../monitor/monitor.js';
+import { isDotnetTrigger } from '../runtimes/dotnet/triggers.js';
 import { checkPid } from '../sampler/sampler.js';
 import { SignalTrigger } from '../triggers/signal.js';
 import { KINDS, type ThresholdKind, ThresholdTrigger, TimerTrigger } from '../triggers/threshold.js';
 import type { Trigger } from '../triggers/trigger.js';
 import { parseInteger, parseMask } from './common.js';
+import { checkDotnetTarget, DOTNET_USAGE, extractDotnetSwitches } from './dotnet-switches.js';
 import { outputTarget } from './dump.js';
 
 export const PROCDUMP_USAGE = `Usage: tripdump [options] {PID | -w NAME | -pgid PGID} [DUMP_FILE | DUMP_DIR]
@@ -26,7 +28,7 @@ Triggers (several run at once and share the dump count; none: a dump every -s se
   -so N         open sockets at or above N
   -sig N[,N..]  the process receives one of these signals (numbers or names): it is dumped right before
                 delivery, then the signal is delivered as if nothing happened (not with other triggers)
-Options:
+${DOTNET_USAGE}Options:
   -n COUNT      dumps to write per process, then exit (default 1; the number of -m/-ml thresholds)
   -s SECONDS    quiet time after each dump (default 10)
   -pf MS        polling interval in milliseconds (default 1000)
@@ -107,7 +109,9 @@ function list(option: string, value: string): number[] {
 }
 
 /** Parses ProcDump's command line; throws UsageError naming the option and value. Returns undefined for -h. */
-export function parseProcdumpArgs(argv: readonly string[]): ProcdumpConfig | undefined {
+export function parseProcdumpArgs(args: readonly string[]): ProcdumpConfig | undefined {
+  const dotnet = extractDotnetSwitches(args);
+  const argv = dotnet.rest;
   const seen = new Map<string, string>();
   const positionals: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -154,6 +158,7 @@ export function parseProcdumpArgs(argv: readonly string[]): ProcdumpConfig | und
     throw new UsageError('-c and -cl contradict each other: give one', '-cl');
   if (seen.has('m') && seen.has('ml'))
     throw new UsageError('-m and -ml contradict each other: give one', '-ml');
+  triggers.push(...dotnet.triggers);
   if (seen.has('sig')) {
     // The watcher holds the target under ptrace for the whole session: no other writer could attach.
     if (triggers.length) throw new UsageError('-sig cannot be combined with other triggers', '-sig');
@@ -171,8 +176,12 @@ export function parseProcdumpArgs(argv: readonly string[]): ProcdumpConfig | und
     1,
     ...triggers.map((t) => (t instanceof ThresholdTrigger ? t.thresholds.length : 1)),
   );
-  const count = seen.has('n') ? parseInteger('-n', seen.get('n'), 1) : thresholdsCount;
-  const cooldownMs = seen.has('s') ? number('-s', seen.get('s')!, 0) * 1000 : 10_000;
+  const count = seen.has('n')
+    ? parseInteger('-n', seen.get('n'), 1)
+    : Math.max(thresholdsCount, dotnet.defaultCount);
+  const cooldownMs = seen.has('s')
+    ? number('-s', seen.get('s')!, 0) * 1000
+    : (dotnet.defaultCooldownMs ?? 10_000);
   const pollMs = seen.has('pf') ? number('-pf', seen.get('pf')!, 1) : 1000;
   const sustainMs = seen.has('for') ? number('--for', seen.get('for')!, 0) * 1000 : 0;
   const filter = seen.has('mc') ? parseMask('-mc', seen.get('mc')) : undefined;
@@ -198,6 +207,7 @@ export function parseProcdumpArgs(argv: readonly string[]): ProcdumpConfig | und
     if (!/^\d+$/.test(pid))
       throw new UsageError(`'${pid}' is not a PID; to wait for a process by name use -w ${pid}`, 'PID');
     target = { pid: checkPid(Number(pid), 'PID') };
+    if (dotnet.triggers.length) checkDotnetTarget(target.pid);
   }
   if (rest.length > 1) throw new UsageError(`unexpected argument '${rest[1]}'`, rest[1]);
   const out = outputTarget(rest[0], 'DUMP_FILE|DUMP_DIR');
@@ -224,6 +234,7 @@ export function settingsBlock(c: ProcdumpConfig, processLine: string): string {
     const t = c.triggers.find((x) => x.setting[0] === kind.label);
     s += row(kind.label, t ? t.setting[1] : 'n/a');
   }
+  for (const t of c.triggers) if (isDotnetTrigger(t)) s += row(t.setting[0], t.setting[1]);
   const sig = c.triggers.find((t) => t.tag === 'signal');
   s += row('Signal:', sig ? sig.setting[1] : 'n/a');
   if (c.triggers.some((t) => t.tag === 'time')) s += row('Timer:', `every ${c.cooldownMs / 1000} s`);

@@ -7,6 +7,7 @@ import { checkPid, parseFields, Sampler } from '../sampler/sampler.js';
 import type { Snapshot } from '../sampler/snapshot.js';
 import { EXIT, interruptSignal, parseInteger, sleep } from './common.js';
 import { table } from './format.js';
+import { prefixRuntimeColumn, RuntimeColumn, runtimeLabel } from './runtime-column.js';
 
 export const SAMPLE_USAGE = `Usage: tripdump sample [PID...|--all] [options]
 
@@ -22,6 +23,7 @@ Prints what the sampler sees: a table, or one JSON object per process per sample
   --children            also sample children of the given pids
   --threads             also sample each thread, as rows of their own
   --host                also print host CPU, memory and load
+  --runtime             also say which runtime each process runs (.NET and its version)
   --json                JSON lines instead of a table
 `;
 
@@ -68,6 +70,7 @@ export async function sampleCommand(argv: string[], out: NodeJS.WritableStream):
           children: { type: 'boolean' },
           threads: { type: 'boolean' },
           host: { type: 'boolean' },
+          runtime: { type: 'boolean' },
           json: { type: 'boolean' },
           help: { type: 'boolean', short: 'h' },
         },
@@ -108,12 +111,13 @@ export async function sampleCommand(argv: string[], out: NodeJS.WritableStream):
     // Every pid is checked before anything is printed: a missing one is a usage error, nothing half-done.
     for (const pid of pids) sampler.watch(pid);
     const signal = interruptSignal();
+    const runtimes = values.runtime ? new RuntimeColumn() : undefined;
     await sampler.sampleAsync(); // the baseline cpuPercent is measured against
     for (let n = 0; count === 0 || n < count; n++) {
       await sleep(interval, signal);
       if (signal.aborted) break;
       const snap = await sampler.sampleAsync();
-      print(snap, shown, values.json === true, out);
+      await print(snap, shown, values.json === true, out, runtimes);
       if (!values.all && snap.length === 0) {
         process.stderr.write('tripdump: every watched process has exited\n');
         break;
@@ -125,17 +129,24 @@ export async function sampleCommand(argv: string[], out: NodeJS.WritableStream):
   return EXIT.ok;
 }
 
-function print(
+async function print(
   snap: Snapshot,
   fields: readonly FieldName[],
   json: boolean,
   out: NodeJS.WritableStream,
-): void {
+  runtimes: RuntimeColumn | undefined,
+): Promise<void> {
+  const facts = runtimes ? await runtimes.facts([...snap.records()]) : undefined;
   if (json) {
     const lines: string[] = [];
     for (const r of snap.records()) {
       const o: Record<string, unknown> = { time: snap.time };
       for (const f of fields) o[f] = r[f];
+      if (facts) {
+        const rt = facts.get(r.pid);
+        o.runtime = rt?.kind ?? null;
+        o.runtimeVersion = rt && 'version' in rt ? (rt.version ?? null) : null;
+      }
       lines.push(JSON.stringify(o));
     }
     for (const e of snap.exited) lines.push(JSON.stringify({ time: snap.time, event: 'exit', ...e }));
@@ -145,6 +156,11 @@ function print(
   }
   const rows = [...snap.records()];
   let text = table(fields, rows);
+  if (facts)
+    text = prefixRuntimeColumn(
+      text,
+      rows.map((r) => runtimeLabel(facts.get(r.pid))),
+    );
   if (snap.host) {
     const h = snap.host;
     const gib = (b: number | null) => (b === null ? '-' : `${(b / 2 ** 30).toFixed(1)}G`);
