@@ -1,6 +1,8 @@
 // The path rules of OutputFile (native/dump/output_file.h), which every core tripdump writes follows: what
 // an empty or '/'-terminated path means, what overwrite may replace, how long a name may be, and that a
 // refused path leaves nothing behind.
+#include "dump/output_file.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -15,7 +17,6 @@
 #include <vector>
 
 #include "core/error.h"
-#include "dump/output_file.h"
 #include "test/harness.h"
 
 namespace tripdump::dump {
@@ -48,7 +49,9 @@ std::string slurp(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
-void spit(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+void spit(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
 
 // Writes "core" through OutputFile and commits it; returns the error, or errno 0.
 SysError write_file(const std::string& path, bool overwrite) {
