@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // The tripdump command line: dispatches to a command and turns errors into messages and exit codes.
 import { readFileSync } from 'node:fs';
-import { AbortError, ProcessGoneError, TripdumpError, UsageError } from '../errors.js';
+import { AbortError, TripdumpError, UsageError } from '../errors.js';
 import { EXIT } from './common.js';
 import { CRASH_USAGE, crashHandlerCommand } from './crash.js';
 import { DUMP_USAGE, dumpCommand } from './dump.js';
+import { escapeControl } from './format.js';
 import { monitorCommand } from './monitor-command.js';
 import { PROCDUMP_USAGE } from './procdump.js';
 import { SAMPLE_USAGE, sampleCommand } from './sample.js';
@@ -59,20 +60,29 @@ export async function main(argv: string[]): Promise<number> {
         return await monitorCommand(argv, process.stdout);
     }
   } catch (e) {
+    // Messages may quote what a process controls (its name) or what was typed: escaped for the terminal.
+    const say = (text: string) => process.stderr.write(`tripdump: ${escapeControl(text)}\n`);
     if (e instanceof AbortError) {
-      process.stderr.write(`tripdump: ${e.message}\n`);
+      say(e.message);
       return EXIT.ok;
     }
-    if (e instanceof UsageError || e instanceof ProcessGoneError) {
+    // Only a bad command line is a usage error; a process that goes away during the run is a runtime
+    // outcome (exit 1), whatever error class says so.
+    if (e instanceof UsageError) {
       const usage =
         { sample: SAMPLE_USAGE, dump: DUMP_USAGE, 'crash-handler': CRASH_USAGE, watch: WATCH_USAGE }[
           command as string
         ] ?? PROCDUMP_USAGE;
-      const hint = `${usage.split('\n')[0]}\n(tripdump ${['sample', 'dump', 'crash-handler', 'watch'].includes(command as string) ? `${command} ` : ''}-h for details)`;
-      process.stderr.write(`tripdump: ${e.message}\n${hint}\n`);
+      say(e.message);
+      process.stderr.write(
+        `${usage.split('\n')[0]}\n(tripdump ${['sample', 'dump', 'crash-handler', 'watch'].includes(command as string) ? `${command} ` : ''}-h for details)\n`,
+      );
       return EXIT.usage;
     }
-    process.stderr.write(`tripdump: ${e instanceof TripdumpError ? e.message : (e as Error).stack}\n`);
+    // Node's own system errors (fs) say what failed in their message; anything else is a bug: its stack.
+    if (e instanceof TripdumpError || typeof (e as NodeJS.ErrnoException).syscall === 'string')
+      say((e as Error).message);
+    else process.stderr.write(`tripdump: ${(e as Error).stack}\n`);
     return EXIT.failure;
   }
 }

@@ -46,7 +46,7 @@ export function timestamp(d: Date): string {
 }
 
 /** Cuts `head` (whole UTF-8 characters) so that head + tail fits NAME_MAX bytes; tail is kept whole. */
-function fit(head: string, tail: string): string {
+function fitName(head: string, tail: string): string {
   const room = NAME_MAX - Buffer.byteLength(tail);
   if (Buffer.byteLength(head) <= room) return head + tail;
   let cut = '';
@@ -72,14 +72,27 @@ export function dumpPath(
   n: number,
 ): string {
   const counter = n === 0 ? '' : `_${n}`;
-  if (target.file) return path.join(target.dir, fit(target.file, `${counter}.${pid}`));
-  return path.join(target.dir, fit(name, `_${tag}_${timestamp(when)}${counter}.${pid}`));
+  if (target.file) return path.join(target.dir, fitName(target.file, `${counter}.${pid}`));
+  return path.join(target.dir, fitName(name, `_${tag}_${timestamp(when)}${counter}.${pid}`));
+}
+
+/**
+ * The sample history of a dump: `<dump name>.json` in `dir`. A dump name near NAME_MAX loses characters
+ * from its start (the process name) so that the trigger, time and pid stay.
+ */
+export function historyPath(dir: string, dumpFile: string): string {
+  let base = path.basename(dumpFile);
+  while (Buffer.byteLength(`${base}.json`) > NAME_MAX) base = [...base].slice(1).join('');
+  return path.join(dir, `${base}.json`);
 }
 
 /** The flight recorder's file: `flight_<exe>_<yymmdd_HHMMSS>[_n].<pid>.json`, cut like dump names. */
 export function flightRecorderPath(dir: string, exe: string, pid: number, when: Date, n: number): string {
   const counter = n === 0 ? '' : `_${n}`;
-  return path.join(dir, fit(`flight_${sanitize(exe) || 'unknown'}`, `_${timestamp(when)}${counter}.${pid}.json`));
+  return path.join(
+    dir,
+    fitName(`flight_${sanitize(exe) || 'unknown'}`, `_${timestamp(when)}${counter}.${pid}.json`),
+  );
 }
 
 /**
