@@ -252,14 +252,14 @@ export function parseProcdumpArgs(argv: readonly string[]): ProcdumpConfig | und
     }
     const sw = SWITCHES[name];
     if (!sw) throw new UsageError(`unknown switch '${arg}'`, arg);
-    const earlier = given.get(name) ?? (sw.group ? given.get(`group:${sw.group}`) : undefined);
-    if (earlier !== undefined)
+    const twice = given.get(name);
+    if (twice !== undefined)
       throw new UsageError(
-        earlier.toLowerCase() === arg.toLowerCase()
-          ? `${arg} is given twice: give it once`
-          : `${earlier} and ${arg} contradict each other: give one`,
+        `${arg} is given twice${twice !== arg ? ` (also as ${twice})` : ''}: give it once`,
         arg,
       );
+    const rival = sw.group ? given.get(`group:${sw.group}`) : undefined;
+    if (rival !== undefined) throw new UsageError(`${rival} and ${arg} contradict each other: give one`, arg);
     given.set(name, arg);
     if (sw.group) given.set(`group:${sw.group}`, arg);
     const values = argv.slice(i + 1, i + 1 + sw.values);
