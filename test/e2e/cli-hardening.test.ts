@@ -20,7 +20,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { encodeCrash } from '../../src/crash/protocol.js';
 import { procStatus, spawnTarget, type Target, trackProcesses, waitFor } from '../helpers/processes.js';
-import { needsRoot } from '../helpers/requirements.js';
+import { hasTool, needsRoot } from '../helpers/requirements.js';
 import { cli, isCore, runSync, spawnCopy, start, uniqueFixture } from './run-cli.js';
 
 const track = trackProcesses();
@@ -340,6 +340,21 @@ describe('faults', () => {
       expect(files()).toEqual([]);
     },
   );
+
+  it('Ctrl-C during a -usegcore dump: gdb quits and detaches, the target runs on, nothing is left', async () => {
+    if (!hasTool('gcore', 'gdb')) return;
+    const t = track(await spawnTarget('workload', ['--alloc', '1536'], { timeoutMs: 30_000 }));
+    await waitFor(() => t.lines.includes('crossed'), 30_000, 'memory to be touched');
+    const run = start(['-usegcore', '-n', '1', String(t.pid), dir]);
+    track(run.child);
+    await waitFor(() => procStatus(t.pid).TracerPid !== '0', 20_000, 'gdb to attach');
+    await new Promise((r) => setTimeout(r, 300));
+    run.child.kill('SIGINT');
+    expect(await run.exit).toBe(0);
+    expect(run.out()).toMatch(/cancelled: nothing was left behind/);
+    expectRunning(t.pid);
+    expect(files()).toEqual([]); // not even gcore's private folder
+  });
 
   it('a non-dumpable process of your own: the message says so and says what allows it', async () => {
     if (!needsRoot('running tripdump as another user')) return;
