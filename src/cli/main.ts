@@ -11,11 +11,12 @@ import { PROCDUMP_USAGE } from './procdump.js';
 import { SAMPLE_USAGE, sampleCommand } from './sample.js';
 import { WATCH_USAGE, watchCommand } from './watch.js';
 
-const USAGE = `Usage: tripdump [options] {PID | -w NAME | -pgid PGID} [DUMP_FILE | DUMP_DIR]
+const USAGE = `Usage: tripdump [options] {PID | [-w] NAME | [-pgid] PGID} [DUMP_FILE | DUMP_DIR]
        tripdump <command> [options]
 
-Monitoring (ProcDump for Linux's command line; tripdump -h lists the switches):
+Monitoring (ProcDump for Linux 3.x's command line; tripdump -h lists the switches):
   tripdump -c 90 -n 3 1234    a dump each time CPU is at or above 90%, three in all
+  tripdump -w -m 500 myapp    a dump of every process named myapp once its memory reaches 500 MB
 
 Commands:
   dump PID [FILE|DIR]     write a core dump now (tripdump dump --help)
@@ -23,7 +24,7 @@ Commands:
   crash-handler ...       capture every crash on the host (tripdump crash-handler --help)
   watch --on-crash ...    record processes and act when one crashes (tripdump watch --help)
 
-Options:
+Options (each command refuses an option given twice):
   -h, --help              this text
   -v, --version           the version
 `;
