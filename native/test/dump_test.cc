@@ -30,6 +30,7 @@
 #include "dump/memory_map.h"
 #include "dump/ptrace_session.h"
 #include "test/harness.h"
+#include "test/tmp_dir.h"
 
 extern char** environ;
 
@@ -168,23 +169,7 @@ class Target {
   std::map<std::string, std::pair<uint64_t, uint64_t>> values_;
 };
 
-struct TmpDir {
-  std::string path;
-  TmpDir() {
-    char t[] = "/tmp/tripdump-dump-test-XXXXXX";
-    path = ::mkdtemp(t);
-  }
-  ~TmpDir() { run("rm -rf '" + path + "'"); }
-  std::vector<std::string> entries() const {
-    std::vector<std::string> out;
-    if (DIR* d = ::opendir(path.c_str())) {
-      while (dirent* e = ::readdir(d))
-        if (std::strcmp(e->d_name, ".") && std::strcmp(e->d_name, "..")) out.push_back(e->d_name);
-      ::closedir(d);
-    }
-    return out;
-  }
-};
+using test::TmpDir;
 
 std::string slurp(const std::string& path) {
   try {

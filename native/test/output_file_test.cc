@@ -3,7 +3,6 @@
 // refused path leaves nothing behind.
 #include "dump/output_file.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -18,31 +17,12 @@
 
 #include "core/error.h"
 #include "test/harness.h"
+#include "test/tmp_dir.h"
 
 namespace tripdump::dump {
 namespace {
 
-struct Dir {
-  std::string path;
-  Dir() {
-    char t[] = "/tmp/tripdump-output-test-XXXXXX";
-    path = ::mkdtemp(t);
-  }
-  ~Dir() {
-    const std::string cmd = "rm -rf '" + path + "'";
-    if (std::system(cmd.c_str()) != 0) std::perror("rm");
-  }
-  std::vector<std::string> entries() const {
-    std::vector<std::string> out;
-    if (DIR* d = ::opendir(path.c_str())) {
-      while (dirent* e = ::readdir(d))
-        if (std::strcmp(e->d_name, ".") && std::strcmp(e->d_name, "..")) out.push_back(e->d_name);
-      ::closedir(d);
-    }
-    std::sort(out.begin(), out.end());
-    return out;
-  }
-};
+using Dir = test::TmpDir;
 
 std::string slurp(const std::string& path) {
   std::ifstream f(path, std::ios::binary);

@@ -51,6 +51,24 @@ function expectRefused(r: { code: number | null; stderr: string }, message: RegE
   expect(files().filter((f) => !f.startsWith('keep'))).toEqual([]);
 }
 
+/** Runs tripdump as the unprivileged user nobody (65534). */
+function asNobody(args: string[]): Promise<{ code: number | null; text: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const c = spawn('setpriv', [...NOBODY, process.execPath, cli, ...args]);
+    let text = '';
+    let stderr = '';
+    c.stdout.on('data', (d: Buffer) => {
+      text += d;
+    });
+    c.stderr.on('data', (d: Buffer) => {
+      text += d;
+      stderr += d;
+    });
+    c.on('close', (code) => resolve({ code, text, stderr }));
+  });
+}
+const NOBODY = ['--reuid=65534', '--regid=65534', '--clear-groups'];
+
 describe('output paths', () => {
   it('a path ending in / is a folder: it must exist, and an existing file is never taken for one', async () => {
     const t = await sleeper();
@@ -131,26 +149,10 @@ describe('output paths', () => {
     if (!needsRoot('running tripdump as another user')) return;
     const t = track(
       await spawnTarget('workload', [], {
-        wrapper: ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'],
+        wrapper: ['setpriv', ...NOBODY],
       }),
     );
     chmodSync(dir, 0o755); // root's folder: nobody may look, not write
-    const asNobody = (args: string[]) =>
-      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-        const c = spawn('setpriv', [
-          '--reuid=65534',
-          '--regid=65534',
-          '--clear-groups',
-          process.execPath,
-          cli,
-          ...args,
-        ]);
-        let stdout = '';
-        let stderr = '';
-        c.stdout.on('data', (d: Buffer) => (stdout += d));
-        c.stderr.on('data', (d: Buffer) => (stderr += d));
-        c.on('close', (code) => resolve({ code, stdout, stderr }));
-      });
     for (const args of [
       ['dump', String(t.pid), dir],
       ['dump', String(t.pid), path.join(dir, 'core')],
@@ -158,7 +160,7 @@ describe('output paths', () => {
       ['-n', '1', String(t.pid), path.join(dir, 'core')],
     ]) {
       const r = await asNobody(args);
-      expect(r.code, r.stdout + r.stderr).toBe(2);
+      expect(r.code, r.text).toBe(2);
       expect(r.stderr).toMatch(new RegExp(`folder '${dir}' is not writable`));
       expect(r.stderr).not.toMatch(/permission denied for process/);
     }
@@ -362,13 +364,9 @@ describe('faults', () => {
     const script =
       'import ctypes, sys, time\nctypes.CDLL(None).prctl(4, 0, 0, 0, 0)\nprint("ready", flush=True)\ntime.sleep(60)';
     const child = track(
-      spawn(
-        'setpriv',
-        ['--reuid=65534', '--regid=65534', '--clear-groups', '/usr/bin/python3', '-c', script],
-        {
-          stdio: ['ignore', 'pipe', 'inherit'],
-        },
-      ),
+      spawn('setpriv', [...NOBODY, '/usr/bin/python3', '-c', script], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      }),
     ) as ChildProcess;
     await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
     const pid = child.pid!;
@@ -376,20 +374,7 @@ describe('faults', () => {
       ['dump', String(pid), dir],
       ['-n', '1', String(pid), dir],
     ]) {
-      const r = await new Promise<{ code: number | null; text: string }>((resolve) => {
-        const c = spawn('setpriv', [
-          '--reuid=65534',
-          '--regid=65534',
-          '--clear-groups',
-          process.execPath,
-          cli,
-          ...args,
-        ]);
-        let text = '';
-        c.stdout.on('data', (d: Buffer) => (text += d));
-        c.stderr.on('data', (d: Buffer) => (text += d));
-        c.on('close', (code) => resolve({ code, text }));
-      });
+      const r = await asNobody(args);
       expect(r.code, r.text).toBe(1);
       expect(r.text).toContain(`process ${pid} is not dumpable (it called prctl(PR_SET_DUMPABLE, 0)`);
       expect(r.text).toContain('only root or a process with CAP_SYS_PTRACE can dump it');

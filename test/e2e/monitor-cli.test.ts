@@ -1,14 +1,14 @@
 // The ProcDump-style command line against real workloads: one scenario per trigger and per quit path.
 // Each dump must load in gdb; the dump folder holds the dumps and nothing else, and the sample history
 // asked for with --history (in a folder of its own) names the trigger and value.
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { fixture, procStatus, spawnTarget, trackProcesses, waitFor } from '../helpers/processes.js';
+import { cli, start as startCli } from './run-cli.js';
 
-const cli = path.resolve(import.meta.dirname, '../../dist/cli/main.js');
 const track = trackProcesses();
 let dir: string;
 let hist: string;
@@ -22,25 +22,10 @@ afterEach(() => {
 });
 const history = (dump: string) => JSON.parse(readFileSync(path.join(hist, `${dump}.json`), 'utf8'));
 
-interface Run {
-  child: ChildProcess;
-  out: () => string;
-  err: () => string;
-  exit: Promise<number | null>;
-}
-
-function start(args: string[]): Run {
-  const child = track(spawn(process.execPath, [cli, ...args], { cwd: dir }));
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr!.on('data', (d: Buffer) => {
-    err += d.toString();
-  });
-  const exit = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  return { child, out: () => out, err: () => err, exit };
+function start(args: string[]) {
+  const run = startCli(args, { cwd: dir });
+  track(run.child);
+  return run;
 }
 
 const dumps = () => readdirSync(dir);
