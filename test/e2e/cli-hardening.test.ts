@@ -319,8 +319,8 @@ describe('faults', () => {
     ['-m 100 --mode stop', (pid: number) => ['-m', '100', '--mode', 'stop', String(pid), dir]],
   ])(
     '%s of a target SIGKILLed mid-dump: exit 1 "process N exited during the dump", no usage, no file',
-    async (_n, args) => {
-      if (_n.includes('usegcore') && !hasTool('gcore', 'gdb')) return;
+    async (name, args) => {
+      if (name.includes('usegcore') && !hasTool('gcore', 'gdb')) return;
       const t = track(await spawnTarget('workload', ['--alloc', '1536'], { timeoutMs: 30_000 }));
       await waitFor(() => t.lines.includes('crossed'), 30_000, 'memory to be touched');
       const run = start(args(t.pid), { cwd: dir });
