@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { fixture, procStatus, spawnTarget, trackProcesses, waitFor } from '../helpers/processes.js';
-import { cli, start as startCli } from './run-cli.js';
+import { cli, spawnCopy, start as startCli, uniqueFixture } from './run-cli.js';
 
 const track = trackProcesses();
 let dir: string;
@@ -219,12 +219,14 @@ describe('quitting', () => {
 
 describe('several processes', () => {
   it('-w catches a process started later and exits once it has its dump', async () => {
-    const run = start(['-w', 'workload', '-tc', '3', '-pf', '100', dir]);
+    // A copy under a name of its own: other test files start workloads at the same time.
+    const copy = uniqueFixture('workload');
+    const run = start(['-w', copy.name, '-tc', '3', '-pf', '100', dir]);
     await waitFor(() => run.out().includes('Waiting for processes'), 10_000, 'the wait message');
     await new Promise((r) => setTimeout(r, 300));
-    const target = track(await spawnTarget('workload', ['--delay', '300', '--threads', '3']));
+    const target = track(await spawnCopy(copy, ['--delay', '300', '--threads', '3']));
     expect(await run.exit).toBe(0);
-    expect(dumps()).toEqual([expect.stringMatching(new RegExp(`^workload_thread_.*\\.${target.pid}$`))]);
+    expect(dumps()).toEqual([expect.stringMatching(new RegExp(`^${copy.name}_thread_.*\\.${target.pid}$`))]);
   });
 
   it('-pgid covers a member that joins the group later', async () => {
