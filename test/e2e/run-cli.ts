@@ -1,8 +1,9 @@
 // Running the built CLI (dist/cli/main.js) from the e2e tests: one process per run, ended by the test.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { closeSync, copyFileSync, mkdtempSync, openSync, readSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { onTestFinished } from 'vitest';
 import { fixture, type SpawnTargetOptions, spawnTarget, type Target } from '../helpers/processes.js';
 
 export const cli = path.resolve(import.meta.dirname, '../../dist/cli/main.js');
@@ -46,11 +47,15 @@ export function runSync(
 
 /**
  * A copy of a fixture under a name of its own (≤ 15 bytes, so comm holds all of it): -w NAME then matches
- * the processes this test starts and none that other tests on the host run from the same fixture.
+ * the processes this test starts and none that other tests on the host run from the same fixture. Call it
+ * inside a test: the copy is removed when the test ends.
  */
 export function uniqueFixture(name: string): { name: string; file: string } {
   const unique = `${name.slice(0, 6)}${Math.random().toString(36).slice(2, 8)}`;
-  const file = path.join(mkdtempSync(path.join(tmpdir(), 'tripdump-fixture-')), unique);
+  const folder = mkdtempSync(path.join(tmpdir(), 'tripdump-fixture-'));
+  // Removed when the test ends (a running copy keeps its inode until it is killed).
+  onTestFinished(() => rmSync(folder, { recursive: true, force: true }));
+  const file = path.join(folder, unique);
   copyFileSync(fixture(name), file);
   spawnSync('chmod', ['755', file]);
   return { name: unique, file };
