@@ -216,8 +216,7 @@ describe('by name (-w) and by group (-pgid)', () => {
     await waitFor(() => t.lines.includes('crossed'), 10_000, 'memory to be touched');
     const r = start(['-log', 'stdout', ...args(t.pid), dir]);
     track(r.child);
-    await waitFor(() => files().length > 0, 30_000, 'a dump of the group member');
-    r.child.kill('SIGINT');
+    // -n 1 and one member: done once it has its dump, as ProcDump would be.
     expect(await r.exit).toBe(0);
     expect(files()).toEqual([expect.stringMatching(new RegExp(`^workload_commit_.*\\.${t.pid}$`))]);
   });
