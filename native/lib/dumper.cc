@@ -68,11 +68,11 @@ void run_dumper(Job& job) {
 }
 
 // A dumper that died without a word (killed, crashed) leaves no file where O_TMPFILE works; elsewhere the
-// writer's fallback temporary file, .<base>.tmp-<its pid>-<random> beside the final file, is removed here.
+// writer's fallback temporary file, .tripdump-<its pid>-<random>.tmp beside the final file, is removed here.
 void remove_temp_files(const std::string& path, pid_t dumper_pid) {
   namespace fs = std::filesystem;
   const fs::path p(path);
-  const std::string prefix = "." + p.filename().string() + ".tmp-" + std::to_string(dumper_pid) + "-";
+  const std::string prefix = ".tripdump-" + std::to_string(dumper_pid) + "-";
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(p.has_parent_path() ? p.parent_path() : ".", ec))
     if (entry.path().filename().string().rfind(prefix, 0) == 0) fs::remove(entry.path(), ec);

@@ -1,7 +1,6 @@
 // `tripdump crash-handler install|uninstall|status|list|info|listen`: capture every crash on the host.
 import { existsSync, statSync } from 'node:fs';
 import { constants } from 'node:os';
-import { parseArgs } from 'node:util';
 import {
   CoreSocketServer,
   CRASH_LIMITS,
@@ -17,8 +16,8 @@ import {
 import { CrashListener, DEFAULT_SOCKET } from '../crash/protocol.js';
 import { findCrash, listCrashes } from '../crash/store.js';
 import { UsageError } from '../errors.js';
-import { EXIT, interruptSignal } from './common.js';
-import { formatBytes } from './format.js';
+import { EXIT, interruptSignal, parseOptions } from './common.js';
+import { escapeControl, formatBytes, toJson } from './format.js';
 
 export const CRASH_USAGE = `Usage: tripdump crash-handler <install|uninstall|status|list|info|listen> [options]
 
@@ -90,27 +89,19 @@ function crashFolder(dirOption: string | undefined, configPath: string): string 
 }
 
 function parse(argv: string[]) {
-  try {
-    return parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        config: { type: 'string' },
-        dir: { type: 'string' },
-        'max-use': { type: 'string' },
-        'keep-free': { type: 'string' },
-        notify: { type: 'string' },
-        'pipe-limit': { type: 'string' },
-        socket: { type: 'boolean' },
-        serve: { type: 'boolean' },
-        force: { type: 'boolean' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  return parseOptions(argv, {
+    config: { type: 'string' },
+    dir: { type: 'string' },
+    'max-use': { type: 'string' },
+    'keep-free': { type: 'string' },
+    notify: { type: 'string' },
+    'pipe-limit': { type: 'string' },
+    socket: { type: 'boolean' },
+    serve: { type: 'boolean' },
+    force: { type: 'boolean' },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
 }
 
 function requireRoot(what: string): void {
@@ -130,7 +121,7 @@ export async function crashHandlerCommand(argv: string[], out: NodeJS.WritableSt
     return sub === undefined && !values.help ? EXIT.usage : EXIT.ok;
   }
   const configPath = values.config ?? DEFAULT_CONFIG;
-  const json = (v: unknown) => out.write(`${JSON.stringify(v, null, 2)}\n`);
+  const json = (v: unknown) => out.write(`${toJson(v, 2)}\n`);
   switch (sub) {
     case 'install': {
       requireRoot('install');
@@ -229,7 +220,7 @@ export async function crashHandlerCommand(argv: string[], out: NodeJS.WritableSt
         c.coreStored ? (c.present ? 'present' : 'missing') : 'none',
         c.coreStored ? formatBytes(c.coreSize) : '-',
         c.id,
-        c.exe ?? c.comm,
+        escapeControl(c.exe ?? c.comm),
       ]);
       const head = ['TIME', 'PID', 'UID', 'SIG', 'COREFILE', 'SIZE', 'ID', 'EXE'];
       const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
@@ -265,7 +256,7 @@ export async function crashHandlerCommand(argv: string[], out: NodeJS.WritableSt
         ['Metadata', c.metadataFile],
         ['Capture', `${c.captureMs} ms (${c.mode} mode)`],
       ];
-      for (const [k, v] of lines) out.write(`${k.padStart(13)}: ${v}\n`);
+      for (const [k, v] of lines) out.write(`${k.padStart(13)}: ${escapeControl(v)}\n`);
       return EXIT.ok;
     }
     case 'listen': {
@@ -273,10 +264,10 @@ export async function crashHandlerCommand(argv: string[], out: NodeJS.WritableSt
       const cfg = readConfig(configPath);
       const listener = new CrashListener(values.notify ?? cfg?.socket ?? DEFAULT_SOCKET);
       listener.on('crash', (c) => {
-        if (values.json) out.write(`${JSON.stringify({ ...c, exeNameRaw: c.exeNameRaw.toString('hex') })}\n`);
+        if (values.json) out.write(`${toJson({ ...c, exeNameRaw: c.exeNameRaw.toString('hex') })}\n`);
         else
           out.write(
-            `${c.time.toISOString()} pid ${c.pid} uid ${c.uid} ${signalName(c.signal)} ${JSON.stringify(c.exeName)} ${c.coreFile ?? `(core not kept${c.error ? `: ${c.error}` : ''})`}\n`,
+            `${c.time.toISOString()} pid ${c.pid} uid ${c.uid} ${signalName(c.signal)} ${escapeControl(`${JSON.stringify(c.exeName)} ${c.coreFile ?? `(core not kept${c.error ? `: ${c.error}` : ''})`}`)}\n`,
           );
       });
       listener.on('warning', (e) => process.stderr.write(`tripdump: ${e.message}\n`));

@@ -1,5 +1,5 @@
-// ProcDump 3.x's .NET switches for the monitor command line, taken out of argv before the ProcDump parser
-// sees the rest: -gcm, -gcgen, -e, -f, -pc and -pcl (which takes two values: PROVIDER:COUNTER VALUE).
+// ProcDump 3.x's .NET switches for the monitor command line, as rows of procdump.ts's switch table: -gcm,
+// -gcgen, -e, -f, -pc and -pcl (which take two values: PROVIDER:COUNTER VALUE).
 import { UsageError } from '../errors.js';
 import { DotnetUnavailableError } from '../runtimes/dotnet/errors.js';
 import { locateSocket } from '../runtimes/dotnet/socket.js';
@@ -8,10 +8,12 @@ import {
   ExceptionTrigger,
   GcGenerationTrigger,
   GcMemoryTrigger,
+  isDotnetTrigger,
   parseCounterSpec,
   parseGcm,
 } from '../runtimes/dotnet/triggers.js';
 import type { Trigger } from '../triggers/trigger.js';
+import type { Building, Switch } from './procdump.js';
 
 export const DOTNET_USAGE = `.NET triggers (over the runtime's diagnostics socket; nothing is injected into the target):
   -gcm [GEN:]MB[,MB..]  managed heap at or above each threshold in turn, after a collection; GEN is
@@ -24,75 +26,64 @@ export const DOTNET_USAGE = `.NET triggers (over the runtime's diagnostics socke
   -pcl PROVIDER:COUNTER[pNN] VALUE  the same, below VALUE
 `;
 
-const ARITY: Record<string, number> = { gcm: 1, gcgen: 1, e: 0, f: 1, pc: 2, pcl: 2 };
-
-export interface DotnetSwitches {
-  triggers: Trigger[];
-  /** The dump count these triggers imply when -n is not given (-gcm's thresholds, -gcgen's two). */
-  defaultCount: number;
-  /** The cooldown they imply when -s is not given (-gcgen: 0, so the end of the collection is dumped too). */
-  defaultCooldownMs: number | undefined;
-  /** argv without them. */
-  rest: string[];
+function counter(direction: 'above' | 'below'): Switch {
+  return {
+    values: 2,
+    apply(b, [spec, value], s) {
+      const parsed = parseCounterSpec(spec!, s);
+      if (!/^-?\d+(\.\d+)?([eE][-+]?\d+)?$/.test(value!))
+        throw new UsageError(`${s} needs a number after the counter, got '${value}'`, s);
+      b.triggers.push(new CounterTrigger(parsed, direction, Number(value)));
+    },
+  };
 }
 
-export function extractDotnetSwitches(argv: readonly string[]): DotnetSwitches {
-  const seen = new Map<string, string[]>();
-  const rest: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const m = /^(?:--?|\/)([a-z]+)$/i.exec(arg);
-    const name = m?.[1]?.toLowerCase();
-    const arity = name === undefined ? undefined : ARITY[name];
-    if (arity === undefined || name === undefined) {
-      rest.push(arg);
-      continue;
-    }
-    if (seen.has(name)) throw new UsageError(`${arg} is given twice`, arg);
-    const values = argv.slice(i + 1, i + 1 + arity);
-    if (values.length < arity || values.some((v) => /^(?:--?|\/)[a-z]+$/i.test(v)))
-      throw new UsageError(arity === 2 ? `${arg} needs PROVIDER:COUNTER VALUE` : `${arg} needs a value`, arg);
-    seen.set(name, values);
-    i += arity;
-  }
-  const triggers: Trigger[] = [];
-  let defaultCount = 1;
-  let defaultCooldownMs: number | undefined;
-  const gcm = seen.get('gcm')?.[0];
-  if (gcm !== undefined) {
-    const { heap, thresholdsMB } = parseGcm(gcm);
-    triggers.push(new GcMemoryTrigger(heap, thresholdsMB));
-    defaultCount = Math.max(defaultCount, thresholdsMB.length);
-  }
-  const gcgen = seen.get('gcgen')?.[0];
-  if (gcgen !== undefined) {
-    if (!/^\d+$/.test(gcgen))
-      throw new UsageError(`-gcgen needs a generation 0, 1 or 2, got '${gcgen}'`, '-gcgen');
-    triggers.push(new GcGenerationTrigger(Number(gcgen)));
-    defaultCount = Math.max(defaultCount, 2);
-    defaultCooldownMs = 0;
-  }
-  if (seen.has('f') && !seen.has('e')) throw new UsageError('-f filters exceptions: use it with -e', '-f');
-  if (seen.has('e')) {
-    const f = seen.get('f')?.[0];
-    triggers.push(new ExceptionTrigger(f === undefined ? [] : f.split(',').map((x) => x.trim())));
-  }
-  for (const [flag, direction] of [
-    ['pc', 'above'],
-    ['pcl', 'below'],
-  ] as const) {
-    const v = seen.get(flag);
-    if (!v) continue;
-    const spec = parseCounterSpec(v[0]!, `-${flag}`);
-    if (!/^-?\d+(\.\d+)?([eE][-+]?\d+)?$/.test(v[1]!))
-      throw new UsageError(`-${flag} needs a number after the counter, got '${v[1]}'`, `-${flag}`);
-    triggers.push(new CounterTrigger(spec, direction, Number(v[1])));
-  }
-  return { triggers, defaultCount, defaultCooldownMs, rest };
+export const DOTNET_SWITCHES: Record<string, Switch> = {
+  gcm: {
+    values: 1,
+    apply(b, [v]) {
+      const { heap, thresholdsMB } = parseGcm(v!);
+      b.triggers.push(new GcMemoryTrigger(heap, thresholdsMB));
+      // One dump per threshold, as -m.
+      b.defaultCount = Math.max(b.defaultCount ?? 1, thresholdsMB.length);
+    },
+  },
+  gcgen: {
+    values: 1,
+    apply(b, [v], s) {
+      if (!/^\d+$/.test(v!)) throw new UsageError(`${s} needs a generation 0, 1 or 2, got '${v}'`, s);
+      b.triggers.push(new GcGenerationTrigger(Number(v)));
+      // The start of the collection and its end: two dumps, with no quiet time between them.
+      b.defaultCount = Math.max(b.defaultCount ?? 1, 2);
+      b.defaultCooldownMs = 0;
+    },
+  },
+  e: {
+    values: 0,
+    apply(b) {
+      b.exceptions = true;
+    },
+  },
+  f: {
+    values: 1,
+    apply(b, [v]) {
+      b.exceptionFilters = v!.split(',').map((x) => x.trim());
+    },
+  },
+  pc: counter('above'),
+  pcl: counter('below'),
+};
+
+/** After every switch: -e with its -f filters becomes one trigger. */
+export function finishDotnetSwitches(b: Building, spelled: (name: string) => string | undefined): void {
+  if (b.exceptionFilters && !b.exceptions)
+    throw new UsageError('-f filters exceptions: use it with -e', spelled('f'));
+  if (b.exceptions) b.triggers.push(new ExceptionTrigger(b.exceptionFilters ?? []));
 }
 
 /** A .NET trigger on a process that cannot have one is a mistake on the command line: say so at once. */
-export function checkDotnetTarget(pid: number): void {
+export function checkDotnetTarget(pid: number, triggers: readonly Trigger[]): void {
+  if (!triggers.some(isDotnetTrigger)) return;
   try {
     locateSocket(pid);
   } catch (e) {
@@ -101,3 +92,5 @@ export function checkDotnetTarget(pid: number): void {
     throw e;
   }
 }
+
+export { isDotnetTrigger };
