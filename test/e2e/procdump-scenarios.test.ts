@@ -427,16 +427,23 @@ describe('switches ProcDump has and tripdump does not (yet)', () => {
     expect(files()).toEqual([]);
   });
 
+  // The .NET switches themselves are tested against a real .NET target in test/native/dotnet-cli.test.ts.
   it.each([
     ['-gcm', '100'],
     ['-gcgen', '1'],
     ['-e'],
-    ['-f', 'System.Exception'],
-    ['-pc', 'P:C', '1'],
-    ['-pcl', 'P:C', '1'],
-  ])('.NET switch %s is refused with a message naming it', (...args) => {
+    ['-pc', 'System.Runtime:gc-heap-size', '1'],
+    ['-pcl', 'System.Runtime:gc-heap-size', '1'],
+  ])('.NET switch %s on a process that is not .NET is refused (exit 2), saying why', (...args) => {
     const r = runSync([...args, '1', dir]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain(`tripdump: ${args[0]} (a .NET`);
+    expect(r.stderr).toContain('tripdump: .NET triggers need a .NET process with diagnostics');
+    expect(files()).toEqual([]);
+  });
+
+  it('-f without -e is refused, naming -f', () => {
+    const r = runSync(['-f', 'System.Exception', '1', dir]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('tripdump: -f filters exceptions: use it with -e');
   });
 });

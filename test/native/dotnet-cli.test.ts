@@ -1,7 +1,7 @@
 // The command line on a real .NET target: ProcDump's .NET switches write runtime dumps with ProcDump's
 // names and a sidecar, `dump --type`, `counters`, `sample --runtime`, and clear usage errors.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -43,7 +43,9 @@ const files = () => readdirSync(dir).filter((f) => !f.startsWith('.'));
 describe.runIf(ok)('tripdump on .NET targets', () => {
   it('-e -f writes a runtime dump named as ProcDump names it, with a sidecar saying who wrote it', async () => {
     const t = track(await startDotnetTarget());
-    const run = start(['-e', '-f', '*OrderFailed*', String(t.pid), dir]);
+    const history = path.join(dir, 'history');
+    mkdirSync(history);
+    const run = start(['-e', '-f', '*OrderFailed*', '--history', history, String(t.pid), dir]);
     await waitFor(() => run.out().includes('Press Ctrl-C'), 20_000, 'the settings block');
     expect(run.out()).toMatch(/Exception monitor:\s+On \(filter: \*OrderFailed\*\)/);
     // The session starts after the settings block: throw until the monitor has seen one (it then exits).
@@ -57,7 +59,9 @@ describe.runIf(ok)('tripdump on .NET targets', () => {
       await new Promise((r) => setTimeout(r, 500));
     }
     expect(await run.exit).toBe(0);
-    const dump = files().find((f) => !f.endsWith('.json'))!;
+    // A ProcDump command line writes the dump alone; the history goes where --history says.
+    const dump = files().find((f) => f !== 'history')!;
+    expect(files().sort()).toEqual([dump, 'history'].sort());
     expect(dump).toMatch(new RegExp(`^tripdump_fixture_exception_\\d{6}_\\d{6}\\.${t.pid}$`));
     expect(statSync(path.join(dir, dump)).mode & 0o777).toBe(0o600);
     expect(run.out()).toMatch(
@@ -66,7 +70,7 @@ describe.runIf(ok)('tripdump on .NET targets', () => {
     expect(run.out()).toMatch(
       /Core dump 0 generated: .* \(\.NET runtime dump, type full, [\d.]+ MiB in [\d.]+ s\)/,
     );
-    const side = JSON.parse(readFileSync(path.join(dir, `${dump}.json`), 'utf8'));
+    const side = JSON.parse(readFileSync(path.join(history, `${dump}.json`), 'utf8'));
     expect(side.trigger).toMatchObject({
       tag: 'exception',
       details: { type: 'Fixture.OrderFailedException', message: 'cli order failed' },
