@@ -24,6 +24,8 @@ export {
   type MonitorSummary,
   type TargetSpec,
 } from './monitor/monitor.js';
+export { detectRuntime, type RuntimeFacts } from './runtimes/detect.js';
+export * from './runtimes/dotnet/index.js';
 export {
   DEFAULT_FIELDS,
   FIELD_INFO,

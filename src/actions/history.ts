@@ -1,6 +1,8 @@
 // The sample history action and the sidecar format: what was measured before a firing, as JSON.
+
+import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { link, open, rename, unlink } from 'node:fs/promises';
+import { link, lstat, open, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Action, ActionContext, ActionResult } from './action.js';
 
@@ -16,6 +18,7 @@ export function sidecar(ctx: ActionContext, extra: Record<string, unknown> = {})
       reason: ctx.firing.reason,
       value: ctx.firing.value,
       threshold: ctx.firing.threshold,
+      ...(ctx.firing.details ? { details: ctx.firing.details } : {}),
     },
     ...extra,
     samples: ctx.history.map((h) => ({ time: h.time, ...h.record })),
@@ -25,10 +28,12 @@ export function sidecar(ctx: ActionContext, extra: Record<string, unknown> = {})
 /**
  * Writes a file the way every output of tripdump is written (design §3): mode 0600, O_EXCL|O_NOFOLLOW,
  * under a temporary name in the same directory, renamed when complete. Rejects with EEXIST when the
- * final name exists (unless overwrite).
+ * final name exists; with overwrite it replaces a regular file only (ELOOP for a symlink, EISDIR for a
+ * folder), as the core writer does (native/dump/output_file.h).
  */
 export async function writeFileSafely(file: string, data: string, overwrite = false): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  // A short name of its own, so that a final name of NAME_MAX bytes still works.
+  const tmp = path.join(path.dirname(file), `.tripdump-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
   const fh = await open(
     tmp,
     constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
@@ -41,7 +46,21 @@ export async function writeFileSafely(file: string, data: string, overwrite = fa
       // rename() replaces silently; link() refuses an existing name, which is the check we want.
       await link(tmp, file);
       await unlink(tmp);
-    } else await rename(tmp, file);
+    } else {
+      const st = await lstat(file).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === 'ENOENT') return undefined;
+        throw e;
+      });
+      if (st && !st.isFile()) {
+        const code = st.isSymbolicLink() ? 'ELOOP' : st.isDirectory() ? 'EISDIR' : 'EEXIST';
+        throw Object.assign(new Error(`${code}: ${file} is not a regular file: not replaced`), {
+          code,
+          path: file,
+          syscall: 'rename',
+        });
+      }
+      await rename(tmp, file);
+    }
   } catch (e) {
     await fh.close().catch(() => {});
     await unlink(tmp).catch(() => {});

@@ -48,7 +48,9 @@ export async function agentCommand(argv: string[], out: NodeJS.WriteStream): Pro
   if (values.config === undefined) throw new UsageError('--config FILE is required', '--config');
   if (sub === 'check') {
     const c = loadConfig(values.config);
-    out.write(`${c.file}: ${c.rules.length} rule${c.rules.length === 1 ? '' : 's'} (${c.rules.map((r) => r.name).join(', ')})\n`);
+    out.write(
+      `${c.file}: ${c.rules.length} rule${c.rules.length === 1 ? '' : 's'} (${c.rules.map((r) => r.name).join(', ')})\n`,
+    );
     return EXIT.ok;
   }
   if (values.json) throw new UsageError('--json is for agent status', '--json');
@@ -62,7 +64,9 @@ async function run(
 ): Promise<number> {
   const signal = interruptSignal();
   const log = (level: 'info' | 'warn' | 'error', message: string) =>
-    out.write(logLine(level === 'info' ? 'INFO' : level === 'warn' ? 'WARN' : 'ERROR', escapeControl(message)));
+    out.write(
+      logLine(level === 'info' ? 'INFO' : level === 'warn' ? 'WARN' : 'ERROR', escapeControl(message)),
+    );
   // A bad file is a usage error here: nothing has started.
   const agent = new Agent({ configPath, ...(metrics ? { metrics } : {}), signal, log });
   const listen = agent.listen ?? DEFAULT_LISTEN;
