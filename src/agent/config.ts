@@ -246,13 +246,13 @@ export function parseConfig(text: string, file: string): AgentConfig {
       'crash cannot be combined with thresholds in one rule: make it a rule of its own',
     );
     if (t.crash)
-      r.actions.forEach((a, j) =>
+      r.actions.forEach((a, j) => {
         check(
           !('dump' in a),
           ['rules', i, 'actions', j, 'dump'],
           'a crash rule cannot dump the process (it is gone; the crash handler keeps its core): use exec or history',
-        ),
-      );
+        );
+      });
     for (const [k, globs] of Object.entries(r.match))
       if (['comm', 'name', 'cmdline', 'exe', 'cgroup'].includes(k))
         for (const g of list(globs as string | string[])!)

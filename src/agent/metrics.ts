@@ -32,7 +32,7 @@ const GAUGES = [
   ['tripdump_process_start_time_seconds', 'Start time, seconds since the epoch.', 'startTime', 1e-3],
 ] as const;
 
-function escape(v: string): string {
+function escapeLabel(v: string): string {
   return v.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`));
 }
 
@@ -138,7 +138,7 @@ export class AgentMetrics {
     this.#dropped.delete(target.pid);
     const comm = typeof record.comm === 'string' ? record.comm : target.name;
     this.#rows.set(target.pid, {
-      labels: `{pid="${target.pid}",comm="${escape(comm)}",rule="${escape(target.rule ?? '')}"}`,
+      labels: `{pid="${target.pid}",comm="${escapeLabel(comm)}",rule="${escapeLabel(target.rule ?? '')}"}`,
       record,
     });
   }
