@@ -317,11 +317,8 @@ export function parseConfig(text: string, file: string): AgentConfig {
   let metrics: AgentConfig['metrics'];
   if (c.metrics !== undefined) {
     metrics = parseListen(c.metrics);
-    check(
-      metrics.port >= 1 && metrics.port <= 65535,
-      ['metrics'],
-      `port must be 1 to 65535, got ${metrics.port}`,
-    );
+    // Port 0: any free port (the agent prints the one it got).
+    check(metrics.port <= 65535, ['metrics'], `port must be 0 to 65535, got ${metrics.port}`);
   }
   if (problems.length) fail(problems);
 

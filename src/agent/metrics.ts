@@ -5,6 +5,7 @@
 // Cardinality: only processes a rule matches have series; one set per process (`rule` is the first rule in
 // the file that matched it); at most `maxSeries` processes (the rest are counted in
 // tripdump_agent_series_dropped); a process that exits has no series from the next scrape on.
+import { readdirSync } from 'node:fs';
 import client from 'prom-client';
 import type { TargetInfo } from '../actions/action.js';
 import type { ProcessRecord } from '../sampler/fields.js';
@@ -116,8 +117,39 @@ export class AgentMetrics {
 
   constructor(maxSeries: number) {
     this.#maxSeries = maxSeries;
-    // The agent's own CPU, memory, fds (process_*), as every exporter reports itself.
-    client.collectDefaultMetrics({ register: this.registry, prefix: 'tripdump_agent_' });
+    // The agent's own CPU, memory and fds under the names every exporter uses for itself (prom-client's
+    // default set adds Node internals whose names promtool refuses, such as gauges ending in _total).
+    new client.Counter({
+      name: 'process_cpu_seconds_total',
+      help: "The agent's user and system CPU time.",
+      registers: [this.registry],
+      collect() {
+        const { user, system } = process.cpuUsage();
+        this.reset();
+        this.inc((user + system) / 1e6);
+      },
+    });
+    new client.Gauge({
+      name: 'process_resident_memory_bytes',
+      help: "The agent's resident memory.",
+      registers: [this.registry],
+      collect() {
+        this.set(process.memoryUsage.rss());
+      },
+    });
+    new client.Gauge({
+      name: 'process_open_fds',
+      help: "The agent's open file descriptors.",
+      registers: [this.registry],
+      collect() {
+        this.set(readdirSync('/proc/self/fd').length);
+      },
+    });
+    new client.Gauge({
+      name: 'process_start_time_seconds',
+      help: "The agent's start time, seconds since the epoch.",
+      registers: [this.registry],
+    }).set(Math.round(Date.now() / 1000 - process.uptime()));
   }
 
   set maxSeries(n: number) {
