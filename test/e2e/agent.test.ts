@@ -19,7 +19,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AgentStatus } from '../../src/agent/agent.js';
 import { install, uninstall } from '../../src/crash/install.js';
 import { withCorePattern } from '../helpers/host-state.js';
-import { procStat, trackProcesses, waitFor } from '../helpers/processes.js';
+import { procStat, spawnTarget, trackProcesses, waitFor } from '../helpers/processes.js';
 import { hasTool, needsRoot } from '../helpers/requirements.js';
 import { cli, isCore, spawnCopy, start, uniqueFixture } from './run-cli.js';
 
@@ -157,6 +157,45 @@ rules:
     agent.child.kill('SIGTERM');
     expect(await agent.exit).toBe(0);
     expect(agent.out()).toContain('agent stopped');
+  });
+
+  it('under churn (2,000 processes coming and going) leaves no series, no watched process and no fd behind', async () => {
+    const name = `tdagc${process.pid % 100_000}`.slice(0, 15);
+    const config = path.join(dir, 'agent.yaml');
+    writeRules(
+      config,
+      `metrics: 127.0.0.1:0\npoll: 100ms\nrules:\n  - name: churn\n    match: { comm: "${name}" }\n    trigger: { memory: 1000000 }\n    actions: [ { exec: [ "/bin/true" ] } ]\n`,
+    );
+    const agent = await startAgent(config);
+    const churn = track(
+      await spawnTarget(
+        'churn',
+        ['--name', name, '--sleepers', '20', '--total', '2000', '--rate', '200', '--life-ms', '100'],
+        { stdin: true },
+      ),
+    );
+    const settled = async () => {
+      const m = await agent.metrics();
+      const threads = m
+        .split('\n')
+        .filter((l) => l.startsWith('tripdump_process_threads{') && l.includes(`comm="${name}"`));
+      return (
+        series(m, 'tripdump_agent_processes_watched', { rule: 'churn' }) === 20 &&
+        threads.length === 20 &&
+        (await agent.status()).rules[0]!.matched.length === 20
+      );
+    };
+    await waitFor(settled, 15_000, 'the 20 sleepers', 100);
+    const fds = readdirSync(`/proc/${agent.child.pid}/fd`).length;
+    churn.child.stdin!.write('go\n');
+    await waitFor(() => churn.lines.includes('done'), 120_000, 'the churn to end', 100);
+    // Back to the sleepers alone: in the exposition, in the status, and in what the agent holds open.
+    await waitFor(settled, 15_000, 'the agent to settle', 100);
+    expect(readdirSync(`/proc/${agent.child.pid}/fd`).length).toBeLessThanOrEqual(fds);
+    const m = await agent.metrics();
+    expect(series(m, 'tripdump_agent_sweep_duration_seconds_count', { of: 'targets' })).toBeGreaterThan(10);
+    agent.child.kill('SIGTERM');
+    expect(await agent.exit).toBe(0);
   });
 
   it('keeps the free-disk floor: no dump on a nearly full filesystem, counted as suppressed', async () => {
