@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <exception>
@@ -86,10 +87,12 @@ class WritePipeline {
   }
   ~WritePipeline() { close(); }
 
-  // A free buffer for the reader (blocks while all are queued for writing).
-  uint8_t* acquire() {
+  // A free buffer for the reader (blocks while all are queued for writing), or nullptr as soon as `cancel`
+  // is set: the writer may be held up by the disk for a long while.
+  uint8_t* acquire(const std::atomic<bool>* cancel) {
     std::unique_lock lk(mu_);
-    cv_.wait(lk, [&] { return queued_ < kBuffers || error_; });
+    while (!cv_.wait_for(lk, std::chrono::milliseconds(1), [&] { return queued_ < kBuffers || error_; }))
+      if (cancel && cancel->load(std::memory_order_relaxed)) return nullptr;
     rethrow_locked();
     return bufs_[(head_ + queued_) % kBuffers].get();
   }
@@ -197,9 +200,26 @@ namespace {
 Result write_core(int pid, const std::string& path, const Options& opts, PtraceSession* borrowed) {
   Result res;
   res.path = path;
+  // Set once the target is held (session) and once the snapshot child exists: what a cancel must let go of
+  // before it reports back (see abandon below).
+  PtraceSession* held = nullptr;
+  SnapshotChild* copy = nullptr;
+  bool abandoned = false;
+  // A cancelled dump lets the target go first and says so (opts.abandoned), then cleans up while it
+  // unwinds: the caller need not wait for the writer, the file's release or the child's teardown (tens of
+  // milliseconds each at 1 GiB) to know that the target runs and no file will appear.
+  auto abandon = [&] {
+    if (abandoned) return;
+    abandoned = true;
+    if (copy) copy->kill_now();
+    if (held && !held->borrowed()) held->detach_all();
+    if (opts.abandoned) opts.abandoned();
+  };
   auto check_cancel = [&] {
-    if (opts.cancel && opts.cancel->load(std::memory_order_relaxed))
+    if (opts.cancel && opts.cancel->load(std::memory_order_relaxed)) {
+      abandon();
       throw SysError(ECANCELED, "write_core_dump", path, pid);
+    }
   };
   if (pid <= 0) throw SysError(ESRCH, "ptrace", "", pid);
   // A thread id names its whole process: dump the thread group, main thread first.
@@ -227,6 +247,7 @@ Result write_core(int pid, const std::string& path, const Options& opts, PtraceS
 
   std::optional<PtraceSession> own;
   PtraceSession& session = borrowed ? *borrowed : own.emplace(pid, opts.cancel);
+  held = &session;
   if (mode == Mode::kSnapshot && session.was_job_stopped()) {
     // It is not running anyway, so stopping it costs nothing, and a stop-mode dump keeps its group stop.
     if (opts.mode == Mode::kSnapshot) res.warnings.push_back("target is job-control stopped; used stop mode");
@@ -241,6 +262,7 @@ Result write_core(int pid, const std::string& path, const Options& opts, PtraceS
   // maps (no page-table walk) while stopped; flags and page counts come from the child's smaps later.
   std::vector<Vma> maps;
   SnapshotChild child;
+  copy = &child;
   ChildReaper reaper{child, session};
   std::vector<std::unique_ptr<uint8_t[]>> parent_copy;
   std::vector<std::vector<WritePipeline::Piece>> parent_pieces;
@@ -287,6 +309,7 @@ Result write_core(int pid, const std::string& path, const Options& opts, PtraceS
       }
     }
   }
+  check_cancel();
   const int source = mode == Mode::kSnapshot ? child.pid() : pid;
   if (mode == Mode::kStop) {
     maps = read_smaps(pid);
@@ -314,6 +337,7 @@ Result write_core(int pid, const std::string& path, const Options& opts, PtraceS
                                " reads as zeros in snapshot mode");
     }
   }
+  check_cancel();  // smaps walks the page tables: tens of milliseconds at 1 GiB
   res.mode_used = mode;
   res.threads = static_cast<int>(threads.size());
   const std::string notes = build_notes(threads, info, auxv, maps);
@@ -375,7 +399,8 @@ Result write_core(int pid, const std::string& path, const Options& opts, PtraceS
       for (uint64_t pos = 0; pos < filesz[i]; pos += kChunk) {
         check_cancel();
         const size_t len = static_cast<size_t>(std::min<uint64_t>(kChunk, filesz[i] - pos));
-        uint8_t* buf = pipe.acquire();
+        uint8_t* buf = pipe.acquire(opts.cancel);
+        if (!buf) check_cancel();
         std::vector<WritePipeline::Piece> pieces;
         const size_t bad = read_region(reader, pagemap, maps[i], maps[i].start + pos, len, buf,
                                        loads[i].offset + pos, pieces, how);

@@ -21,7 +21,11 @@ struct Options {
   std::optional<uint32_t> filter;             // coredump_filter mask; default the target's own
   const std::atomic<bool>* cancel = nullptr;  // checked between chunks: ECANCELED, nothing left behind
   std::function<void(uint64_t done, uint64_t total)> progress;  // bytes of segment data; dump thread
-  bool overwrite = false;                                       // else EEXIST when `path` exists
+  // Called once when a cancelled dump has let the target go (threads detached, snapshot child killed) and
+  // before the slow part of the clean-up (the writer's last write, closing the unlinked file, the child's
+  // memory being torn down and its reaping), which then runs on before write_core_dump throws ECANCELED.
+  std::function<void()> abandoned;
+  bool overwrite = false;  // else EEXIST when `path` exists
 };
 
 struct Result {

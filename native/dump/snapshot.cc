@@ -60,6 +60,10 @@ SnapshotChild SnapshotChild::create(PtraceSession& session, std::string& why) {
   return out;
 }
 
+void SnapshotChild::kill_now() const noexcept {
+  if (child_ > 0) ::kill(child_, SIGKILL);
+}
+
 double SnapshotChild::release(PtraceSession* session) noexcept {
   if (child_ <= 0) return 0;
   const pid_t child = std::exchange(child_, 0);

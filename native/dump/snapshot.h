@@ -28,6 +28,9 @@ class SnapshotChild {
 
   explicit operator bool() const { return child_ > 0; }
   pid_t pid() const { return child_; }
+  // SIGKILLs the child now (its memory is torn down while the caller goes on); release() still waits for
+  // its death and reaps it.
+  void kill_now() const noexcept;
   // Kills and reaps the child. `session` still holding the target's threads is used for the wait4
   // injection, otherwise one thread is stopped briefly. Returns the pause it caused in ms.
   double release(PtraceSession* session = nullptr) noexcept;
