@@ -6,7 +6,13 @@
 // a VM the first large write after a quiet spell pays for fresh memory (seconds per GiB here), and a
 // fixed order would hand that cost to the same writer every time. Rows give the median and the range.
 //
-// Run: npm run bench:dump   (BENCH_DUMP_SIZES=1024,4096 to choose the sizes in MiB, BENCH_DUMP_ROUNDS=5)
+// Then cancellation (README: "a cancelled dump stops within 100 ms"): BENCH_DUMP_CANCEL_RUNS dumps of a
+// 1 GiB target per mode, each aborted at a random moment of the dump (the pause included), timed from
+// abort() to the promise's rejection; and as many `tripdump dump` runs interrupted with SIGINT, timed to
+// the process's exit. After each, the target must run untraced with no child left and no file written.
+//
+// Run: npm run bench:dump   (BENCH_DUMP_SIZES=1024,4096 to choose the sizes in MiB, BENCH_DUMP_ROUNDS=5,
+//                           BENCH_DUMP_CANCEL_RUNS=20)
 
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
@@ -31,6 +37,8 @@ const OUT_DIR = path.join(ROOT, 'build', 'bench');
 const HEARTBEAT = path.join(OUT_DIR, 'heartbeat');
 const SIZES = (process.env.BENCH_DUMP_SIZES ?? '1024,4096').split(',').map(Number);
 const ROUNDS = Number(process.env.BENCH_DUMP_ROUNDS ?? 5);
+const CANCEL_RUNS = Number(process.env.BENCH_DUMP_CANCEL_RUNS ?? 20);
+const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
 const MIB = 2 ** 20;
 
 interface Row {
@@ -188,6 +196,107 @@ async function benchKernel(
 
 const hasGcore = spawnSync('sh', ['-c', 'command -v gcore'], { stdio: 'ignore' }).status === 0;
 
+interface CancelRow {
+  how: string;
+  ms: number[];
+  /** Runs after which the target was not clean within 2 s (traced, stopped, a child left, a file). */
+  unclean: number;
+}
+
+/** Children of every thread of pid. */
+function childrenOf(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
+    try {
+      return readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+    } catch {
+      return [];
+    }
+  });
+}
+
+/** Waits up to 2 s for the target to be as it was: running, untraced, childless; and no file. */
+async function clean(pid: number, work: string, prefix: string): Promise<boolean> {
+  for (let i = 0; i < 200; i++) {
+    const status = readFileSync(`/proc/${pid}/status`, 'latin1');
+    const traced = !/^TracerPid:\s+0$/m.test(status);
+    const stopped = /^State:\s+[tT]/m.test(status);
+    const files = readdirSync(work).filter((f) => f.startsWith(prefix) || f.includes('.tmp'));
+    if (!traced && !stopped && childrenOf(pid).length === 0 && files.length === 0) return true;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return false;
+}
+
+async function benchCancel(rows: CancelRow[], work: string, heart: Heart): Promise<void> {
+  const child = await start(HEARTBEAT, ['1024', heart.file]);
+  const pid = child.pid!;
+  await new Promise((r) => setTimeout(r, 300));
+  for (const mode of ['stop', 'snapshot'] as const) {
+    // One whole dump sets the window the aborts fall in.
+    settle();
+    const file = path.join(work, `cancel-${mode}`);
+    const full = await timed(async () => {
+      await writeCoreDump(pid, file, { mode });
+    });
+    rmSync(file, { force: true });
+    const api: CancelRow = { how: `writeCoreDump ${mode}: abort() → rejection`, ms: [], unclean: 0 };
+    const said: CancelRow = {
+      how: `tripdump dump --mode ${mode}: SIGINT → "aborted; no file was left"`,
+      ms: [],
+      unclean: 0,
+    };
+    const cli: CancelRow = { how: `tripdump dump --mode ${mode}: SIGINT → process exit`, ms: [], unclean: 0 };
+    rows.push(api, said, cli);
+    for (let run = 0; run < CANCEL_RUNS; run++) {
+      settle();
+      const ac = new AbortController();
+      const p = writeCoreDump(pid, file, { mode, signal: ac.signal }).then(
+        () => 'completed',
+        (e: Error) => e.name,
+      );
+      await new Promise((r) => setTimeout(r, Math.random() * full * 1000 * 0.8));
+      const t = performance.now();
+      ac.abort();
+      const outcome = await p;
+      if (outcome === 'AbortError') api.ms.push(performance.now() - t);
+      if (!(await clean(pid, work, 'cancel-'))) api.unclean++;
+      rmSync(file, { force: true });
+
+      // The CLI: started first (node's start-up is not the dump), interrupted once the dump holds the
+      // target (stop) or has its snapshot child, at a random moment of the rest.
+      settle();
+      const proc = track(
+        spawn(process.execPath, [CLI, 'dump', String(pid), file, '--mode', mode], {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        }),
+      );
+      const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+      let saidAt = 0;
+      proc.stderr!.on('data', (d: Buffer) => {
+        if (!saidAt && d.toString().includes('aborted')) saidAt = performance.now();
+      });
+      for (let i = 0; i < 1000; i++) {
+        const status = readFileSync(`/proc/${pid}/status`, 'latin1');
+        if (mode === 'stop' ? !/^TracerPid:\s+0$/m.test(status) : childrenOf(pid).length > 0) break;
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      await new Promise((r) => setTimeout(r, Math.random() * full * 1000 * 0.6));
+      const c = performance.now();
+      const finishedBefore = proc.exitCode !== null;
+      if (!finishedBefore) proc.kill('SIGINT');
+      await exited;
+      // A dump that completed before the signal wrote its file: not a cancel.
+      if (!finishedBefore && !readdirSync(work).includes(path.basename(file))) {
+        cli.ms.push(performance.now() - c);
+        if (saidAt) said.ms.push(saidAt - c);
+      }
+      if (!(await clean(pid, work, 'cancel-'))) cli.unclean++;
+      rmSync(file, { force: true });
+    }
+  }
+  await stop(child);
+}
+
 async function main(): Promise<void> {
   mkdirSync(OUT_DIR, { recursive: true });
   execFileSync('cc', ['-O2', '-o', HEARTBEAT, path.join(ROOT, 'bench', 'heartbeat.c')]);
@@ -208,6 +317,7 @@ async function main(): Promise<void> {
     `dump folder: ${work} (${spawnSync('df', ['-h', '--output=fstype', work], { encoding: 'utf8' }).stdout.split('\n')[1]?.trim()})\n`,
   );
   const rows: Row[] = [];
+  let cancelled: CancelRow[] = [];
   try {
     for (const mib of SIZES) {
       const label = `${mib >= 1024 ? `${mib / 1024} GiB` : `${mib} MiB`} touched`;
@@ -215,6 +325,9 @@ async function main(): Promise<void> {
       await benchTarget(rows, label, work, () => start(HEARTBEAT, [String(mib), heart.file]), heart);
       if (kernelOk) await benchKernel(rows, label, work, mib, heart);
     }
+    const cancelRows: CancelRow[] = [];
+    if (CANCEL_RUNS > 0) await benchCancel(cancelRows, work, new Heart(work, 'cancel'));
+    cancelled = cancelRows;
     // A Node process: the writer's own measure of the pause (no heartbeat inside node).
     await benchTarget(rows, 'node (64 MiB heap)', work, () =>
       start(process.execPath, [
@@ -241,6 +354,29 @@ async function main(): Promise<void> {
       `| ${r.target} | ${r.writer} | ${fmt(r.elapsedS, 2)} | ${fmt(r.pauseMs, 1)} | ${r.apparentMiB.toFixed(0)} | ${r.diskMiB.toFixed(0)} |`,
     );
   console.log("\n(pause: largest gap in the target's 1 ms heartbeat; for node, the writer's own measure)");
+  if (cancelled.length) {
+    const pct = (xs: number[], q: number) =>
+      [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]!;
+    console.log(
+      `\nCancelling a dump of 1 GiB touched, at a random moment (${CANCEL_RUNS} runs each; load ${os
+        .loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')}):`,
+    );
+    console.log(
+      '| cancelled | runs timed | median ms | p90 ms | max ms | over 100 ms | target not clean after 2 s |',
+    );
+    console.log('|---|---|---|---|---|---|---|');
+    for (const r of cancelled)
+      console.log(
+        r.ms.length
+          ? `| ${r.how} | ${r.ms.length} | ${median(r.ms).toFixed(1)} | ${pct(r.ms, 0.9).toFixed(1)} | ${Math.max(...r.ms).toFixed(1)} | ${r.ms.filter((x) => x > 100).length} | ${r.unclean} |`
+          : `| ${r.how} | 0 | - | - | - | - | ${r.unclean} |`,
+      );
+    console.log(
+      "(runs the dump finished before the abort are not timed; the CLI rows include node handling SIGINT, the exit row node's own teardown)",
+    );
+  }
   console.log('\nTargets (design §5):');
   for (const mib of SIZES) {
     const label = `${mib >= 1024 ? `${mib / 1024} GiB` : `${mib} MiB`} touched`;
