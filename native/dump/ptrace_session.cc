@@ -99,7 +99,9 @@ PtraceSession::PtraceSession(int pid, const std::atomic<bool>* cancel) : pid_(pi
   if (pid <= 0) throw SysError(ESRCH, "ptrace", "", pid);
   try {
     stop_all(cancel);
+    all_stopped_ = std::chrono::steady_clock::now();
     for (auto& t : threads_) capture(t);
+    captured_ = std::chrono::steady_clock::now();
   } catch (...) {
     detach_all();
     throw;
@@ -110,15 +112,19 @@ PtraceSession::PtraceSession(int pid, OneThread) : pid_(pid) {
   stop_start_ = std::chrono::steady_clock::now();
   stopped_ = true;
   try {
+    // Another thread than the main one where there is one: a Node target's event loop (or any main
+    // thread with work to do) then never stops for this. Only the general registers are needed to inject.
     std::vector<pid_t> tasks = list_tasks(pid_);
-    std::stable_partition(tasks.begin(), tasks.end(), [&](pid_t t) { return t == pid_; });
+    std::stable_partition(tasks.begin(), tasks.end(), [&](pid_t t) { return t != pid_; });
     for (pid_t tid : tasks) {
       if (!seize_one(tid)) continue;
       ThreadState& t = threads_.back();
       collect_stop(t, nullptr);
       if (t.attached) {
-        capture(t);
-        if (injectable(t)) return;
+        iovec iov{&t.regs, sizeof t.regs};
+        if (::ptrace(PTRACE_GETREGSET, t.tid, reinterpret_cast<void*>(NT_PRSTATUS), &iov) == 0 &&
+            injectable(t))
+          return;
       }
       detach_one(t);
       threads_.pop_back();
@@ -205,6 +211,10 @@ void PtraceSession::stop_all(const std::atomic<bool>* cancel) {
   // consecutive passes, made after every known thread has stopped, find nothing new.
   seize_one(pid_);  // the main thread first: it is the first thread of the core
   known.insert(pid_);
+  // Every thread is interrupted before any is waited for, so their ways to a stop overlap (on a busy host
+  // each can wait a while for a CPU).
+  for (pid_t tid : list_tasks(pid_))
+    if (known.insert(tid).second) seize_one(tid);
   int quiet_passes = 0;
   size_t waited = 0;
   while (true) {
@@ -276,7 +286,11 @@ void PtraceSession::detach_one(ThreadState& t) noexcept {
 
 void PtraceSession::detach_all() noexcept {
   std::vector<pid_t> released;
-  for (auto& t : threads_) {
+  // The main thread last: a thread let go wakes and may take this CPU at once, and the main thread is the
+  // one with work to do (a Node target's event loop ran for 1-5 ms before the other six were detached).
+  // The others are mostly idle and go back to sleep.
+  for (size_t i = 1; i <= threads_.size(); i++) {
+    ThreadState& t = threads_[i % threads_.size()];  // 1, 2, ... n-1, then 0 (the main thread)
     if (t.attached && !borrowed_) released.push_back(t.tid);
     detach_one(t);
   }
@@ -310,6 +324,11 @@ double PtraceSession::paused_ms() const {
   if (stop_start_ == std::chrono::steady_clock::time_point{}) return 0;
   const auto end = stopped_ ? std::chrono::steady_clock::now() : stop_end_;
   return std::chrono::duration<double, std::milli>(end - stop_start_).count();
+}
+
+double PtraceSession::stopping_ms() const {
+  if (all_stopped_ == std::chrono::steady_clock::time_point{}) return 0;
+  return std::chrono::duration<double, std::milli>(all_stopped_ - stop_start_).count();
 }
 
 size_t PtraceSession::read_memory(uint64_t addr, void* buf, size_t len) {
@@ -400,7 +419,9 @@ long PtraceSession::inject_syscall(ThreadState& t, uint64_t insn, long nr, const
     fail("PTRACE_SETREGSET");
 
   // Step: syscall entry, [clone event], syscall exit. SIGSTOP (not blockable) may interrupt: keep it for
-  // re-delivery at detach and go on.
+  // re-delivery at detach and go on. (Not one PTRACE_SINGLESTEP over the instruction, which saves a stop:
+  // it ends in a SIGTRAP signal-delivery stop, and if tripdump died before detaching, the kernel would
+  // deliver that SIGTRAP and kill the target. A syscall-exit stop carries no signal.)
   bool exited_syscall = false, entered = false;
   while (!exited_syscall) {
     if (::ptrace(PTRACE_SYSCALL, t.tid, nullptr, nullptr) < 0) fail("PTRACE_SYSCALL");

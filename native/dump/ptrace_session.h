@@ -44,7 +44,7 @@ class PtraceSession {
   // captures the registers of each. The main thread is first. Throws SysError; on throw all are detached.
   PtraceSession(int pid, const std::atomic<bool>* cancel);
   // Stops a single thread of `pid` that can take an injected system call (used to reap the snapshot
-  // child): the other threads keep running.
+  // child), another than the main thread where possible: the other threads keep running.
   struct OneThread {};
   PtraceSession(int pid, OneThread);
   // Borrows threads the caller has already seized and stopped (each in a ptrace stop, described by its
@@ -73,6 +73,14 @@ class PtraceSession {
   void detach_all() noexcept;
   // Milliseconds the threads have been stopped so far (until detach_all()).
   double paused_ms() const;
+  // Of which: until every thread had stopped (seizing, interrupting, rescanning the thread list); the
+  // constructor spent the rest of its time capturing registers.
+  double stopping_ms() const;
+  // Then capturing the registers took this long; the constructor returned at captured_at().
+  double capturing_ms() const {
+    return std::chrono::duration<double, std::milli>(captured_ - all_stopped_).count();
+  }
+  std::chrono::steady_clock::time_point captured_at() const { return captured_; }
 
   // Runs system call `nr` inside stopped thread `t` at syscall instruction `insn`, with all signals
   // blocked, then restores its registers and signal mask exactly. When `clone_child` is not null, the
@@ -102,7 +110,7 @@ class PtraceSession {
   bool job_stopped_ = false;
   char initial_state_ = 'R';
   std::vector<ThreadState> threads_;
-  std::chrono::steady_clock::time_point stop_start_{}, stop_end_{};
+  std::chrono::steady_clock::time_point stop_start_{}, stop_end_{}, all_stopped_{}, captured_{};
   bool stopped_ = false;
   bool borrowed_ = false;
 };

@@ -179,6 +179,14 @@ Napi::Object dump_result_object(Napi::Env env, const dump::Result& r) {
   o.Set("mappingsWritten", r.mappings_written);
   o.Set("mappingsSkipped", r.mappings_skipped);
   o.Set("pauseMs", r.pause_ms);
+  Napi::Array phases = Napi::Array::New(env, r.pause_phases.size());
+  for (uint32_t i = 0; i < r.pause_phases.size(); ++i) {
+    Napi::Object p = Napi::Object::New(env);
+    p.Set("phase", r.pause_phases[i].name);
+    p.Set("ms", r.pause_phases[i].ms);
+    phases.Set(i, p);
+  }
+  o.Set("pausePhases", phases);
   o.Set("mode", dump::mode_name(r.mode_used));
   Napi::Array w = Napi::Array::New(env, r.warnings.size());
   for (uint32_t i = 0; i < r.warnings.size(); ++i) w.Set(i, r.warnings[i]);
