@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <set>
 
@@ -95,12 +96,15 @@ bool wait_stop(pid_t tid, int& status, int pid_for_errors, int timeout_ms, const
   }
 }
 
-PtraceSession::PtraceSession(int pid, const std::atomic<bool>* cancel) : pid_(pid) {
+PtraceSession::PtraceSession(int pid, const std::atomic<bool>* cancel, Capture what) : pid_(pid) {
   if (pid <= 0) throw SysError(ESRCH, "ptrace", "", pid);
   try {
     stop_all(cancel);
     all_stopped_ = std::chrono::steady_clock::now();
-    for (auto& t : threads_) capture(t);
+    for (auto& t : threads_) {
+      capture_general(t);
+      if (what == Capture::kAll) capture_rest(t);
+    }
     captured_ = std::chrono::steady_clock::now();
   } catch (...) {
     detach_all();
@@ -121,10 +125,8 @@ PtraceSession::PtraceSession(int pid, OneThread) : pid_(pid) {
       ThreadState& t = threads_.back();
       collect_stop(t, nullptr);
       if (t.attached) {
-        iovec iov{&t.regs, sizeof t.regs};
-        if (::ptrace(PTRACE_GETREGSET, t.tid, reinterpret_cast<void*>(NT_PRSTATUS), &iov) == 0 &&
-            injectable(t))
-          return;
+        capture_general(t);
+        if (injectable(t)) return;
       }
       detach_one(t);
       threads_.pop_back();
@@ -142,7 +144,8 @@ PtraceSession::PtraceSession(int pid, std::vector<ThreadState> stopped, Borrowed
   stopped_ = true;
   for (auto& t : threads_) {
     t.attached = true;
-    capture(t);
+    capture_general(t);
+    capture_rest(t);
   }
 }
 
@@ -235,10 +238,20 @@ void PtraceSession::stop_all(const std::atomic<bool>* cancel) {
   if (threads_.empty()) throw SysError(ESRCH, "ptrace", "", pid_);
 }
 
-void PtraceSession::capture(ThreadState& t) {
+void PtraceSession::capture_general(ThreadState& t) {
   iovec iov{&t.regs, sizeof t.regs};
   if (::ptrace(PTRACE_GETREGSET, t.tid, reinterpret_cast<void*>(NT_PRSTATUS), &iov) < 0)
     throw SysError(errno, "ptrace", "", pid_, "PTRACE_GETREGSET NT_PRSTATUS");
+}
+
+void PtraceSession::capture_rest() {
+  for (auto& t : threads_)
+    if (t.attached) capture_rest(t);
+}
+
+void PtraceSession::capture_rest(ThreadState& t) {
+  if (t.captured) return;
+  t.captured = true;
   std::string buf;
   for (const auto& spec : arch::extra_regsets()) {
     buf.assign(spec.max_size, '\0');
@@ -393,7 +406,7 @@ struct InjectionGuard {
 }  // namespace
 
 long PtraceSession::inject_syscall(ThreadState& t, uint64_t insn, long nr, const std::vector<uint64_t>& args,
-                                   pid_t* clone_child) {
+                                   pid_t* clone_child, const std::function<void()>& meanwhile) {
   auto fail = [&](const char* what) { throw SysError(errno, "ptrace", "", pid_, what); };
   arch::GpRegs saved{};
   iovec iov{&saved, sizeof saved};
@@ -422,9 +435,20 @@ long PtraceSession::inject_syscall(ThreadState& t, uint64_t insn, long nr, const
   // re-delivery at detach and go on. (Not one PTRACE_SINGLESTEP over the instruction, which saves a stop:
   // it ends in a SIGTRAP signal-delivery stop, and if tripdump died before detaching, the kernel would
   // deliver that SIGTRAP and kill the target. A syscall-exit stop carries no signal.)
-  bool exited_syscall = false, entered = false;
+  bool exited_syscall = false, entered = false, ran_meanwhile = false;
+  std::exception_ptr meanwhile_failed;
   while (!exited_syscall) {
     if (::ptrace(PTRACE_SYSCALL, t.tid, nullptr, nullptr) < 0) fail("PTRACE_SYSCALL");
+    if (entered && meanwhile && !ran_meanwhile) {
+      // The call runs now (a clone of a large process takes milliseconds): other work fits in. Whatever
+      // it throws waits until the call is over and the thread restored.
+      ran_meanwhile = true;
+      try {
+        meanwhile();
+      } catch (...) {
+        meanwhile_failed = std::current_exception();
+      }
+    }
     int status = 0;
     if (!wait_stop(t.tid, status, pid_, 10000)) {
       t.attached = false;
@@ -447,6 +471,7 @@ long PtraceSession::inject_syscall(ThreadState& t, uint64_t insn, long nr, const
   iovec got{&after, sizeof after};
   if (::ptrace(PTRACE_GETREGSET, t.tid, reinterpret_cast<void*>(NT_PRSTATUS), &got) < 0)
     fail("PTRACE_GETREGSET");
+  if (meanwhile_failed) std::rethrow_exception(meanwhile_failed);
   // The guard restores the saved registers at this syscall-exit stop. On detach the kernel runs its
   // signal/restart path, which restarts the interrupted syscall exactly as it would have.
   return arch::syscall_result(after);

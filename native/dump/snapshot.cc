@@ -25,7 +25,8 @@ SnapshotChild& SnapshotChild::operator=(SnapshotChild&& o) noexcept {
   return *this;
 }
 
-SnapshotChild SnapshotChild::create(PtraceSession& session, std::string& why) {
+SnapshotChild SnapshotChild::create(PtraceSession& session, std::string& why,
+                                    const std::function<void()>& meanwhile) {
   size_t index = 0;
   uint64_t insn = 0;
   if (!session.pick_injection_point(index, insn)) {
@@ -33,6 +34,7 @@ SnapshotChild SnapshotChild::create(PtraceSession& session, std::string& why) {
     return {};
   }
   ThreadState& t = session.threads()[index];
+  session.capture_rest(t);  // before its registers and mask are borrowed
   SnapshotChild out;
   out.target_ = session.pid();
   // The child's pid lands in `out` as soon as the clone event is seen, so if anything below throws, the
@@ -40,7 +42,8 @@ SnapshotChild SnapshotChild::create(PtraceSession& session, std::string& why) {
   // CLONE_FILES: the child shares the fd table, so it holds no extra references to the target's files
   // (a socket the target closes really closes). Exit signal 0: no SIGCHLD reaches the target. Not
   // CLONE_VM (no copy), not CLONE_VFORK (the parent would wait), not CLONE_PARENT (EINVAL for PID 1s).
-  const long r = session.inject_syscall(t, insn, arch::nr_clone(), {CLONE_FILES, 0, 0, 0, 0}, &out.child_);
+  const long r =
+      session.inject_syscall(t, insn, arch::nr_clone(), {CLONE_FILES, 0, 0, 0, 0}, &out.child_, meanwhile);
   const pid_t child = out.child_;
   if (r < 0 || child <= 0) {
     why = std::string("injected clone failed: ") + SysError::errno_name(static_cast<int>(-r));

@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 
 #include "dump/ptrace_session.h"
@@ -18,7 +19,9 @@ class SnapshotChild {
   // Creates the child from `session` (all threads stopped). Returns an empty object with `why` set when
   // snapshot mode cannot be used here (no safe injection point, clone failed with ENOMEM/EAGAIN, ...);
   // throws SysError for ptrace failures.
-  static SnapshotChild create(PtraceSession& session, std::string& why);
+  // `meanwhile`: work for the other threads while the clone runs (see PtraceSession::inject_syscall).
+  static SnapshotChild create(PtraceSession& session, std::string& why,
+                              const std::function<void()>& meanwhile = {});
 
   SnapshotChild() = default;
   SnapshotChild(SnapshotChild&& o) noexcept;
