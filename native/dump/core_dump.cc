@@ -3,7 +3,6 @@
 #include <elf.h>
 #include <signal.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -325,26 +324,6 @@ bool empty_reservation(const Vma& v, const std::vector<Vma>& before) {
   return false;
 }
 
-// Raises this thread's priority to the highest nice level while it holds the target stopped, where
-// permitted (root, CAP_SYS_NICE), and restores it after. A thread it lets go, or any other process on a
-// busy host, would otherwise take the CPU in the middle of the pause: with four other runnable tasks per
-// CPU, detaching the first of a Node target's seven threads took 0.15 ms or 5.6 ms depending on that.
-class Urgent {
- public:
-  Urgent() : before_(::getpriority(PRIO_PROCESS, 0)) { raised_ = ::setpriority(PRIO_PROCESS, 0, -20) == 0; }
-  ~Urgent() { end(); }
-  Urgent(const Urgent&) = delete;
-  Urgent& operator=(const Urgent&) = delete;
-  void end() noexcept {
-    if (raised_) ::setpriority(PRIO_PROCESS, 0, before_);
-    raised_ = false;
-  }
-
- private:
-  int before_;
-  bool raised_ = false;
-};
-
 Result write_core(int pid, const std::string& path, const Options& opts, PtraceSession* borrowed) {
   Result res;
   res.path = path;
@@ -411,8 +390,6 @@ Result write_core(int pid, const std::string& path, const Options& opts, PtraceS
   }
   check_cancel();
 
-  std::optional<Urgent> urgent;
-  if (mode == Mode::kSnapshot) urgent.emplace();
   std::optional<PtraceSession> own;
   // Snapshot mode captures the registers' rest while the clone runs (see below).
   PtraceSession& session = borrowed ? *borrowed
@@ -503,7 +480,6 @@ Result write_core(int pid, const std::string& path, const Options& opts, PtraceS
         phase("dontfork");
         session.detach_all();
         phase("resume");
-        urgent.reset();
       }
     }
   }
@@ -622,9 +598,7 @@ Result write_core(int pid, const std::string& path, const Options& opts, PtraceS
   // Let the target go before the rename: nothing after this needs it stopped.
   if (mode == Mode::kSnapshot) {
     const double first = session.paused_ms();
-    urgent.emplace();
     reaper.finish();
-    urgent.reset();
     res.pause_ms = first + reaper.pause_ms;
     res.pause_phases.push_back({"reap", reaper.pause_ms});
     if (!child.warning().empty()) res.warnings.push_back(child.warning());
