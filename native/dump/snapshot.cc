@@ -3,6 +3,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include <cstring>
@@ -63,14 +64,26 @@ SnapshotChild SnapshotChild::create(PtraceSession& session, std::string& why,
   return out;
 }
 
+namespace {
+
+// The child's death tears down its copy of the page tables: tens of milliseconds of kernel work at 1 GiB,
+// which no one waits for but the reaping. At the lowest priority it leaves the CPUs to the target (and,
+// after a cancel, to tripdump's own exit). Only a caller allowed to renice it can (same user, or root).
+void kill_quietly(pid_t child) noexcept {
+  ::setpriority(PRIO_PROCESS, static_cast<id_t>(child), 19);
+  ::kill(child, SIGKILL);
+}
+
+}  // namespace
+
 void SnapshotChild::kill_now() const noexcept {
-  if (child_ > 0) ::kill(child_, SIGKILL);
+  if (child_ > 0) kill_quietly(child_);
 }
 
 double SnapshotChild::release(PtraceSession* session) noexcept {
   if (child_ <= 0) return 0;
   const pid_t child = std::exchange(child_, 0);
-  ::kill(child, SIGKILL);
+  kill_quietly(child);
   // As its tracer we see its death first; only after that can the real parent (the target) reap it.
   try {
     int status = 0;
