@@ -89,6 +89,18 @@ bool parse_nonneg_int(Cursor& c, int& v) {
   return true;
 }
 
+// A process group or session id: -1 is what the kernel prints once the process's signal struct is gone
+// (do_task_stat starts from -1 and fills them in only under lock_task_sighand), i.e. while it is being
+// reaped (state X). Other negatives never appear.
+bool parse_group_id(Cursor& c, int& v) {
+  if (c.eat('-')) {
+    if (!c.eat('1') || is_digit(c.peek())) return false;
+    v = -1;
+    return true;
+  }
+  return parse_nonneg_int(c, v);
+}
+
 bool parse_u32(Cursor& c, uint32_t& v) {
   uint64_t w = 0;
   if (!parse_u64(c, w) || w > std::numeric_limits<uint32_t>::max()) return false;
@@ -208,10 +220,10 @@ bool parse_stat(std::string_view text, StatFields& out) {
         ok = parse_nonneg_int(c, s.ppid);
         break;
       case 5:
-        ok = parse_nonneg_int(c, s.pgrp);
+        ok = parse_group_id(c, s.pgrp);
         break;
       case 6:
-        ok = parse_nonneg_int(c, s.session);
+        ok = parse_group_id(c, s.session);
         break;
       case 10:
         ok = parse_u64(c, s.minflt);

@@ -21,8 +21,8 @@ struct StatFields {
   size_t comm_len = 0;
   char state = '?';
   int ppid = 0;
-  int pgrp = 0;
-  int session = 0;
+  int pgrp = 0;     // -1 while the process is being reaped (state X)
+  int session = 0;  // likewise
   uint64_t minflt = 0;
   uint64_t majflt = 0;
   uint64_t utime = 0;  // clock ticks

@@ -146,7 +146,7 @@ void apply_stat(ProcessTable::Entry& e, const StatFields& s, double page_size, d
 }  // namespace
 
 std::unique_ptr<ProcessTable::Entry> ProcessTable::open_entry(int pid, int tgid, const WatchOptions& follow,
-                                                              int& err) {
+                                                              OpenFailure& why) {
   auto e = std::make_unique<Entry>();
   e->pid = pid;
   e->tgid = tgid;
@@ -154,12 +154,17 @@ std::unique_ptr<ProcessTable::Entry> ProcessTable::open_entry(int pid, int tgid,
   e->follow = e->thread ? WatchOptions{} : follow;
   const std::string base = e->thread ? "/proc/" + std::to_string(tgid) + "/task/" + std::to_string(pid)
                                      : "/proc/" + std::to_string(pid);
-  if ((err = e->files[kStat].open(base + "/stat")) || (err = e->files[kStat].read())) return nullptr;
-  StatFields s;
-  if (!parse_stat(e->files[kStat].data(), s)) {
-    err = EINVAL;
+  const auto fail = [&](int err, const char* syscall, const char* file) {
+    why = {err, syscall, base + "/" + file};
     return nullptr;
-  }
+  };
+  if (int err = e->files[kStat].open(base + "/stat")) return fail(err, "open", "stat");
+  if (int err = e->files[kStat].read()) return fail(err, "read", "stat");
+  StatFields s;
+  if (!parse_stat(e->files[kStat].data(), s)) return fail(EINVAL, "parse", "stat");
+  // State X: exit is over and the process is being reaped (pgrp and session read -1 by then). It has
+  // gone as far as any caller can tell; its next read says ESRCH.
+  if (s.state == 'X') return fail(ESRCH, "read", "stat");
   e->start_ticks = s.starttime;
   apply_stat(*e, s, page_size_, start_ms(s.starttime));
   for (int src = kStatm; src <= kIo; ++src) {
@@ -167,31 +172,31 @@ std::unique_ptr<ProcessTable::Entry> ProcessTable::open_entry(int pid, int tgid,
     const int r = e->files[src].open(base + "/" + kSourceFile[src]);
     if (denied(r))
       e->denied |= 1u << src;
-    else if ((err = r))
-      return nullptr;
+    else if (r)
+      return fail(r, "open", kSourceFile[src]);
   }
   if (sources_ & ((1u << kFd) | (1u << kSocket))) {
     const int r = e->fd_dir.open(base + "/fd");
     if (denied(r))
       e->denied |= (1u << kFd) | (1u << kSocket);
-    else if ((err = r))
-      return nullptr;
+    else if (r)
+      return fail(r, "open", "fd");
   }
   if (e->follow.threads) {
-    if ((err = e->task_dir.open(base + "/task"))) return nullptr;
+    if (int err = e->task_dir.open(base + "/task")) return fail(err, "open", "task");
   }
-  err = 0;
   return e;
 }
 
 Identity ProcessTable::watch(int pid, const WatchOptions& options) {
   if (closed_) throw SysError(EBADF, "watch", {}, pid, "the sampler is closed");
   if (pid <= 0) throw SysError(EINVAL, "watch", {}, pid, "a pid is a positive integer");
-  int err = 0;
-  auto e = open_entry(pid, pid, options, err);
+  OpenFailure why;
+  auto e = open_entry(pid, pid, options, why);
   if (!e) {
     // ENOENT on /proc/PID means there is no such process: report it the way the kernel would.
-    throw SysError(gone(err) ? ESRCH : err, "open", "/proc/" + std::to_string(pid) + "/stat", pid);
+    throw SysError(gone(why.err) ? ESRCH : why.err, why.syscall, std::move(why.path), pid,
+                   why.err == EINVAL ? "unexpected format" : "");
   }
   const Identity id{pid, start_ms(e->start_ticks)};
   std::lock_guard lock(pending_mu_);
@@ -276,8 +281,8 @@ void ProcessTable::discover() {
   if (options_.all) {
     for (int pid : fresh) {
       if (by_pid_.count(pid)) continue;
-      int e_err = 0;
-      if (auto e = open_entry(pid, pid, options_.follow, e_err)) adopt(std::move(e));
+      OpenFailure why;
+      if (auto e = open_entry(pid, pid, options_.follow, why)) adopt(std::move(e));
       // A process that vanished between the listing and the open was never ours to report.
     }
     return;
@@ -300,8 +305,8 @@ void ProcessTable::discover() {
     std::erase_if(candidates, [&](const Candidate& c) {
       auto parent = by_pid_.find(c.ppid);
       if (parent == by_pid_.end() || parent->second->thread || !parent->second->follow.children) return false;
-      int e_err = 0;
-      if (auto e = open_entry(c.pid, c.pid, parent->second->follow, e_err)) progress |= adopt(std::move(e));
+      OpenFailure why;
+      if (auto e = open_entry(c.pid, c.pid, parent->second->follow, why)) progress |= adopt(std::move(e));
       return true;
     });
   }
@@ -314,8 +319,8 @@ void ProcessTable::follow_threads(Entry& e) {
   const int tgid = e.pid;
   for (int tid : tids) {
     if (tid == tgid || tid <= 0 || by_pid_.count(tid)) continue;
-    int e_err = 0;
-    if (auto t = open_entry(tid, tgid, {}, e_err)) adopt(std::move(t));
+    OpenFailure why;
+    if (auto t = open_entry(tid, tgid, {}, why)) adopt(std::move(t));
   }
 }
 
@@ -339,7 +344,8 @@ void ProcessTable::sample_entry(Entry& e, int64_t now_ns) {
   if (stat.changed()) {
     StatFields s;
     // Read by path (over the fd budget), a pid can be reused between two sweeps: identity tells.
-    if (!parse_stat(stat.data(), s) || s.starttime != e.start_ticks) {
+    // Being reaped (state X) is gone too: the next read would say ESRCH.
+    if (!parse_stat(stat.data(), s) || s.starttime != e.start_ticks || s.state == 'X') {
       e.exited = true;
       return;
     }

@@ -181,7 +181,13 @@ class ProcessTable {
   void write_row(Entry& e, ColumnBlock& b, size_t row) const;
   void move_row(ColumnBlock& b, size_t from, size_t to) const;
   bool adopt(std::unique_ptr<Entry> e);
-  std::unique_ptr<Entry> open_entry(int pid, int tgid, const WatchOptions& follow, int& err);
+  // Why open_entry() failed: errno (ESRCH for a process being reaped), the call and the file.
+  struct OpenFailure {
+    int err = 0;
+    const char* syscall = "";
+    std::string path;
+  };
+  std::unique_ptr<Entry> open_entry(int pid, int tgid, const WatchOptions& follow, OpenFailure& why);
   double start_ms(uint64_t ticks) const;
   void release();
 

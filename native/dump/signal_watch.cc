@@ -87,6 +87,14 @@ SignalWatch::SignalWatch(int pid, uint64_t watched) : pid_(pid), watched_(watche
       return;
     }
     if (tid != pid_ && (e == ESRCH || tracer < 0)) return;  // the thread exited meanwhile
+    // The kernel refuses to seize a task whose exit is over (EPERM once exit_state is set). A main thread
+    // in that state with no other thread left (a zombie counts itself as its one thread) means the
+    // process exited while we were attaching: gone, not a permission problem.
+    if (tid == pid_) {
+      const char st = proc_state(pid_);
+      if (st == '?' || st == 'X' || (st == 'Z' && status_field(pid_, "Threads") <= 1))
+        throw SysError(ESRCH, "ptrace", "", pid_, "the process exited");
+    }
     if (tid == pid_ && e == EPERM && tracer > 0)
       throw SysError(EPERM, "ptrace", "", pid_, "already traced by pid " + std::to_string(tracer));
     if (e == ESRCH && proc_state(pid_) == '?') throw SysError(ESRCH, "ptrace", "", pid_);

@@ -11,7 +11,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <thread>
@@ -307,7 +309,16 @@ Napi::Value watch_signals(const Napi::CallbackInfo& info) {
   auto first = std::make_unique<EventMsg>();
   pollfd p{channel->sock.get(), POLLIN, 0};
   ssize_t n = -1;
-  if (::poll(&p, 1, 10000) > 0) n = ::recv(channel->sock.get(), first.get(), sizeof *first, 0);
+  // Retried on EINTR: the SIGCHLD of any other worker ending (another target's watcher, whose process
+  // exited) interrupts the poll, and must not pass for a timeout.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const int r = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(0, left.count())));
+    if (r > 0) n = ::recv(channel->sock.get(), first.get(), sizeof *first, 0);
+    if (r >= 0 || errno != EINTR) break;
+  }
   if (n != sizeof *first || first->type != EventMsg::kAttached) {
     ::kill(child, SIGKILL);  // detaches anything it seized
     while (::waitpid(child, nullptr, 0) < 0 && errno == EINTR) {

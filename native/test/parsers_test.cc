@@ -425,8 +425,14 @@ TEST(stat_number_limits) {
 TEST(stat_signs) {
   const std::string base = read_fixture("self.stat");
   StatFields s;
-  for (int field : {4, 5, 6, 10, 12, 14, 15, 22, 23}) {  // never negative in proc(5)
+  for (int field : {4, 10, 12, 14, 15, 22, 23}) {  // never negative in proc(5)
     CHECK(!parse_stat(with_field(base, field, "-1"), s));
+  }
+  // pgrp and session are -1 while the process is being reaped (see stat_of_a_process_being_reaped), and
+  // nothing else negative.
+  for (int field : {5, 6}) {
+    REQUIRE(parse_stat(with_field(base, field, "-1"), s));
+    for (const char* v : {"-2", "-10", "-", "--1", "-1x"}) CHECK(!parse_stat(with_field(base, field, v), s));
   }
   CHECK(!parse_stat(with_field(base, 14, "+1"), s));
   CHECK(!parse_stat(with_field(base, 14, "1x"), s));
@@ -453,6 +459,19 @@ TEST(stat_bad_state) {
     REQUIRE(parse_stat(with_field(base, 3, st), s));
     CHECK_EQ(s.state, st[0]);
   }
+}
+
+// Captured from a process between release_task() and its last reference: state X, ppid 0, and pgrp and
+// session -1 because its signal struct is gone (do_task_stat prints its initial -1). Refusing this line
+// once made a monitor die with "open failed: EINVAL" under churn; it is a process being reaped.
+TEST(stat_of_a_process_being_reaped) {
+  StatFields s;
+  REQUIRE(parse_stat(read_fixture("reaped.stat"), s));
+  CHECK_EQ(s.state, 'X');
+  CHECK_EQ(s.pgrp, -1);
+  CHECK_EQ(s.session, -1);
+  CHECK_EQ(s.ppid, 0);
+  CHECK_EQ(s.starttime, 136793u);
 }
 
 TEST(stat_nul_bytes) {

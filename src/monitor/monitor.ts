@@ -11,6 +11,8 @@ import type { Snapshot } from '../sampler/snapshot.js';
 import type { DumpFn, Firing, Judgement, Trigger, TriggerState } from '../triggers/trigger.js';
 
 const DISCOVERY_BITS = (1 << FIELD_NAMES.indexOf('comm')) | (1 << FIELD_NAMES.indexOf('pgid'));
+/** Paths the summary lists (the latest ones); `writtenTotal` counts them all. */
+const WRITTEN_KEPT = 1000;
 
 export type TargetSpec = { pid: number } | { name: string } | { pgid: number };
 
@@ -47,8 +49,10 @@ export type MonitorEvent =
   | { type: 'error'; target: TargetInfo; firing: Firing | undefined; kind: string; error: Error };
 
 export interface MonitorSummary {
-  /** Files written by actions, in order. */
+  /** Files written by actions, in order: the latest 1,000 (a long run forgets older paths). */
   written: string[];
+  /** How many files actions wrote in all. */
+  writtenTotal: number;
   firings: number;
   /** Why the monitor stopped. */
   reason: 'done' | 'exited' | 'aborted';
@@ -77,10 +81,19 @@ interface Target {
 export class Monitor {
   readonly #o: Required<Omit<MonitorOptions, 'signal'>> & { signal: AbortSignal };
   readonly #listeners: ((e: MonitorEvent) => void)[] = [];
+  /**
+   * Live targets, and exited ones until their actions end: a target's state goes with its process, so
+   * churn leaves nothing behind. What outlives it is in the counters below.
+   */
   readonly #targets = new Map<number, Target>();
   readonly #inflight = new Set<Promise<void>>();
   readonly #written: string[] = [];
+  #writtenTotal = 0;
   #firings = 0;
+  /** A target was ever added: -w and -pgid wait for a first one, then end when none is left to watch. */
+  #seen = false;
+  /** A target went away before it was done: the summary says 'exited' rather than 'done'. */
+  #cutShort = false;
   /** An event-driven trigger could not start: the monitor ends. */
   #failed = false;
   /** Ends the sampler's current wait, so the loop looks at the targets again. */
@@ -107,6 +120,14 @@ export class Monitor {
     };
   }
 
+  /**
+   * Targets the monitor holds state for now: the live ones (and exited ones whose actions are still
+   * running). It returns to the number of live matching processes after any amount of churn.
+   */
+  get tracked(): number {
+    return this.#targets.size;
+  }
+
   on(listener: (e: MonitorEvent) => void): this {
     this.#listeners.push(listener);
     return this;
@@ -126,7 +147,9 @@ export class Monitor {
     this.#nudge = () => sampler.wake();
     signal.addEventListener('abort', this.#nudge, { once: true });
     // Targets by name or process group are found by a stat-only sweep of every process.
-    const discovery = 'pid' in spec ? undefined : new Sampler({ all: true, fields: ['comm', 'pgid'] });
+    // The start time tells a reused pid from the process first seen under it.
+    const discovery =
+      'pid' in spec ? undefined : new Sampler({ all: true, fields: ['comm', 'pgid', 'startTime'] });
     try {
       if ('pid' in spec) this.#add(sampler, spec.pid);
       else if ('pgid' in spec) this.#checkGroup(spec.pgid);
@@ -139,8 +162,9 @@ export class Monitor {
           for (let row = 0; row < d.length; row++) {
             if (!(changed[row]! & DISCOVERY_BITS)) continue;
             const r = d.record(row);
-            if (this.#targets.get(r.pid)?.exited === false) continue;
-            if (this.#matches(r.pid, r.comm, r.pgid)) this.#tryAdd(sampler, r.pid);
+            const known = this.#targets.get(r.pid);
+            if (known && known.info.startTime === r.startTime) continue;
+            if (this.#matches(r.pid, r.comm, r.pgid)) this.#tryAdd(sampler, r.pid, r.startTime ?? undefined);
           }
         }
         // Discovery runs between polls and a live listener wants each one: a single sweep per call then.
@@ -163,10 +187,10 @@ export class Monitor {
     }
     const reason = signal.aborted
       ? 'aborted'
-      : [...this.#targets.values()].every((t) => this.#done(t))
+      : !this.#cutShort && [...this.#targets.values()].every((t) => this.#done(t))
         ? 'done'
         : 'exited';
-    return { written: this.#written, firings: this.#firings, reason };
+    return { written: this.#written, writtenTotal: this.#writtenTotal, firings: this.#firings, reason };
   }
 
   /** What should end the sampler's next wait: the conditions of every target that may fire now. */
@@ -195,11 +219,7 @@ export class Monitor {
   #take(snap: Snapshot): void {
     for (const e of snap.exited) {
       const t = this.#targets.get(e.pid);
-      if (t && t.info.startTime === e.startTime && !t.exited) {
-        t.exited = true;
-        t.events.abort();
-        this.#emit({ type: 'exit', target: t.info });
-      }
+      if (t && t.info.startTime === e.startTime) this.#exited(t);
     }
     for (const t of this.#targets.values()) {
       const record = t.exited ? undefined : snap.get(t.info.pid);
@@ -246,6 +266,7 @@ export class Monitor {
       t.cooldownUntil = Date.now() + this.#o.cooldownMs;
       this.#inflight.delete(run);
       if (this.#done(t)) t.events.abort();
+      if (t.exited) this.#forget(t);
       this.#nudge();
     });
     this.#inflight.add(run);
@@ -271,6 +292,12 @@ export class Monitor {
         return true;
       };
       const watching = trigger.subscribe(t.info.pid, fire, t.events.signal).catch((e: unknown) => {
+        // The process went away while its trigger was starting (or watching): that is its exit, not a
+        // failure of the monitor.
+        if (e instanceof ProcessGoneError || t.exited) {
+          this.#exited(t);
+          return;
+        }
         this.#emit({
           type: 'error',
           target: t.info,
@@ -298,7 +325,11 @@ export class Monitor {
     for (const action of this.#o.actions) {
       try {
         const r = await action.run(ctx);
-        if (r.path) this.#written.push(r.path);
+        if (r.path) {
+          this.#writtenTotal++;
+          this.#written.push(r.path);
+          if (this.#written.length > WRITTEN_KEPT) this.#written.shift();
+        }
         this.#emit({
           type: 'action',
           target: t.info,
@@ -322,9 +353,24 @@ export class Monitor {
 
   /** The monitor ends when every target seen is done or gone and none has work in flight. */
   #finished(): boolean {
-    if (this.#targets.size === 0) return false; // -w and -pgid wait for a first match
+    if (!this.#seen) return false; // -w and -pgid wait for a first match
     for (const t of this.#targets.values()) if (t.busy || !(t.exited || this.#done(t))) return false;
     return true;
+  }
+
+  /** The target's process is gone: its triggers stop, and its state goes once no action needs it. */
+  #exited(t: Target): void {
+    if (t.exited) return;
+    t.exited = true;
+    t.events.abort();
+    this.#emit({ type: 'exit', target: t.info });
+    if (!t.busy) this.#forget(t);
+  }
+
+  #forget(t: Target): void {
+    // A newer process may hold the pid already.
+    if (this.#targets.get(t.info.pid) === t) this.#targets.delete(t.info.pid);
+    if (!this.#done(t)) this.#cutShort = true;
   }
 
   #matches(pid: number, comm: string | null | undefined, pgid: number | null | undefined): boolean {
@@ -354,18 +400,29 @@ export class Monitor {
     throw new UsageError(`no process is in process group ${pgid}`, '-pgid');
   }
 
-  #tryAdd(sampler: Sampler, pid: number): void {
+  /** Adds a discovered process; one that is gone by now (or whose pid is another's already) is skipped. */
+  #tryAdd(sampler: Sampler, pid: number, startTime: number | undefined): void {
     try {
-      this.#add(sampler, pid);
+      this.#add(sampler, pid, startTime);
     } catch (e) {
       if (!(e instanceof ProcessGoneError)) throw e;
     }
   }
 
-  #add(sampler: Sampler, pid: number): void {
-    // A pid seen before is a new target only if the old one has exited (the pid was reused).
-    if (this.#targets.get(pid)?.exited === false) return;
+  /** `startTime`: the process the caller matched, when it knows (discovery); watch() then confirms it. */
+  #add(sampler: Sampler, pid: number, startTime?: number): void {
+    const known = this.#targets.get(pid);
+    if (known && !known.exited && known.info.startTime === startTime) return;
     const id = sampler.watch(pid);
+    // Whoever holds the pid now, a target with another start time has exited, whether or not a sweep
+    // said so yet (the sampler drops its row when it takes in the new watch).
+    if (known && known.info.startTime !== id.startTime) this.#exited(known);
+    else if (known) return; // the same process: a target already
+    if (startTime !== undefined && id.startTime !== startTime) {
+      // The process matched is gone and its pid is another's, unmatched: not ours to sample.
+      sampler.unwatch(pid);
+      return;
+    }
     const info: TargetInfo = { pid, startTime: id.startTime, name: processName(pid) };
     const target: Target = {
       info,
@@ -378,6 +435,7 @@ export class Monitor {
       exited: false,
     };
     this.#targets.set(pid, target);
+    this.#seen = true;
     this.#emit({ type: 'target', target: info });
     this.#subscribe(target);
   }
