@@ -108,6 +108,32 @@ export interface NativeSignalWatch {
   done: Promise<void>;
 }
 
+/** A listening TCP socket (inspector/listeners.h). */
+export interface NativeTcpListener {
+  address: string;
+  port: number;
+  v6: boolean;
+  inode: number;
+}
+
+/** The inspector guard process (inspector/guard.h): its pid, our end of its control socket, its exit. */
+export interface NativeInspectorGuard {
+  pid: number;
+  fd: number;
+  /** Exit code (128 + signal when killed). */
+  exited: Promise<number>;
+}
+
+/** An output file being written (dump/output_file.h): appended in order, named only by commit(). */
+export interface NativeOutputFile {
+  /** Appends; one write in flight at a time. */
+  write(data: Buffer): Promise<void>;
+  /** Gives the file its final name (EEXIST if taken, unless overwrite). */
+  commit(): void;
+  /** Releases it; uncommitted, nothing is left behind. Idempotent. */
+  close(): void;
+}
+
 export interface NativeBinding {
   /**
    * Intercepts the signals the target receives (PTRACE_SEIZE of every thread, in a forked watcher
@@ -128,6 +154,25 @@ export interface NativeBinding {
   layout(capacity: number): ColumnLayout;
   /** The process-wide budget of kept fds; with a limit, caps it first. */
   fdBudget(limit?: number): { limit: number; inUse: number };
+  /** The process's own listening TCP sockets, or (all) every listener in its network namespace. */
+  tcpListeners(pid: number, all: boolean): NativeTcpListener[];
+  /** Whether the process is in another network namespace than ours. */
+  otherNetns(pid: number): boolean;
+  /** A socket connected to address:port from inside pid's network namespace; the caller owns the fd. */
+  connectTcp(pid: number, address: string, port: number, timeoutMs: number): number;
+  /** Forks the guard, which sends SIGUSR1 to open the target's inspector at once. */
+  startInspectorGuard(options: {
+    pid: number;
+    startTicks: number;
+    openTimeoutMs: number;
+    lateWatchMs: number;
+    closeMessage: string;
+  }): NativeInspectorGuard;
+  /** Throws EEXIST at once when the name is taken (and not overwrite). */
+  OutputFile: new (
+    path: string,
+    overwrite: boolean,
+  ) => NativeOutputFile;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -136,7 +136,7 @@ class Guard {
     const auto deadline = Clock::now() + std::chrono::milliseconds(o_.open_timeout_ms);
     while (!(found = find_new(known))) {
       if (Clock::now() >= deadline) break;
-      if (!wait(-1, 5)) return;
+      if (wait(-1, 5) < 0) return;
     }
     if (!found) {
       say("none");
@@ -144,7 +144,7 @@ class Guard {
       const auto late = Clock::now() + std::chrono::milliseconds(o_.late_watch_ms);
       while (!(found = find_new(known))) {
         if (Clock::now() >= late) return;
-        if (!wait(-1, 250)) return;
+        if (wait(-1, 250) < 0) return;
       }
       take_over_ = true;
     }

@@ -1,7 +1,6 @@
 // The sample history action and the sidecar format: what was measured before a firing, as JSON.
-import { constants } from 'node:fs';
-import { link, open, rename, unlink } from 'node:fs/promises';
-import path from 'node:path';
+import { fromNative, native } from '../errors.js';
+import { binding } from '../native.js';
 import type { Action, ActionContext, ActionResult } from './action.js';
 
 export const SIDECAR_VERSION = 1;
@@ -22,30 +21,63 @@ export function sidecar(ctx: ActionContext, extra: Record<string, unknown> = {})
   };
 }
 
+/** An output file being written; see createFileSafely. */
+export interface SafeFile {
+  readonly path: string;
+  /** Bytes written so far. */
+  readonly size: number;
+  /** Appends (strings as UTF-8); await each write before the next. */
+  write(data: string | Uint8Array): Promise<void>;
+  /** Gives the file its final name: EEXIST if it appeared meanwhile (unless overwrite). */
+  commit(): void;
+  /** Releases the file; if not committed, nothing is left behind. Idempotent. */
+  close(): void;
+}
+
 /**
- * Writes a file the way every output of tripdump is written (design §3): mode 0600, O_EXCL|O_NOFOLLOW,
- * under a temporary name in the same directory, renamed when complete. Rejects with EEXIST when the
- * final name exists (unless overwrite).
+ * Creates a file the way every output of tripdump is written (design §3), to be filled as a stream: mode
+ * 0600, an unnamed O_TMPFILE in the destination directory (a named temporary one where the file system
+ * lacks O_TMPFILE) that gets its final name only in commit(), so an interrupted or killed writer leaves
+ * nothing half-written. Throws EEXIST at once when the final name exists (unless overwrite), and never
+ * follows a symlink there.
  */
+export function createFileSafely(file: string, overwrite = false): SafeFile {
+  const f = native(() => new (binding().OutputFile)(file, overwrite));
+  let size = 0;
+  return {
+    path: file,
+    get size() {
+      return size;
+    },
+    async write(data) {
+      const buf =
+        typeof data === 'string'
+          ? Buffer.from(data, 'utf8')
+          : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      try {
+        await f.write(buf);
+      } catch (e) {
+        throw fromNative(e);
+      }
+      size += buf.length;
+    },
+    commit() {
+      native(() => f.commit());
+    },
+    close() {
+      f.close();
+    },
+  };
+}
+
+/** Writes a whole file as createFileSafely does. Rejects with EEXIST when the final name exists (unless overwrite). */
 export async function writeFileSafely(file: string, data: string, overwrite = false): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  const fh = await open(
-    tmp,
-    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-    0o600,
-  );
+  const f = createFileSafely(file, overwrite);
   try {
-    await fh.writeFile(data);
-    await fh.close();
-    if (!overwrite) {
-      // rename() replaces silently; link() refuses an existing name, which is the check we want.
-      await link(tmp, file);
-      await unlink(tmp);
-    } else await rename(tmp, file);
-  } catch (e) {
-    await fh.close().catch(() => {});
-    await unlink(tmp).catch(() => {});
-    throw e;
+    await f.write(data);
+    f.commit();
+  } finally {
+    f.close();
   }
 }
 
