@@ -114,15 +114,21 @@ export class CdpSession {
   }
 
   #receive(data: WebSocket.RawData, isBinary: boolean): void {
-    if (isBinary) return this.#fail(`process ${this.#pid}'s inspector sent a binary frame`);
+    if (isBinary) {
+      this.#fail(`process ${this.#pid}'s inspector sent a binary frame`);
+      return;
+    }
     let m: unknown;
     try {
       m = JSON.parse(Array.isArray(data) ? Buffer.concat(data).toString() : data.toString());
     } catch {
-      return this.#fail(`process ${this.#pid}'s inspector sent a frame that is not JSON`);
+      this.#fail(`process ${this.#pid}'s inspector sent a frame that is not JSON`);
+      return;
     }
-    if (typeof m !== 'object' || m === null)
-      return this.#fail(`process ${this.#pid}'s inspector sent ${typeof m}`);
+    if (typeof m !== 'object' || m === null) {
+      this.#fail(`process ${this.#pid}'s inspector sent ${typeof m}`);
+      return;
+    }
     const msg = m as { id?: unknown; method?: unknown; params?: unknown; result?: unknown; error?: unknown };
     if (typeof msg.id === 'number') {
       const p = this.#pending.get(msg.id);
@@ -211,7 +217,10 @@ export class CdpSession {
   /** Listens to an event; returns the function that stops listening. */
   on(method: string, listener: (params: CdpParams) => void): () => void {
     let set = this.#listeners.get(method);
-    if (!set) this.#listeners.set(method, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.#listeners.set(method, set);
+    }
     set.add(listener);
     return () => {
       set.delete(listener);

@@ -93,5 +93,5 @@ export function handlesSigusr1(pid: number): boolean {
   const caught = /^SigCgt:\s*([0-9a-f]+)$/m.exec(status)?.[1];
   if (caught === undefined) return false;
   // Bit n-1 for signal n; SIGUSR1 is 10 on every Linux architecture Node runs on.
-  return (BigInt(`0x${caught}`) >> 9n) & 1n ? true : false;
+  return ((BigInt(`0x${caught}`) >> 9n) & 1n) === 1n;
 }
