@@ -166,6 +166,7 @@ export interface NativeBinding {
     startTicks: number;
     openTimeoutMs: number;
     lateWatchMs: number;
+    probeMessage: string;
     closeMessage: string;
   }): NativeInspectorGuard;
   /** Throws EEXIST at once when the name is taken (and not overwrite). */

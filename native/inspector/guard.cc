@@ -42,6 +42,37 @@ std::string ws_text_frame(std::string_view payload, const std::array<uint8_t, 4>
   return f;
 }
 
+std::string ws_close_frame(const std::array<uint8_t, 4>& mask) {
+  std::string f;
+  f.push_back(static_cast<char>(0x88));  // FIN, close
+  f.push_back(static_cast<char>(0x80));  // masked, no body
+  for (uint8_t m : mask) f.push_back(static_cast<char>(m));
+  return f;
+}
+
+std::optional<WsFrame> ws_frame_header(std::string_view b) {
+  if (b.size() < 2) return std::nullopt;
+  WsFrame f;
+  f.opcode = static_cast<uint8_t>(b[0]) & 0x0f;
+  const bool masked = static_cast<uint8_t>(b[1]) & 0x80;
+  const uint8_t len7 = static_cast<uint8_t>(b[1]) & 0x7f;
+  size_t at = 2;
+  if (len7 == 126) {
+    if (b.size() < 4) return std::nullopt;
+    f.length = (static_cast<uint64_t>(static_cast<uint8_t>(b[2])) << 8) | static_cast<uint8_t>(b[3]);
+    at = 4;
+  } else if (len7 == 127) {
+    if (b.size() < 10) return std::nullopt;
+    for (size_t i = 2; i < 10; i++) f.length = (f.length << 8) | static_cast<uint8_t>(b[i]);
+    at = 10;
+  } else {
+    f.length = len7;
+  }
+  f.header = at + (masked ? 4 : 0);
+  if (b.size() < f.header) return std::nullopt;
+  return f;
+}
+
 std::optional<std::string> first_target_id(std::string_view json) {
   for (size_t at = json.find("\"id\""); at != std::string_view::npos; at = json.find("\"id\"", at + 4)) {
     size_t i = at + 4;
@@ -324,12 +355,51 @@ class Guard {
     // As long as it takes: the target runs the close when its JavaScript next gets control.
     const auto head = read_response(fd, false, 24 * 3600 * 1000);
     if (!head || http_status(head->first) != 101) return;
-    if (!send_all(fd, ws_text_frame(o_.close_message, mask))) return;
-    // The inspector closes every connection, this one included, once it has stopped listening.
+    if (!send_all(fd, ws_text_frame(o_.probe_message, mask))) return;
+    // Frames: the probe's answer (then the close is sent), then the inspector's close frame, which is
+    // answered; then until it drops the connection.
+    constexpr uint64_t kMaxKept = 1u << 20;  // larger frames are skipped unread
+    std::string buf;
+    uint64_t skip = 0;  // payload bytes of a skipped frame still to drop
+    bool closing = false, answered = false;
     for (;;) {
       const int r = wait(fd, -1);
       if (r < 0) return;
-      if (r > 0 && !drain_some(fd)) return;
+      if (r == 0) continue;
+      char chunk[65536];
+      const ssize_t n = ::recv(fd, chunk, sizeof chunk, MSG_DONTWAIT);
+      if (n == 0) return;
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR) continue;
+        return;
+      }
+      if (answered) continue;
+      std::string_view in(chunk, static_cast<size_t>(n));
+      const size_t dropped = static_cast<size_t>(std::min<uint64_t>(skip, in.size()));
+      skip -= dropped;
+      buf.append(in.substr(dropped));
+      while (skip == 0 && !answered) {
+        const auto f = ws_frame_header(buf);
+        if (!f) break;
+        if (f->length > kMaxKept) {
+          const uint64_t have = buf.size() - f->header;
+          skip = f->length - std::min(have, f->length);
+          buf.clear();
+          continue;
+        }
+        if (buf.size() < f->header + f->length) break;
+        const std::string_view payload =
+            std::string_view(buf).substr(f->header, static_cast<size_t>(f->length));
+        if (f->opcode == 0x8) {
+          send_all(fd, ws_close_frame(mask));
+          ::shutdown(fd, SHUT_WR);
+          answered = true;
+        } else if (f->opcode == 0x1 && !closing && payload.substr(0, 7) == "{\"id\":1,") {
+          closing = true;
+          if (!send_all(fd, ws_text_frame(o_.close_message, mask))) return;
+        }
+        buf.erase(0, f->header + static_cast<size_t>(f->length));
+      }
     }
   }
 

@@ -4,8 +4,11 @@
 // plain TCP connection to the inspector (not a debugging session), and watches two things: that connection
 // (EOF: the inspector was closed, by tripdump's own session as normal; the guard just exits) and its
 // control socket to tripdump (EOF: tripdump is gone, or "close": tripdump asks it to take over). Taking
-// over means upgrading its connection to a WebSocket session and sending the one CDP message that closes
-// the inspector (Runtime.evaluate of inspector.close()), then waiting until the inspector has closed it.
+// over means upgrading its connection to a WebSocket session, waiting for the event loop to turn (see
+// GuardOptions::probe_message), sending the CDP message that closes the inspector (Runtime.evaluate of
+// inspector.close()), then answering the inspector's close frame (the
+// target's inspector.close() waits for every session's closing handshake, so a guard that did not answer
+// would hang the target) and waiting until the inspector has dropped the connection.
 // A target paused by tripdump's session needs nothing more: V8 resumes it when that session's socket
 // closes (verified in test/native/node-kill.test.ts).
 //
@@ -30,6 +33,11 @@ struct GuardOptions {
   // After "none", how long to go on watching for a late start (a target busy outside JavaScript takes the
   // signal's request only when it comes back) and close it.
   int late_watch_ms = 120000;
+  // The CDP message (JSON text, id 1) whose answer means the event loop has turned: sent, and answered,
+  // before the close. Node opens its inspector on SIGUSR1 from two places, a V8 interrupt (a loop busy in
+  // JavaScript) and a libuv async callback (an idle loop), whichever comes first; the other is a no-op,
+  // unless the inspector was closed before the loop ran it, and then it opens the inspector again.
+  std::string probe_message;
   // The CDP message (JSON text) that closes the inspector.
   std::string close_message;
 };
@@ -43,6 +51,15 @@ void run_guard(int control, const GuardOptions& options);
 // Pieces of the guard's protocol, pure functions (unit-tested):
 // A masked WebSocket text frame (RFC 6455 5.2) carrying payload.
 std::string ws_text_frame(std::string_view payload, const std::array<uint8_t, 4>& mask);
+// A WebSocket close frame (RFC 6455 5.5.1) from the client, masked, with no body.
+std::string ws_close_frame(const std::array<uint8_t, 4>& mask);
+// The frame at the start of `buffer` (from the server: unmasked), once its header is complete.
+struct WsFrame {
+  int opcode = 0;
+  size_t header = 0;    // bytes before the payload
+  uint64_t length = 0;  // payload bytes
+};
+std::optional<WsFrame> ws_frame_header(std::string_view buffer);
 // The first "id" string of a /json/list body.
 std::optional<std::string> first_target_id(std::string_view json);
 // Offset just past the blank line that ends an HTTP head, or npos while incomplete.

@@ -80,8 +80,8 @@ struct GuardJob {
   explicit GuardJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
 };
 
-// startInspectorGuard({pid, startTicks, openTimeoutMs, lateWatchMs, closeMessage}) -> {pid, fd, exited}
-// Forks the guard (it opens the inspector at once) and returns tripdump's end of its control socket
+// startInspectorGuard({pid, startTicks, openTimeoutMs, lateWatchMs, probeMessage, closeMessage}) -> {pid, fd,
+// exited} Forks the guard (it opens the inspector at once) and returns tripdump's end of its control socket
 // (a stream of lines) and a promise of its exit status. The guard does not die with tripdump: that is the
 // point. A waiter thread reaps it; it does not keep the event loop alive.
 Napi::Value start_inspector_guard(const Napi::CallbackInfo& info) {
@@ -92,6 +92,7 @@ Napi::Value start_inspector_guard(const Napi::CallbackInfo& info) {
   options.start_ticks = static_cast<uint64_t>(o.Get("startTicks").As<Napi::Number>().DoubleValue());
   options.open_timeout_ms = o.Get("openTimeoutMs").As<Napi::Number>().Int32Value();
   options.late_watch_ms = o.Get("lateWatchMs").As<Napi::Number>().Int32Value();
+  options.probe_message = o.Get("probeMessage").As<Napi::String>().Utf8Value();
   options.close_message = o.Get("closeMessage").As<Napi::String>().Utf8Value();
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)

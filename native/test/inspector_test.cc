@@ -98,6 +98,26 @@ TEST(inspector_ws_frame_round_trips_every_length_form) {
   }
 }
 
+TEST(inspector_reads_server_frame_headers) {
+  CHECK(!ws_frame_header(""));
+  CHECK(!ws_frame_header("\x81"));
+  auto f = ws_frame_header(std::string("\x88\x02\x03\xe8", 4));
+  REQUIRE(f);
+  CHECK_EQ(f->opcode, 8);
+  CHECK_EQ(f->header, 2u);
+  CHECK_EQ(f->length, 2u);
+  f = ws_frame_header(std::string("\x81\x7e\x01\x00", 4));
+  REQUIRE(f);
+  CHECK_EQ(f->length, 256u);
+  CHECK(!ws_frame_header(std::string("\x81\x7f\x00\x00", 4)));  // 64-bit length, incomplete
+  f = ws_frame_header(std::string("\x81\x7f\x00\x00\x00\x00\x00\x01\x00\x00", 10));
+  REQUIRE(f);
+  CHECK_EQ(f->length, 65536u);
+  CHECK(!ws_frame_header(std::string("\x81\x85\x01\x02", 4)));  // masked: 4 more header bytes
+  const std::string close = ws_close_frame({1, 2, 3, 4});
+  CHECK_EQ(close, std::string("\x88\x80\x01\x02\x03\x04", 6));
+}
+
 TEST(inspector_reads_http_heads_and_json_list_ids) {
   const std::string head =
       "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: 651\r\n\r\n[";

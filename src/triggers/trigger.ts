@@ -16,7 +16,10 @@ export type TriggerTag =
   | 'signal'
   | 'time'
   | 'manual'
-  | 'crash';
+  | 'crash'
+  /** Node targets (src/runtimes/node): V8 heap used, event loop blocked. */
+  | 'heapused'
+  | 'loopdelay';
 
 export interface Judgement {
   /** Whether the condition holds in this sample. */

@@ -13,6 +13,7 @@
 
 import net from 'node:net';
 import { constants } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { AbortError, fromNative, native } from '../../errors.js';
 import { binding, type NativeInspectorGuard, type NativeTcpListener } from '../../native.js';
 import { ConnectionPool, type ProcessKey, type RuntimeConnection } from '../connections.js';
@@ -24,6 +25,17 @@ import { NodeInspectorError } from './errors.js';
 const CLOSE_EXPRESSION =
   "(process.getBuiltinModule ? process.getBuiltinModule('inspector') : require('inspector')).close()";
 const CLOSE_PARAMS = { expression: CLOSE_EXPRESSION, includeCommandLineAPI: true };
+/**
+ * Settles once the event loop has gone through a whole iteration, its poll phase included. Asked before
+ * closing: Node opens its inspector on SIGUSR1 both from a V8 interrupt and from a libuv async callback,
+ * whichever runs first, and the later one opens it again if it was closed in between. The async callback
+ * runs in a poll phase; a loop blocked inside a poll-phase callback sees it only in the next iteration's,
+ * after this iteration's check phase: hence two setImmediate hops, not one.
+ */
+export const LOOP_PROBE = {
+  expression: 'new Promise((resolve) => setImmediate(() => setImmediate(resolve)))',
+  awaitPromise: true,
+};
 
 export interface NodeInspectorOptions {
   /** How long the inspector may take to listen after SIGUSR1 (default 5 s). */
@@ -144,7 +156,8 @@ class Guard {
         startTicks: key.startTicks,
         openTimeoutMs,
         lateWatchMs: LATE_WATCH_MS,
-        closeMessage: JSON.stringify({ id: 1, method: 'Runtime.evaluate', params: CLOSE_PARAMS }),
+        probeMessage: JSON.stringify({ id: 1, method: 'Runtime.evaluate', params: LOOP_PROBE }),
+        closeMessage: JSON.stringify({ id: 2, method: 'Runtime.evaluate', params: CLOSE_PARAMS }),
       }),
     );
     this.#socket = new net.Socket({ fd: this.#native.fd, readable: true, writable: true });
@@ -360,6 +373,24 @@ export class NodeInspector implements RuntimeConnection {
     return this.session.send<T>(method, params, options);
   }
 
+  /** Whether the target no longer listens on the inspector's port (polled for up to timeoutMs). */
+  async #listenerGone(timeoutMs: number): Promise<boolean> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      let listening: boolean;
+      try {
+        listening = binding()
+          .tcpListeners(this.pid, false)
+          .some((l) => l.port === this.endpoint.port);
+      } catch {
+        return true; // the target is gone, and its sockets with it
+      }
+      if (!listening) return true;
+      if (performance.now() >= deadline) return false;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
   /**
    * Runs fn alone on this connection: users that pause the debugger, profile or take snapshots must not
    * interleave (one enables a domain another disables).
@@ -382,16 +413,22 @@ export class NodeInspector implements RuntimeConnection {
       await this.session.close();
       return;
     }
-    if (this.session.open) {
+    const turned = await this.session
+      .send('Runtime.evaluate', LOOP_PROBE, { timeoutMs: this.#closeTimeoutMs })
+      .then(() => true)
+      .catch(() => false);
+    if (turned && this.session.open) {
       // The reply rarely arrives: the inspector drops every connection, this one too, as it closes.
       this.session.send('Runtime.evaluate', CLOSE_PARAMS).catch(() => {});
       await withTimeout(this.session.closed, this.#closeTimeoutMs);
     }
-    // The guard exits when its own connection to the inspector ends: that is the proof it has closed.
+    // The guard exits when its own connection to the inspector ends, and the listening socket goes in the
+    // same turn of the inspector's loop: both are checked, the socket in the kernel's tables.
     const exited = this.session.open ? undefined : await withTimeout(guard.exited, this.#closeTimeoutMs);
-    if (exited === undefined) {
-      // The target's JavaScript does not get control (blocked in native code): the guard closes the
-      // inspector when it can, tripdump need not wait for that.
+    const gone = exited !== undefined && (await this.#listenerGone(this.#closeTimeoutMs));
+    if (!gone) {
+      // The target's loop is blocked (or its JavaScript does not get control at all): the guard closes
+      // the inspector once it can, tripdump need not wait for that.
       guard.takeOver();
       this.session.terminate();
     }

@@ -1,0 +1,470 @@
+// What tripdump takes from a Node target through its inspector, as library functions and as monitor
+// actions: a heap snapshot streamed to a .heapsnapshot file, a diagnostic report, the JavaScript stack of
+// the running (or blocked) event loop, a CPU profile. Each takes a lease on the target's one connection and
+// runs alone on it.
+import { lstatSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { sleep } from '../../abort.js';
+import type { Action, ActionContext, ActionResult } from '../../actions/action.js';
+import { createFileSafely, sidecar, writeFileSafely } from '../../actions/history.js';
+import { dumpPath } from '../../dump/naming.js';
+import { AbortError, UsageError } from '../../errors.js';
+import type { TriggerTag } from '../../triggers/trigger.js';
+import type { CdpParams } from './cdp.js';
+import { NodeInspectorError } from './errors.js';
+import { withNodeInspector } from './inspector.js';
+
+export interface NodeFileOptions {
+  /** Replace an existing file (default: EEXIST). */
+  overwrite?: boolean;
+  /** Aborting stops waiting; nothing is left written, the target is left running and not paused. */
+  signal?: AbortSignal;
+}
+
+export interface HeapSnapshotResult {
+  path: string;
+  bytes: number;
+  /** From asking to the last byte written, ms. */
+  durationMs: number;
+}
+
+/** Chunks are written in batches of this size; past HIGH_WATER bytes queued, reading pauses. */
+const BATCH_BYTES = 2 ** 20;
+const HIGH_WATER_BYTES = 16 * 2 ** 20;
+
+/**
+ * Writes a heap snapshot of Node process pid to `file` (a .heapsnapshot that Chrome DevTools loads). The
+ * snapshot is streamed: V8 sends it in chunks as it serialises it, each written as it arrives, so tripdump
+ * never holds it whole (reading pauses while the disk catches up). The target is busy in V8 for the time
+ * it takes to snapshot and serialise its heap, as with v8.writeHeapSnapshot().
+ */
+export async function writeHeapSnapshot(
+  pid: number,
+  file: string,
+  options: NodeFileOptions = {},
+): Promise<HeapSnapshotResult> {
+  const { signal } = options;
+  return withNodeInspector(pid, signal, (inspector) =>
+    inspector.exclusive(async () => {
+      const started = performance.now();
+      const session = inspector.session;
+      const out = createFileSafely(file, options.overwrite === true);
+      let batch: string[] = [];
+      let batchBytes = 0;
+      let queued = 0;
+      let paused = false;
+      let failure: unknown;
+      let writing = Promise.resolve();
+      const flush = () => {
+        if (batchBytes === 0) return;
+        const data = batch.join('');
+        const n = batchBytes;
+        batch = [];
+        batchBytes = 0;
+        queued += n;
+        if (queued > HIGH_WATER_BYTES && !paused) {
+          paused = true;
+          session.pause();
+        }
+        writing = writing
+          .then(() => (failure === undefined ? out.write(data) : undefined))
+          .catch((e: unknown) => {
+            failure ??= e;
+          })
+          .finally(() => {
+            queued -= n;
+            if (paused && (queued < HIGH_WATER_BYTES / 2 || failure !== undefined)) {
+              paused = false;
+              session.resume();
+            }
+          });
+      };
+      const off = session.on('HeapProfiler.addHeapSnapshotChunk', (p) => {
+        if (typeof p.chunk !== 'string') {
+          failure ??= new NodeInspectorError(
+            pid,
+            'protocol',
+            `process ${pid} sent a heap snapshot chunk that is not text`,
+          );
+          return;
+        }
+        batch.push(p.chunk);
+        batchBytes += p.chunk.length;
+        if (batchBytes >= BATCH_BYTES) flush();
+      });
+      try {
+        await inspector.send('HeapProfiler.takeHeapSnapshot', { reportProgress: false }, { signal });
+        flush();
+        await writing;
+        if (failure !== undefined) throw failure;
+        out.commit();
+        return { path: file, bytes: out.size, durationMs: performance.now() - started };
+      } finally {
+        off();
+        if (paused) session.resume();
+        out.close();
+        // Frees V8's map of heap object ids the snapshot built, in the target.
+        inspector.send('HeapProfiler.disable').catch(() => {});
+      }
+    }),
+  );
+}
+
+export interface StackFrame {
+  functionName: string;
+  /** The script's URL or path ('' for code without one, e.g. an eval). */
+  url: string;
+  /** 1-based, as in Error stacks. */
+  line: number;
+  column: number;
+}
+
+export interface NodeStack {
+  pid: number;
+  /** When the stack was taken (ISO 8601). */
+  time: string;
+  /** No JavaScript ran within idleTimeoutMs of asking: the event loop is idle (or blocked outside JavaScript). */
+  idle: boolean;
+  /** How long the target was paused, ms (from the paused event to the resume's answer). */
+  pausedMs: number;
+  /** From asking to pause to the paused event, ms. */
+  latencyMs: number;
+  /** Innermost first. */
+  frames: StackFrame[];
+}
+
+export interface CaptureStackOptions {
+  signal?: AbortSignal;
+  /** How long to wait for JavaScript to run when the loop is idle (default 2 s). */
+  idleTimeoutMs?: number;
+}
+
+/**
+ * The JavaScript stack of the target's main thread, taken with Debugger.pause: a busy or blocked loop is
+ * interrupted where it is (that is the moment that matters for a stuck loop); an idle one pauses in the
+ * next JavaScript it runs. The target is resumed at once, and on every path out of here (an error, an
+ * abort: Debugger.disable resumes it; tripdump killed: V8 resumes when the session's socket closes).
+ */
+export async function captureNodeStack(pid: number, options: CaptureStackOptions = {}): Promise<NodeStack> {
+  const { signal } = options;
+  const idleTimeoutMs = options.idleTimeoutMs ?? 2000;
+  return withNodeInspector(pid, signal, (inspector) =>
+    inspector.exclusive(async () => {
+      const session = inspector.session;
+      const scripts = new Map<string, string>();
+      let paused: CdpParams | undefined;
+      let wake = () => {};
+      const offs = [
+        session.on('Debugger.scriptParsed', (p) => {
+          scripts.set(String(p.scriptId), typeof p.url === 'string' ? p.url : '');
+        }),
+        session.on('Debugger.paused', (p) => {
+          paused ??= p;
+          wake();
+        }),
+      ];
+      let pausedMs = 0;
+      let latencyMs = 0;
+      try {
+        await inspector.send('Debugger.enable', {}, { signal });
+        const asked = performance.now();
+        await inspector.send('Debugger.pause', {}, { signal });
+        if (!paused) {
+          const wait = new AbortController();
+          const waiting = sleep(idleTimeoutMs, wait.signal);
+          wake = () => wait.abort();
+          signal?.addEventListener('abort', wake, { once: true });
+          await waiting;
+          signal?.removeEventListener('abort', wake);
+        }
+        if (signal?.aborted) throw new AbortError('taking the stack was aborted');
+        const at = performance.now();
+        latencyMs = paused ? at - asked : 0;
+        if (paused) {
+          await inspector.send('Debugger.resume');
+          pausedMs = performance.now() - at;
+        }
+      } finally {
+        for (const off of offs) off();
+        // Resumes the target if it is still paused, and drops a pause request that found no JavaScript.
+        await inspector.send('Debugger.disable', {}, { timeoutMs: 5000 }).catch(() => {});
+      }
+      const frames = ((paused?.callFrames ?? []) as CdpParams[]).map((f): StackFrame => {
+        const loc = (f.location ?? {}) as CdpParams;
+        const url = typeof f.url === 'string' && f.url ? f.url : (scripts.get(String(loc.scriptId)) ?? '');
+        return {
+          functionName: typeof f.functionName === 'string' ? f.functionName : '',
+          url,
+          line: Number(loc.lineNumber ?? 0) + 1,
+          column: Number(loc.columnNumber ?? 0) + 1,
+        };
+      });
+      return { pid, time: new Date().toISOString(), idle: !paused, pausedMs, latencyMs, frames };
+    }),
+  );
+}
+
+/** The stack as Node prints one: "    at fn (file:line:column)". */
+export function formatNodeStack(s: NodeStack): string {
+  if (s.idle) return 'No JavaScript is running: the event loop is idle (or blocked outside JavaScript).\n';
+  return `${s.frames
+    .map((f) => `    at ${f.functionName || '<anonymous>'} (${f.url || '<unknown>'}:${f.line}:${f.column})`)
+    .join('\n')}\n`;
+}
+
+export interface NodeFileResult {
+  path: string;
+  bytes: number;
+  durationMs: number;
+}
+
+async function evaluate(
+  pid: number,
+  expression: string,
+  signal: AbortSignal | undefined,
+  timeoutMs: number,
+): Promise<unknown> {
+  return withNodeInspector(pid, signal, async (inspector) => {
+    const r = await inspector.send<{ result?: { value?: unknown }; exceptionDetails?: CdpParams }>(
+      'Runtime.evaluate',
+      { expression, returnByValue: true },
+      { signal, timeoutMs },
+    );
+    if (r.exceptionDetails) {
+      const ex = r.exceptionDetails.exception as { description?: string } | undefined;
+      throw new NodeInspectorError(
+        pid,
+        'evaluate',
+        `evaluating in process ${pid} failed: ${ex?.description ?? String(r.exceptionDetails.text)}`,
+      );
+    }
+    return r.result?.value;
+  });
+}
+
+/**
+ * Writes the target's diagnostic report (process.report.getReport(), the JSON `node --report-on-signal`
+ * writes) to `file`. Its JavaScript stack is the one running when the request interrupted it.
+ */
+export async function writeNodeReport(
+  pid: number,
+  file: string,
+  options: NodeFileOptions & { timeoutMs?: number } = {},
+): Promise<NodeFileResult> {
+  const started = performance.now();
+  const report = await evaluate(
+    pid,
+    'JSON.stringify(process.report.getReport(), null, 2)',
+    options.signal,
+    options.timeoutMs ?? 30_000,
+  );
+  if (typeof report !== 'string')
+    throw new NodeInspectorError(
+      pid,
+      'evaluate',
+      `process ${pid} has no process.report (Node.js before 11.8?)`,
+    );
+  await writeFileSafely(file, `${report}\n`, options.overwrite === true);
+  return { path: file, bytes: Buffer.byteLength(report) + 1, durationMs: performance.now() - started };
+}
+
+export interface CpuProfileOptions extends NodeFileOptions {
+  seconds: number;
+  /** V8's sampling interval, µs (default V8's: 1000). */
+  intervalUs?: number;
+}
+
+/** Profiles the target's JavaScript for `seconds` and writes the .cpuprofile (Chrome DevTools' format). */
+export async function writeCpuProfile(
+  pid: number,
+  file: string,
+  options: CpuProfileOptions,
+): Promise<NodeFileResult> {
+  const { signal, seconds } = options;
+  if (!Number.isFinite(seconds) || seconds <= 0)
+    throw new UsageError(`a profile needs a duration in seconds > 0, got ${seconds}`, 'seconds');
+  return withNodeInspector(pid, signal, (inspector) =>
+    inspector.exclusive(async () => {
+      const started = performance.now();
+      let running = false;
+      try {
+        await inspector.send('Profiler.enable', {}, { signal });
+        if (options.intervalUs)
+          await inspector.send('Profiler.setSamplingInterval', { interval: options.intervalUs });
+        await inspector.send('Profiler.start', {}, { signal });
+        running = true;
+        await sleep(seconds * 1000, signal ?? new AbortController().signal);
+        if (signal?.aborted) throw new AbortError('the profile was aborted');
+        const { profile } = await inspector.send<{ profile: unknown }>(
+          'Profiler.stop',
+          {},
+          { timeoutMs: 30_000 },
+        );
+        running = false;
+        const text = JSON.stringify(profile);
+        await writeFileSafely(file, text, options.overwrite === true);
+        return { path: file, bytes: Buffer.byteLength(text), durationMs: performance.now() - started };
+      } finally {
+        if (running) await inspector.send('Profiler.stop', {}, { timeoutMs: 5000 }).catch(() => {});
+        inspector.send('Profiler.disable').catch(() => {});
+      }
+    }),
+  );
+}
+
+/** What a monitor firing can write on a Node target. */
+export type NodeOutput = 'core' | 'heap' | 'stack' | 'report' | 'profile';
+export const NODE_OUTPUTS: readonly NodeOutput[] = ['core', 'heap', 'stack', 'report', 'profile'];
+
+/**
+ * What a firing writes when no outputs were chosen: each Node trigger its own evidence (the heap for a heap
+ * trigger, the blocked loop's stack for a loop-delay trigger), every other trigger a core, as ProcDump.
+ */
+export function defaultNodeOutputs(tag: TriggerTag): NodeOutput[] {
+  if (tag === 'heapused') return ['heap'];
+  if (tag === 'loopdelay') return ['stack'];
+  return ['core'];
+}
+
+export interface NodeOutputOptions {
+  /** Folder for the files. */
+  dir: string;
+  /** A custom base name (ProcDump's DUMP_FILE); later firings get `_1`, `_2`… */
+  file?: string | undefined;
+  overwrite?: boolean;
+  /** What every firing writes; default: defaultNodeOutputs(firing's tag). */
+  outputs?: readonly NodeOutput[] | undefined;
+  /** Duration of a 'profile' output (default 5 s). */
+  profileSeconds?: number;
+}
+
+const EXTENSIONS = {
+  heap: '.heapsnapshot',
+  stack: '.stack.json',
+  report: '.report.json',
+  profile: '.cpuprofile',
+} as const;
+const MAX_NAME_TRIES = 1000;
+
+function exists(file: string): boolean {
+  try {
+    lstatSync(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * One output of a firing on a Node target, named as ProcDump names dumps plus an extension
+ * (`node_heapused_250102_101500.1234.heapsnapshot`), with the sidecar JSON beside it (`<file>.json`; the
+ * stack file is its own sidecar). It does nothing for firings that do not want it (see NodeOutputOptions).
+ */
+export class NodeOutputAction implements Action {
+  readonly kind: string;
+  #count = 0;
+
+  constructor(
+    readonly output: Exclude<NodeOutput, 'core'>,
+    readonly options: NodeOutputOptions,
+  ) {
+    this.kind = output;
+  }
+
+  async run(ctx: ActionContext): Promise<ActionResult> {
+    if (!wants(this.options, ctx, this.output)) return { message: '' };
+    const o = this.options;
+    const pid = ctx.target.pid;
+    for (let n = 0; ; n++) {
+      const file =
+        dumpPath(
+          { dir: o.dir, file: o.file },
+          ctx.target.name,
+          ctx.firing.tag,
+          pid,
+          ctx.time,
+          n + (o.file ? this.#count : 0),
+        ) + EXTENSIONS[this.output];
+      if (!o.overwrite && n < MAX_NAME_TRIES && exists(file)) continue;
+      try {
+        return await this.#write(ctx, file);
+      } catch (e) {
+        if ((e as { code?: string }).code !== 'EEXIST' || o.overwrite || n >= MAX_NAME_TRIES) throw e;
+      }
+    }
+  }
+
+  async #write(ctx: ActionContext, file: string): Promise<ActionResult> {
+    const pid = ctx.target.pid;
+    const { signal } = ctx;
+    const overwrite = this.options.overwrite === true;
+    const index = this.#count;
+    let message: string;
+    if (this.output === 'stack') {
+      const stack = await captureNodeStack(pid, { signal });
+      await writeFileSafely(file, `${JSON.stringify(sidecar(ctx, { stack }), null, 2)}\n`, overwrite);
+      const top = stack.frames[0];
+      const where = stack.idle
+        ? 'no JavaScript running'
+        : top
+          ? `in ${top.functionName || '<anonymous>'} at ${top.url}:${top.line}`
+          : 'empty';
+      message = `JavaScript stack ${index} captured: ${file} (${where}; target paused ${stack.pausedMs.toFixed(1)} ms)`;
+    } else {
+      let result: NodeFileResult;
+      if (this.output === 'heap') {
+        result = await writeHeapSnapshot(pid, file, { signal, overwrite });
+        message = `Heap snapshot ${index} generated: ${file} (${(result.bytes / 2 ** 20).toFixed(1)} MiB in ${(result.durationMs / 1000).toFixed(1)} s)`;
+      } else if (this.output === 'report') {
+        result = await writeNodeReport(pid, file, { signal, overwrite });
+        message = `Diagnostic report ${index} written: ${file}`;
+      } else {
+        const seconds = this.options.profileSeconds ?? 5;
+        result = await writeCpuProfile(pid, file, { signal, overwrite, seconds });
+        message = `CPU profile ${index} written: ${file} (${seconds} s)`;
+      }
+      await writeFileSafely(
+        `${file}.json`,
+        `${JSON.stringify(sidecar(ctx, { [this.output]: result }), null, 2)}\n`,
+        overwrite,
+      );
+    }
+    this.#count++;
+    ctx.written.set(this.output, file);
+    return { path: file, message };
+  }
+}
+
+function wants(o: NodeOutputOptions, ctx: ActionContext, output: NodeOutput): boolean {
+  return (o.outputs ?? defaultNodeOutputs(ctx.firing.tag)).includes(output);
+}
+
+/** Runs the core dump action only for firings that want a core (see NodeOutputOptions). */
+export class NodeCoreAction implements Action {
+  readonly kind: string;
+  constructor(
+    readonly core: Action,
+    readonly options: Pick<NodeOutputOptions, 'outputs'>,
+  ) {
+    this.kind = core.kind;
+  }
+  run(ctx: ActionContext): Promise<ActionResult> {
+    return wants({ dir: '', ...this.options }, ctx, 'core')
+      ? this.core.run(ctx)
+      : Promise.resolve({ message: '' });
+  }
+}
+
+/**
+ * The actions of a monitor that may watch Node targets: the blocked loop's stack first (the moment
+ * matters), then the core, the heap snapshot, the report and the profile, each for the firings that want it.
+ */
+export function nodeActions(core: Action, options: NodeOutputOptions): Action[] {
+  return [
+    new NodeOutputAction('stack', options),
+    new NodeCoreAction(core, options),
+    new NodeOutputAction('heap', options),
+    new NodeOutputAction('report', options),
+    new NodeOutputAction('profile', options),
+  ];
+}
