@@ -116,14 +116,6 @@ export interface NativeTcpListener {
   inode: number;
 }
 
-/** The inspector guard process (inspector/guard.h): its pid, our end of its control socket, its exit. */
-export interface NativeInspectorGuard {
-  pid: number;
-  fd: number;
-  /** Exit code (128 + signal when killed). */
-  exited: Promise<number>;
-}
-
 /** An output file being written (dump/output_file.h): appended in order, named only by commit(). */
 export interface NativeOutputFile {
   /** Appends; one write in flight at a time. */
@@ -160,7 +152,10 @@ export interface NativeBinding {
   otherNetns(pid: number): boolean;
   /** A socket connected to address:port from inside pid's network namespace; the caller owns the fd. */
   connectTcp(pid: number, address: string, port: number, timeoutMs: number): number;
-  /** Forks the guard, which sends SIGUSR1 to open the target's inspector at once. */
+  /**
+   * Starts the inspector guard (inspector/guard.h), which sends SIGUSR1 to open the target's inspector at
+   * once; returns our end of its control socket (EOF: the guard has exited).
+   */
   startInspectorGuard(options: {
     pid: number;
     startTicks: number;
@@ -168,7 +163,7 @@ export interface NativeBinding {
     lateWatchMs: number;
     probeMessage: string;
     closeMessage: string;
-  }): NativeInspectorGuard;
+  }): number;
   /** Throws EEXIST at once when the name is taken (and not overwrite). */
   OutputFile: new (
     path: string,

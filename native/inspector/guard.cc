@@ -159,6 +159,7 @@ class Guard {
   Guard(int control, const GuardOptions& o) : control_(control), o_(o) {}
 
   void run() {
+    say("guard " + std::to_string(::getpid()));
     if (!attach()) return;
     std::set<uint64_t> known;
     for (const auto& l : namespace_listeners(o_.pid)) known.insert(l.inode);
@@ -394,7 +395,7 @@ class Guard {
           send_all(fd, ws_close_frame(mask));
           ::shutdown(fd, SHUT_WR);
           answered = true;
-        } else if (f->opcode == 0x1 && !closing && payload.substr(0, 7) == "{\"id\":1,") {
+        } else if (f->opcode == 0x1 && !closing && payload.starts_with("{\"id\":1,")) {
           closing = true;
           if (!send_all(fd, ws_text_frame(o_.close_message, mask))) return;
         }

@@ -42,10 +42,10 @@ struct GuardOptions {
   std::string close_message;
 };
 
-// The guard process's body. Lines it writes on `control`: "open HOST PORT ID" (the inspector listens
-// there; ID is its session path), "none" (no new listener by the deadline), "error ERRNO SYSCALL".
-// Lines it reads: "close" (take over now), "stop" (exit without doing anything). EOF on control means
-// tripdump is gone: it takes over. Returns when there is nothing left to do.
+// The guard process's body. Lines it writes on `control`: "guard PID" first, then "open HOST PORT ID" (the
+// inspector listens there; ID is its session path), "none" (no new listener by the deadline), "error ERRNO
+// SYSCALL". Lines it reads: "close" (take over now), "stop" (exit without doing anything). EOF on control
+// means tripdump is gone: it takes over. Returns when there is nothing left to do.
 void run_guard(int control, const GuardOptions& options);
 
 // Pieces of the guard's protocol, pure functions (unit-tested):

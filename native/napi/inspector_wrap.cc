@@ -6,9 +6,6 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
-#include <memory>
-#include <thread>
-
 #include "core/fd.h"
 #include "inspector/guard.h"
 #include "inspector/listeners.h"
@@ -71,19 +68,12 @@ Napi::Value connect_tcp(const Napi::CallbackInfo& info) {
                  [&] { return Napi::Number::New(env, inspector::connect_tcp(pid, to, timeout).release()); });
 }
 
-struct GuardJob {
-  pid_t child = 0;
-  int status = 0;
-  std::thread waiter;
-  Napi::ThreadSafeFunction tsfn;
-  Napi::Promise::Deferred deferred;
-  explicit GuardJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
-};
-
-// startInspectorGuard({pid, startTicks, openTimeoutMs, lateWatchMs, probeMessage, closeMessage}) -> {pid, fd,
-// exited} Forks the guard (it opens the inspector at once) and returns tripdump's end of its control socket
-// (a stream of lines) and a promise of its exit status. The guard does not die with tripdump: that is the
-// point. A waiter thread reaps it; it does not keep the event loop alive.
+// startInspectorGuard({pid, startTicks, openTimeoutMs, lateWatchMs, probeMessage, closeMessage}) -> fd
+// Starts the guard (it opens the inspector at once) and returns tripdump's end of its control socket, a
+// stream of lines; EOF on it means the guard has exited. The guard does not die with tripdump: that is the
+// point. It is a grandchild, reparented to init (or the nearest subreaper) as soon as the intermediate
+// process exits, which is at once: whoever reaps it, tripdump has no child to wait for (a waiting thread
+// would have to be joined when Node exits, and the guard may outlive tripdump on purpose).
 Napi::Value start_inspector_guard(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = info[0].As<Napi::Object>();
@@ -98,33 +88,26 @@ Napi::Value start_inspector_guard(const Napi::CallbackInfo& info) {
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
     throw to_js_error(env, SysError(errno, "socketpair"));
   Fd ours(sv[0]), theirs(sv[1]);
-  auto job = std::make_unique<GuardJob>(env);
-  // No death signal: the guard must outlive tripdump to close what tripdump opened.
-  job->child = guarded(env, [&] {
-    return fork_worker([&] { inspector::run_guard(theirs.get(), options); }, theirs.get(), 0);
+  const pid_t middle = guarded(env, [&] {
+    return fork_worker(
+        [&] {
+          const pid_t guard = ::fork();
+          if (guard < 0) ::_exit(errno);
+          if (guard == 0) {
+            inspector::run_guard(theirs.get(), options);
+            ::_exit(0);
+          }
+        },
+        theirs.get(), 0);
   });
   theirs.reset();
-  GuardJob* j = job.release();
-  j->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function(), "tripdump:inspector-guard", 0, 1, j,
-                                          [](Napi::Env, GuardJob* g) {
-                                            if (g->waiter.joinable()) g->waiter.join();
-                                            delete g;
-                                          });
-  j->tsfn.Unref(env);
-  j->waiter = std::thread([j] {
-    while (::waitpid(j->child, &j->status, 0) < 0 && errno == EINTR) {
-    }
-    j->tsfn.BlockingCall([j](Napi::Env env, Napi::Function) {
-      const int code = WIFEXITED(j->status) ? WEXITSTATUS(j->status) : 128 + WTERMSIG(j->status);
-      j->deferred.Resolve(Napi::Number::New(env, code));
-    });
-    j->tsfn.Release();
-  });
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("pid", j->child);
-  out.Set("fd", ours.release());
-  out.Set("exited", j->deferred.Promise());
-  return out;
+  int status = 0;
+  while (::waitpid(middle, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    throw to_js_error(env, SysError(WIFEXITED(status) ? WEXITSTATUS(status) : ECHILD, "fork", {}, options.pid,
+                                    "the inspector guard could not be started"));
+  return Napi::Number::New(env, ours.release());
 }
 
 }  // namespace

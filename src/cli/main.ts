@@ -6,6 +6,7 @@ import { EXIT } from './common.js';
 import { CRASH_USAGE, crashHandlerCommand } from './crash.js';
 import { DUMP_USAGE, dumpCommand } from './dump.js';
 import { monitorCommand } from './monitor-command.js';
+import { NODE_USAGE, nodeCommand } from './node.js';
 import { PROCDUMP_USAGE } from './procdump.js';
 import { SAMPLE_USAGE, sampleCommand } from './sample.js';
 import { WATCH_USAGE, watchCommand } from './watch.js';
@@ -21,6 +22,7 @@ Commands:
   sample [PID...|--all]   print what the sampler sees (tripdump sample --help)
   crash-handler ...       capture every crash on the host (tripdump crash-handler --help)
   watch --on-crash ...    record processes and act when one crashes (tripdump watch --help)
+  node snapshot|report|stack|profile PID   a Node.js process from outside (tripdump node --help)
 
 Options:
   -h, --help              this text
@@ -55,6 +57,8 @@ export async function main(argv: string[]): Promise<number> {
         return await crashHandlerCommand(rest, process.stdout);
       case 'watch':
         return await watchCommand(rest, process.stdout);
+      case 'node':
+        return await nodeCommand(rest, process.stdout);
       default:
         return await monitorCommand(argv, process.stdout);
     }
@@ -65,10 +69,14 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (e instanceof UsageError || e instanceof ProcessGoneError) {
       const usage =
-        { sample: SAMPLE_USAGE, dump: DUMP_USAGE, 'crash-handler': CRASH_USAGE, watch: WATCH_USAGE }[
-          command as string
-        ] ?? PROCDUMP_USAGE;
-      const hint = `${usage.split('\n')[0]}\n(tripdump ${['sample', 'dump', 'crash-handler', 'watch'].includes(command as string) ? `${command} ` : ''}-h for details)`;
+        {
+          sample: SAMPLE_USAGE,
+          dump: DUMP_USAGE,
+          'crash-handler': CRASH_USAGE,
+          watch: WATCH_USAGE,
+          node: NODE_USAGE,
+        }[command as string] ?? PROCDUMP_USAGE;
+      const hint = `${usage.split('\n')[0]}\n(tripdump ${['sample', 'dump', 'crash-handler', 'watch', 'node'].includes(command as string) ? `${command} ` : ''}-h for details)`;
       process.stderr.write(`tripdump: ${e.message}\n${hint}\n`);
       return EXIT.usage;
     }

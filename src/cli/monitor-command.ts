@@ -5,6 +5,7 @@ import { DumpAction } from '../actions/dump.js';
 import { processName } from '../dump/naming.js';
 import { AbortError } from '../errors.js';
 import { Monitor, type MonitorEvent } from '../monitor/monitor.js';
+import { nodeActions } from '../runtimes/node/actions.js';
 import { EXIT, interruptSignal } from './common.js';
 import { logLine } from './output.js';
 import { PROCDUMP_USAGE, type ProcdumpConfig, parseProcdumpArgs, settingsBlock } from './procdump.js';
@@ -35,18 +36,19 @@ export async function monitorCommand(argv: string[], out: NodeJS.WriteStream): P
       : 'name' in target
         ? `${'Process Name:'.padEnd(40)}${target.name}\n`
         : `${'Process Group:'.padEnd(40)}${target.pgid}\n`;
+  const dump = new DumpAction({
+    dir: config.out.dir,
+    file: config.out.file,
+    mode: config.mode,
+    filter: config.filter,
+    overwrite: config.overwrite,
+  });
   const monitor = new Monitor({
     target,
     triggers: config.triggers,
-    actions: [
-      new DumpAction({
-        dir: config.out.dir,
-        file: config.out.file,
-        mode: config.mode,
-        filter: config.filter,
-        overwrite: config.overwrite,
-      }),
-    ],
+    actions: config.node
+      ? nodeActions(dump, { ...config.out, overwrite: config.overwrite, ...config.node })
+      : [dump],
     count: config.count,
     cooldownMs: config.cooldownMs,
     pollMs: config.pollMs,
@@ -75,7 +77,8 @@ export async function monitorCommand(argv: string[], out: NodeJS.WriteStream): P
         out.write(logLine('INFO', `Trigger: ${e.firing.reason} on process ID: ${e.target.pid}`));
         break;
       case 'action':
-        out.write(logLine('INFO', e.message));
+        // An output a firing does not want (nodeActions) says nothing.
+        if (e.message) out.write(logLine('INFO', e.message));
         break;
       case 'error':
         if (e.error instanceof AbortError) {

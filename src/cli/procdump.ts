@@ -4,12 +4,21 @@
 import type { DumpMode } from '../dump/core.js';
 import { UsageError } from '../errors.js';
 import type { TargetSpec } from '../monitor/monitor.js';
+import { HeapUsedTrigger } from '../runtimes/node/triggers.js';
 import { checkPid } from '../sampler/sampler.js';
 import { SignalTrigger } from '../triggers/signal.js';
 import { KINDS, type ThresholdKind, ThresholdTrigger, TimerTrigger } from '../triggers/threshold.js';
 import type { Trigger } from '../triggers/trigger.js';
 import { parseInteger, parseMask } from './common.js';
 import { outputTarget } from './dump.js';
+import {
+  checkNodeTarget,
+  NODE_SWITCH_HELP,
+  NODE_SWITCHES,
+  type NodeConfig,
+  nodeSettings,
+  parseNodeSwitches,
+} from './node-options.js';
 
 export const PROCDUMP_USAGE = `Usage: tripdump [options] {PID | -w NAME | -pgid PGID} [DUMP_FILE | DUMP_DIR]
 
@@ -38,8 +47,8 @@ Options:
   -pgid PGID    monitor every member of process group PGID, including later ones
   -log syslog|stdout  extended tracing (every sample judged)
   -h            this text
-
-Other commands: tripdump sample --help, tripdump dump --help.
+${NODE_SWITCH_HELP}
+Other commands: tripdump sample --help, tripdump dump --help, tripdump node --help.
 Exit codes: 0 done, interrupted or target exited; 1 a dump failed; 2 bad command line.
 `;
 
@@ -55,6 +64,8 @@ export interface ProcdumpConfig {
   mode: DumpMode | undefined;
   out: { dir: string; file?: string };
   log: 'syslog' | 'stdout' | undefined;
+  /** Node switches (node-options.ts); undefined when none was given. */
+  node: NodeConfig | undefined;
 }
 
 type ValueKind = 'flag' | 'value' | 'optional';
@@ -80,11 +91,12 @@ const SWITCHES: Record<string, ValueKind> = {
   h: 'flag',
   help: 'flag',
   '?': 'flag',
+  ...NODE_SWITCHES,
 };
 
 /** A switch: -x, --x or /x, where /x counts only for a known name so that /tmp/dumps stays a path. */
 function switchName(arg: string): string | undefined {
-  const m = /^(?:--?|\/)([a-z?]+)$/i.exec(arg);
+  const m = /^(?:--?|\/)([a-z?][a-z-]*)$/i.exec(arg);
   if (!m) return undefined;
   const name = m[1]!.toLowerCase();
   if (arg.startsWith('/') && !(name in SWITCHES)) return undefined;
@@ -150,6 +162,8 @@ export function parseProcdumpArgs(argv: readonly string[]): ProcdumpConfig | und
   threshold('tc', 'threads', 'above', false);
   threshold('fc', 'fds', 'above', false);
   threshold('so', 'sockets', 'above', false);
+  const node = parseNodeSwitches(seen);
+  triggers.push(...node.triggers);
   if (seen.has('c') && seen.has('cl'))
     throw new UsageError('-c and -cl contradict each other: give one', '-cl');
   if (seen.has('m') && seen.has('ml'))
@@ -169,7 +183,9 @@ export function parseProcdumpArgs(argv: readonly string[]): ProcdumpConfig | und
 
   const thresholdsCount = Math.max(
     1,
-    ...triggers.map((t) => (t instanceof ThresholdTrigger ? t.thresholds.length : 1)),
+    ...triggers.map((t) =>
+      t instanceof ThresholdTrigger || t instanceof HeapUsedTrigger ? t.thresholds.length : 1,
+    ),
   );
   const count = seen.has('n') ? parseInteger('-n', seen.get('n'), 1) : thresholdsCount;
   const cooldownMs = seen.has('s') ? number('-s', seen.get('s')!, 0) * 1000 : 10_000;
@@ -200,6 +216,7 @@ export function parseProcdumpArgs(argv: readonly string[]): ProcdumpConfig | und
     target = { pid: checkPid(Number(pid), 'PID') };
   }
   if (rest.length > 1) throw new UsageError(`unexpected argument '${rest[1]}'`, rest[1]);
+  checkNodeTarget(target, node.node);
   const out = outputTarget(rest[0], 'DUMP_FILE|DUMP_DIR');
   return {
     target,
@@ -213,6 +230,7 @@ export function parseProcdumpArgs(argv: readonly string[]): ProcdumpConfig | und
     mode: mode as DumpMode | undefined,
     out,
     log,
+    node: node.node,
   };
 }
 
@@ -224,6 +242,7 @@ export function settingsBlock(c: ProcdumpConfig, processLine: string): string {
     const t = c.triggers.find((x) => x.setting[0] === kind.label);
     s += row(kind.label, t ? t.setting[1] : 'n/a');
   }
+  s += nodeSettings(c.triggers, c.node, row);
   const sig = c.triggers.find((t) => t.tag === 'signal');
   s += row('Signal:', sig ? sig.setting[1] : 'n/a');
   if (c.triggers.some((t) => t.tag === 'time')) s += row('Timer:', `every ${c.cooldownMs / 1000} s`);

@@ -3,6 +3,7 @@
 // joined and left open when it was open before; refused with a typed error when it cannot be opened; and
 // reached from inside another network namespace. What is listening is read from /proc by the test itself.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ProcessGoneError } from '../../src/errors.js';
 import { processKey } from '../../src/runtimes/connections.js';
@@ -16,8 +17,14 @@ import { childrenOf, listeningSockets, portOf, spawnNodeTarget, withoutSigusr1 }
 
 const track = trackProcesses();
 
-/** Our children that are not node targets: the inspector guards. */
-const guards = (targets: number[]) => childrenOf(process.pid).filter((p) => !targets.includes(p));
+/** Whether pid is a running inspector guard. */
+function isGuard(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'tripdump-guard';
+  } catch {
+    return false;
+  }
+}
 
 async function heapUsed(i: NodeInspector): Promise<number> {
   const r = await i.send<{ usedSize: number }>('Runtime.getHeapUsage');
@@ -58,7 +65,6 @@ describe('NodeInspector', () => {
     // --inspect-port=0: the port is random, so nothing but the real socket scan can find it.
     const t = track(await spawnNodeTarget({ nodeArgs: ['--inspect-port=0'] }));
     expect(listeningSockets(t.pid)).toEqual([]);
-    const before = guards([t.pid]);
     const i = await NodeInspector.open(processKey(t.pid), new AbortController().signal);
     try {
       expect(i.openedByUs).toBe(true);
@@ -66,14 +72,15 @@ describe('NodeInspector', () => {
       expect(listening.map(portOf)).toEqual([i.endpoint.port]);
       expect(i.endpoint.port).not.toBe(9229);
       expect(await heapUsed(i)).toBeGreaterThan(0);
-      // The guard is a child of ours while the inspector is open.
-      expect(guards([t.pid]).length).toBe(before.length + 1);
+      // The guard runs while the inspector is open; it is no child of ours (it must outlive us).
+      expect(isGuard(i.guardPid!)).toBe(true);
+      expect(childrenOf(process.pid)).toEqual([t.pid]);
     } finally {
       await i.close();
     }
     expect(listeningSockets(t.pid)).toEqual([]);
     // The guard saw the inspector close and exited (and was reaped).
-    await waitFor(() => guards([t.pid]).length === before.length, 5000, 'the guard to exit');
+    await waitFor(() => !isGuard(i.guardPid!), 5000, 'the guard to exit');
     const seen = t.beats.length;
     await t.beatsAfter(5);
     expect(t.beats.length).toBeGreaterThan(seen);

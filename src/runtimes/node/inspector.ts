@@ -15,7 +15,7 @@ import net from 'node:net';
 import { constants } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { AbortError, fromNative, native } from '../../errors.js';
-import { binding, type NativeInspectorGuard, type NativeTcpListener } from '../../native.js';
+import { binding, type NativeTcpListener } from '../../native.js';
 import { ConnectionPool, type ProcessKey, type RuntimeConnection } from '../connections.js';
 import { type CdpParams, CdpSession, type SendOptions } from './cdp.js';
 import { executable, handlesSigusr1, inspectHints, isNodeProcess } from './detect.js';
@@ -142,15 +142,17 @@ async function findInspector(
 
 /** tripdump's side of the guard process: its report lines, and the orders "close" and "stop". */
 class Guard {
-  readonly #native: NativeInspectorGuard;
   readonly #socket: net.Socket;
   #buffer = '';
   #lines: string[] = [];
-  #eof = false;
   #wake: () => void = () => {};
+  /** The guard's pid (its first line). */
+  pid = 0;
+  /** Settles when the guard has exited: its end of the control socket is then closed. */
+  readonly exited: Promise<void>;
 
   constructor(key: ProcessKey, openTimeoutMs: number) {
-    this.#native = native(() =>
+    const fd = native(() =>
       binding().startInspectorGuard({
         pid: key.pid,
         startTicks: key.startTicks,
@@ -160,45 +162,55 @@ class Guard {
         closeMessage: JSON.stringify({ id: 2, method: 'Runtime.evaluate', params: CLOSE_PARAMS }),
       }),
     );
-    this.#socket = new net.Socket({ fd: this.#native.fd, readable: true, writable: true });
-    // The guard's whole purpose is to act when tripdump is gone: it must not keep tripdump alive.
+    this.#socket = new net.Socket({ fd, readable: true, writable: true });
+    // The guard's purpose is to act when tripdump is gone: it keeps tripdump alive only while tripdump
+    // waits for its report (next()).
     this.#socket.unref();
     this.#socket.setEncoding('utf8');
     this.#socket.on('data', (d: string) => {
       this.#buffer += d;
       for (let nl = this.#buffer.indexOf('\n'); nl >= 0; nl = this.#buffer.indexOf('\n')) {
-        this.#lines.push(this.#buffer.slice(0, nl));
+        const line = this.#buffer.slice(0, nl);
         this.#buffer = this.#buffer.slice(nl + 1);
+        if (line.startsWith('guard ')) this.pid = Number(line.slice(6));
+        else this.#lines.push(line);
       }
       this.#wake();
     });
-    const end = () => {
-      this.#eof = true;
-      this.#wake();
-    };
-    this.#socket.on('end', end);
-    this.#socket.on('close', end);
-    this.#socket.on('error', end);
+    this.#socket.on('error', () => {});
+    this.exited = new Promise((resolve) =>
+      this.#socket.once('close', () => {
+        this.#wake();
+        resolve();
+      }),
+    );
+    // An 'end' from the guard is its exit: our side ends too, so 'close' follows.
+    this.#socket.on('end', () => this.#socket.destroy());
   }
 
-  get exited(): Promise<number> {
-    return this.#native.exited;
-  }
-
-  /** The guard's next report line; undefined at EOF. Rejects with AbortError when signal aborts. */
+  /** The guard's next report line; undefined once it has exited. Rejects with AbortError on abort. */
   async next(signal: AbortSignal): Promise<string | undefined> {
-    while (this.#lines.length === 0 && !this.#eof) {
-      if (signal.aborted) throw new AbortError('opening the inspector was aborted');
-      await new Promise<void>((resolve) => {
-        this.#wake = resolve;
-        signal.addEventListener('abort', () => resolve(), { once: true });
-      });
+    this.#socket.ref();
+    try {
+      while (this.#lines.length === 0 && !this.#socket.destroyed) {
+        if (signal.aborted) throw new AbortError('opening the inspector was aborted');
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            signal.removeEventListener('abort', done);
+            resolve();
+          };
+          this.#wake = done;
+          signal.addEventListener('abort', done, { once: true });
+        });
+      }
+      return this.#lines.shift();
+    } finally {
+      this.#socket.unref();
     }
-    return this.#lines.shift();
   }
 
   #order(line: string): void {
-    if (!this.#socket.destroyed) this.#socket.end(`${line}\n`);
+    if (!this.#socket.destroyed) this.#socket.write(`${line}\n`);
   }
 
   /** The guard closes the inspector (once it is open) and then exits; tripdump need not wait. */
@@ -213,7 +225,7 @@ class Guard {
 
   /** Lets go of the control socket: a guard still holding an open inspector closes it. */
   release(): void {
-    this.#socket.destroy();
+    this.#socket.end();
   }
 }
 
@@ -327,7 +339,7 @@ export class NodeInspector implements RuntimeConnection {
     throw new NodeInspectorError(
       pid,
       'not-opened',
-      `the inspector guard of process ${pid} ended unexpectedly (exit ${await guard.exited})`,
+      `the inspector guard of process ${pid} ended unexpectedly`,
     );
   }
 
@@ -363,6 +375,11 @@ export class NodeInspector implements RuntimeConnection {
       signal,
     });
     return new NodeInspector(pid, session, at, guard, o.closeTimeoutMs);
+  }
+
+  /** The guard process's pid, while tripdump holds an inspector it opened. */
+  get guardPid(): number | undefined {
+    return this.#guard?.pid;
   }
 
   send<T extends CdpParams = CdpParams>(
@@ -424,8 +441,13 @@ export class NodeInspector implements RuntimeConnection {
     }
     // The guard exits when its own connection to the inspector ends, and the listening socket goes in the
     // same turn of the inspector's loop: both are checked, the socket in the kernel's tables.
-    const exited = this.session.open ? undefined : await withTimeout(guard.exited, this.#closeTimeoutMs);
-    const gone = exited !== undefined && (await this.#listenerGone(this.#closeTimeoutMs));
+    const exited =
+      !this.session.open &&
+      (await withTimeout(
+        guard.exited.then(() => true),
+        this.#closeTimeoutMs,
+      )) === true;
+    const gone = exited && (await this.#listenerGone(this.#closeTimeoutMs));
     if (!gone) {
       // The target's loop is blocked (or its JavaScript does not get control at all): the guard closes
       // the inspector once it can, tripdump need not wait for that.
