@@ -276,13 +276,13 @@ export class NodeInspector implements RuntimeConnection {
         'not-node',
         `process ${pid} is not a Node.js process (${executable(pid) ?? 'executable unreadable'})`,
       );
+    // Open already? Only the target's own listeners on its inspector port are asked (GET /json/list),
+    // or all of them when it was started with --inspect on a random port: others are the application's.
     const hints = inspectHints(pid);
-    if (hints.atLaunch) {
-      const own = native(() => binding().tcpListeners(pid, false));
-      const open = await findInspector(
-        pid,
-        own.filter((l) => hints.port === 0 || l.port === hints.port),
-      );
+    const own = native(() => binding().tcpListeners(pid, false));
+    const candidates = own.filter((l) => l.port === hints.port || (hints.atLaunch && hints.port === 0));
+    if (candidates.length) {
+      const open = await findInspector(pid, candidates);
       if (open) return NodeInspector.#connect(pid, open, undefined, o, signal);
     }
     if (!handlesSigusr1(pid))
