@@ -19,6 +19,8 @@ export interface NodeTarget extends Target {
   beatsAfter(count: number, timeoutMs?: number): Promise<void>;
   /** The longest gap between consecutive heartbeats from index `from` on, ms. */
   maxGap(from?: number): number;
+  /** What it wrote on stderr so far (Node's inspector messages). */
+  readonly stderr: string;
 }
 
 export interface NodeTargetOptions {
@@ -91,6 +93,9 @@ export async function spawnNodeTarget(options: NodeTargetOptions = {}): Promise<
     value: () => undefined,
     get exited() {
       return !alive(child);
+    },
+    get stderr() {
+      return stderr;
     },
     async kill() {
       if (alive(child) && child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
