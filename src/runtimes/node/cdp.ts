@@ -50,10 +50,12 @@ export class CdpSession {
         resolve();
       });
     });
-    ws.on('error', (e) => {
+    ws.on('error', (e: Error & { code?: string }) => {
+      // ws names what the peer got wrong (a frame over maxPayload, a bad opcode...) WS_ERR_*.
+      const reason = e.code?.startsWith('WS_ERR_') ? 'protocol' : 'closed';
       this.#error ??= new NodeInspectorError(
         pid,
-        'closed',
+        reason,
         `inspector connection of process ${pid}: ${e.message}`,
       );
     });
@@ -67,7 +69,7 @@ export class CdpSession {
   static connect(
     url: string,
     socket: Duplex,
-    options: { pid: number; timeoutMs: number; signal?: AbortSignal | undefined },
+    options: { pid: number; timeoutMs: number; signal?: AbortSignal | undefined; maxMessageBytes?: number },
   ): Promise<CdpSession> {
     const { pid, signal } = options;
     return new Promise((resolve, reject) => {
@@ -78,7 +80,7 @@ export class CdpSession {
       }
       const ws = new WebSocket(url, {
         createConnection: () => socket,
-        maxPayload: MAX_MESSAGE_BYTES,
+        maxPayload: options.maxMessageBytes ?? MAX_MESSAGE_BYTES,
         perMessageDeflate: false,
         handshakeTimeout: options.timeoutMs,
       });
