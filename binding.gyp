@@ -19,6 +19,7 @@
         "native/dump/snapshot.cc",
         "native/dump/arch/x86_64.cc",
         "native/inspector/guard.cc",
+        "native/inspector/json_string.cc",
         "native/inspector/listeners.cc",
         "native/inspector/netns.cc",
         "native/napi/addon.cc",

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "dump/output_file.h"
+#include "inspector/json_string.h"
 #include "napi/addon.h"
 #include "napi/errors.h"
 
@@ -20,8 +21,9 @@ class OutputFileWrap : public Napi::ObjectWrap<OutputFileWrap> {
   static Napi::Function define(Napi::Env env) {
     return DefineClass(
         env, "OutputFile",
-        {InstanceMethod("write", &OutputFileWrap::write), InstanceMethod("commit", &OutputFileWrap::commit),
-         InstanceMethod("close", &OutputFileWrap::close)});
+        {InstanceMethod("write", &OutputFileWrap::write),
+         InstanceMethod("writeJsonText", &OutputFileWrap::write_json_text),
+         InstanceMethod("commit", &OutputFileWrap::commit), InstanceMethod("close", &OutputFileWrap::close)});
   }
 
   // new OutputFile(path, overwrite): throws EEXIST at once when the name is taken (and not overwrite).
@@ -34,33 +36,47 @@ class OutputFileWrap : public Napi::ObjectWrap<OutputFileWrap> {
  private:
   class Write : public Napi::AsyncWorker {
    public:
-    Write(Napi::Env env, OutputFileWrap* owner, Napi::Buffer<uint8_t> data)
+    // json: the data is a JSON string literal's contents, written as the text it stands for.
+    Write(Napi::Env env, OutputFileWrap* owner, Napi::Buffer<uint8_t> data, bool json)
         : Napi::AsyncWorker(env, "tripdump:output-file"),
           owner_(owner),
-          deferred_(Napi::Promise::Deferred::New(env)) {
+          deferred_(Napi::Promise::Deferred::New(env)),
+          json_(json) {
       data_ = Napi::Persistent(data);
       ptr_ = data.Data();
       len_ = data.Length();
-      offset_ = owner->size_;
-      owner->size_ += len_;
       owner->busy_ = true;
       self_ = Napi::Persistent(owner->Value());
     }
     Napi::Promise promise() { return deferred_.Promise(); }
     void Execute() override {
+      const uint8_t* p = ptr_;
+      size_t n = len_;
+      std::string text;
+      if (json_) {
+        if (!inspector::json_unescape({reinterpret_cast<const char*>(ptr_), len_}, text)) {
+          error_ = std::make_unique<SysError>(EILSEQ, "write", std::string(), 0,
+                                              "not the contents of a JSON string");
+          return;
+        }
+        p = reinterpret_cast<const uint8_t*>(text.data());
+        n = text.size();
+      }
       try {
         // write_sparse streams what lies behind to disk (write-behind) instead of filling the page cache.
-        owner_->file_->write_sparse(ptr_, len_, offset_);
+        owner_->file_->write_sparse(p, n, owner_->size_);
+        written_ = n;
       } catch (const SysError& e) {
         error_ = std::make_unique<SysError>(e);
       }
     }
     void OnOK() override {
       owner_->busy_ = false;
+      owner_->size_ += written_;
       if (error_)
         deferred_.Reject(to_js_error(Env(), *error_).Value());
       else
-        deferred_.Resolve(Env().Undefined());
+        deferred_.Resolve(Napi::Number::New(Env(), static_cast<double>(written_)));
     }
     void OnError(const Napi::Error& e) override {
       owner_->busy_ = false;
@@ -74,7 +90,8 @@ class OutputFileWrap : public Napi::ObjectWrap<OutputFileWrap> {
     Napi::ObjectReference self_;
     const uint8_t* ptr_;
     size_t len_;
-    uint64_t offset_;
+    bool json_;
+    uint64_t written_ = 0;
     std::unique_ptr<SysError> error_;
   };
 
@@ -83,14 +100,20 @@ class OutputFileWrap : public Napi::ObjectWrap<OutputFileWrap> {
     if (busy_) throw Napi::Error::New(env, "a write is in flight: await it first");
   }
 
-  // write(buffer) -> Promise<void>: appends.
-  Napi::Value write(const Napi::CallbackInfo& info) {
+  Napi::Value queue(const Napi::CallbackInfo& info, bool json) {
     check_open(info.Env());
-    auto* w = new Write(info.Env(), this, info[0].As<Napi::Buffer<uint8_t>>());
+    auto* w = new Write(info.Env(), this, info[0].As<Napi::Buffer<uint8_t>>(), json);
     Napi::Promise p = w->promise();
     w->Queue();
     return p;
   }
+
+  // write(buffer) -> Promise<resolves to bytes written>: appends.
+  Napi::Value write(const Napi::CallbackInfo& info) { return queue(info, false); }
+
+  // writeJsonText(buffer) -> Promise: appends the text the contents of a JSON string literal stand for
+  // (EILSEQ when they are malformed).
+  Napi::Value write_json_text(const Napi::CallbackInfo& info) { return queue(info, true); }
 
   // commit(): gives the file its final name (EEXIST if it appeared meanwhile, unless overwrite).
   Napi::Value commit(const Napi::CallbackInfo& info) {

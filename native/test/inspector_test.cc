@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/fd.h"
 #include "inspector/guard.h"
+#include "inspector/json_string.h"
 #include "inspector/listeners.h"
 #include "inspector/netns.h"
 #include "test/harness.h"
@@ -174,6 +175,51 @@ TEST(inspector_finds_this_process_listener_and_connects_to_it) {
     refused = e.err() == ECONNREFUSED;
   }
   CHECK(refused);
+}
+
+}  // namespace
+}  // namespace tripdump::inspector
+
+namespace tripdump::inspector {
+namespace {
+
+std::string unescape(std::string_view in, bool* ok = nullptr) {
+  std::string out;
+  const bool r = json_unescape(in, out);
+  if (ok) *ok = r;
+  return out;
+}
+
+TEST(inspector_json_unescape_decodes_every_escape) {
+  CHECK_EQ(unescape(R"({\"snapshot\":{\"meta\"\n[1,2]})"), std::string("{\"snapshot\":{\"meta\"\n[1,2]}"));
+  CHECK_EQ(unescape(R"(a\\b\/c\b\f\r\t)"), std::string("a\\b/c\b\f\r\t"));
+  CHECK_EQ(unescape(R"(\u00e9\u20ac\ud83d\ude00)"), std::string("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"));
+  CHECK_EQ(unescape(R"(\ud83dx)"), std::string("\xef\xbf\xbdx"));  // a lone surrogate: U+FFFD
+  CHECK_EQ(unescape(R"(\ude00)"), std::string("\xef\xbf\xbd"));
+  CHECK_EQ(unescape("plain"), std::string("plain"));
+  CHECK_EQ(unescape(""), std::string());
+  bool ok = true;
+  unescape(R"(a\)", &ok);
+  CHECK(!ok);  // truncated escape
+  unescape(R"(\u12)", &ok);
+  CHECK(!ok);
+  unescape(R"(\uzzzz)", &ok);
+  CHECK(!ok);
+  unescape(R"(\x)", &ok);
+  CHECK(!ok);
+  unescape(R"(a"b)", &ok);
+  CHECK(!ok);  // an unescaped quote ends a literal: not content
+}
+
+TEST(inspector_json_unescape_survives_random_input) {
+  std::mt19937 rng(11);
+  for (int round = 0; round < 5000; round++) {
+    std::string s(static_cast<size_t>(rng() % 64), '\0');
+    for (auto& c : s) c = "\\u\"0dD8aFx nrt/"[rng() % 15];
+    std::string out;
+    (void)json_unescape(s, out);
+    CHECK(out.size() <= s.size() * 3);
+  }
 }
 
 }  // namespace

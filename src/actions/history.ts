@@ -28,6 +28,11 @@ export interface SafeFile {
   readonly size: number;
   /** Appends (strings as UTF-8); await each write before the next. */
   write(data: string | Uint8Array): Promise<void>;
+  /**
+   * Appends the text the contents of a JSON string literal (the bytes between its quotes) stand for, decoded
+   * natively: a stream that arrives as JSON strings (CDP events) is written without a JS string per chunk.
+   */
+  writeJsonText(escaped: Uint8Array): Promise<void>;
   /** Gives the file its final name: EEXIST if it appeared meanwhile (unless overwrite). */
   commit(): void;
   /** Releases the file; if not committed, nothing is left behind. Idempotent. */
@@ -55,11 +60,17 @@ export function createFileSafely(file: string, overwrite = false): SafeFile {
           ? Buffer.from(data, 'utf8')
           : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
       try {
-        await f.write(buf);
+        size += await f.write(buf);
       } catch (e) {
         throw fromNative(e);
       }
-      size += buf.length;
+    },
+    async writeJsonText(escaped) {
+      try {
+        size += await f.writeJsonText(Buffer.from(escaped.buffer, escaped.byteOffset, escaped.byteLength));
+      } catch (e) {
+        throw fromNative(e);
+      }
     },
     commit() {
       native(() => f.commit());

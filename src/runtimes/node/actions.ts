@@ -28,9 +28,12 @@ export interface HeapSnapshotResult {
   durationMs: number;
 }
 
+/** How V8's inspector sends a snapshot chunk: the text of one JSON string field, the rest fixed. */
+const CHUNK_PREFIX = '{"method":"HeapProfiler.addHeapSnapshotChunk","params":{"chunk":"';
+const CHUNK_SUFFIX = '"}}';
 /** Chunks are written in batches of this size; past HIGH_WATER bytes queued, reading pauses. */
 const BATCH_BYTES = 2 ** 20;
-const HIGH_WATER_BYTES = 16 * 2 ** 20;
+const HIGH_WATER_BYTES = 8 * 2 ** 20;
 
 /**
  * Writes a heap snapshot of Node process pid to `file` (a .heapsnapshot that Chrome DevTools loads). The
@@ -49,7 +52,7 @@ export async function writeHeapSnapshot(
       const started = performance.now();
       const session = inspector.session;
       const out = createFileSafely(file, options.overwrite === true);
-      let batch: string[] = [];
+      let batch: Buffer[] = [];
       let batchBytes = 0;
       let queued = 0;
       let paused = false;
@@ -57,39 +60,44 @@ export async function writeHeapSnapshot(
       let writing = Promise.resolve();
       const flush = () => {
         if (batchBytes === 0) return;
-        const data = batch.join('');
-        const n = batchBytes;
+        const data = Buffer.concat(batch, batchBytes);
         batch = [];
         batchBytes = 0;
-        queued += n;
+        queued += data.length;
         if (queued > HIGH_WATER_BYTES && !paused) {
           paused = true;
           session.pause();
         }
         writing = writing
-          .then(() => (failure === undefined ? out.write(data) : undefined))
+          .then(() => (failure === undefined ? out.writeJsonText(data) : undefined))
           .catch((e: unknown) => {
             failure ??= e;
           })
           .finally(() => {
-            queued -= n;
+            queued -= data.length;
             if (paused && (queued < HIGH_WATER_BYTES / 2 || failure !== undefined)) {
               paused = false;
               session.resume();
             }
           });
       };
-      const off = session.on('HeapProfiler.addHeapSnapshotChunk', (p) => {
-        if (typeof p.chunk !== 'string') {
+      // Each chunk event is taken as bytes: the literal's contents go to the file, decoded natively, so no
+      // JS string is made of the snapshot (they would grow tripdump's heap with it).
+      const off = session.onRaw(CHUNK_PREFIX, (m) => {
+        if (
+          m.length < CHUNK_PREFIX.length + CHUNK_SUFFIX.length ||
+          m.toString('latin1', m.length - 3) !== CHUNK_SUFFIX
+        ) {
           failure ??= new NodeInspectorError(
             pid,
             'protocol',
-            `process ${pid} sent a heap snapshot chunk that is not text`,
+            `process ${pid} sent a heap snapshot chunk of an unknown shape`,
           );
           return;
         }
-        batch.push(p.chunk);
-        batchBytes += p.chunk.length;
+        const chunk = m.subarray(CHUNK_PREFIX.length, m.length - CHUNK_SUFFIX.length);
+        batch.push(chunk);
+        batchBytes += chunk.length;
         if (batchBytes >= BATCH_BYTES) flush();
       });
       try {
@@ -127,7 +135,7 @@ export interface NodeStack {
   idle: boolean;
   /** How long the target was paused, ms (from the paused event to the resume's answer). */
   pausedMs: number;
-  /** From asking to pause to the paused event, ms. */
+  /** From asking for the stack (the debugger enabled, the pause requested) to the paused event, ms. */
   latencyMs: number;
   /** Innermost first. */
   frames: StackFrame[];
@@ -165,9 +173,9 @@ export async function captureNodeStack(pid: number, options: CaptureStackOptions
       ];
       let pausedMs = 0;
       let latencyMs = 0;
+      const asked = performance.now();
       try {
         await inspector.send('Debugger.enable', {}, { signal });
-        const asked = performance.now();
         await inspector.send('Debugger.pause', {}, { signal });
         if (!paused) {
           const wait = new AbortController();

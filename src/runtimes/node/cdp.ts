@@ -31,6 +31,7 @@ export class CdpSession {
   #nextId = 1;
   readonly #pending = new Map<number, Pending>();
   readonly #listeners = new Map<string, Set<(params: CdpParams) => void>>();
+  readonly #raw = new Map<Buffer, (message: Buffer) => void>();
   #error: Error | undefined;
   /** Settles (never rejects) when the connection has ended, for whatever reason. */
   readonly closed: Promise<void>;
@@ -116,6 +117,12 @@ export class CdpSession {
   }
 
   #receive(data: WebSocket.RawData, isBinary: boolean): void {
+    if (!isBinary && Buffer.isBuffer(data))
+      for (const [prefix, handler] of this.#raw)
+        if (data.length >= prefix.length && data.compare(prefix, 0, prefix.length, 0, prefix.length) === 0) {
+          handler(data);
+          return;
+        }
     if (isBinary) {
       this.#fail(`process ${this.#pid}'s inspector sent a binary frame`);
       return;
@@ -227,6 +234,19 @@ export class CdpSession {
     return () => {
       set.delete(listener);
       if (set.size === 0) this.#listeners.delete(method);
+    };
+  }
+
+  /**
+   * Hands messages that begin with exactly `prefix` to `handler` as raw bytes, unparsed: for a stream of
+   * large events of a fixed shape (heap snapshot chunks), whose parsing into JS strings would cost more
+   * than the rest of the work. The handler checks the shape. Returns the function that stops it.
+   */
+  onRaw(prefix: string, handler: (message: Buffer) => void): () => void {
+    const key = Buffer.from(prefix);
+    this.#raw.set(key, handler);
+    return () => {
+      this.#raw.delete(key);
     };
   }
 
