@@ -161,9 +161,9 @@ async function benchSnapshots(work: string): Promise<{ rows: SnapRow[]; baseline
     'v8.writeHeapSnapshot() in-process',
   ].map((writer) => ({ writer, elapsedS: [], pauseMs: [], sizeMiB: [], rssMiB: [] }));
   const baselineRssMiB: number[] = [];
-  for (let round = 0; round < ROUNDS; round++) {
+  const writers: (() => Promise<void>)[] = [
     // tripdump, from outside, as a user runs it.
-    {
+    async () => {
       const from = t.beats.length;
       const r = await runCli(['node', 'snapshot', String(t.pid), work, '--json'], work);
       const row = rows[0]!;
@@ -174,9 +174,9 @@ async function benchSnapshots(work: string): Promise<{ rows: SnapRow[]; baseline
       removeSnapshots(work);
       const stack = await runCli(['node', 'stack', String(t.pid)], work);
       baselineRssMiB.push(stack.maxRssKiB / 1024);
-    }
+    },
     // Node's own signal: written in-process when the signal is handled; done when the heartbeat resumes.
-    {
+    async () => {
       const from = t.beats.length;
       const sent = Date.now();
       process.kill(t.pid, 'SIGUSR2');
@@ -191,9 +191,9 @@ async function benchSnapshots(work: string): Promise<{ rows: SnapRow[]; baseline
       row.pauseMs.push(gap);
       row.sizeMiB.push(snapshotSize(work));
       removeSnapshots(work);
-    }
+    },
     // In-process v8.writeHeapSnapshot(), timed by the target itself.
-    {
+    async () => {
       const from = t.beats.length;
       const at = t.lines.length;
       t.command('snapshot');
@@ -203,7 +203,12 @@ async function benchSnapshots(work: string): Promise<{ rows: SnapRow[]; baseline
       row.pauseMs.push(await t.gapSince(from));
       row.sizeMiB.push(snapshotSize(work));
       removeSnapshots(work);
-    }
+    },
+  ];
+  // The order turns each round, so that no writer always follows the same one (a snapshot leaves V8's
+  // map of object ids behind, which speeds up the next; tripdump's HeapProfiler.disable frees it).
+  for (let round = 0; round < ROUNDS; round++) {
+    for (let k = 0; k < writers.length; k++) await writers[(round + k) % writers.length]!();
     console.log(`  round ${round + 1}/${ROUNDS} done`);
   }
   t.child.kill('SIGKILL');

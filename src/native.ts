@@ -119,9 +119,9 @@ export interface NativeTcpListener {
 /** An output file being written (dump/output_file.h): appended in order, named only by commit(). */
 export interface NativeOutputFile {
   /** Appends; one write in flight at a time. Resolves with the bytes written. */
-  write(data: Buffer): Promise<number>;
-  /** Appends the text a JSON string literal's contents stand for (EILSEQ when malformed). */
-  writeJsonText(escaped: Buffer): Promise<number>;
+  write(data: Buffer | Buffer[]): Promise<number>;
+  /** Appends the text JSON string literals' contents stand for (EILSEQ when malformed). */
+  writeJsonText(escaped: Buffer | Buffer[]): Promise<number>;
   /** Gives the file its final name (EEXIST if taken, unless overwrite). */
   commit(): void;
   /** Releases it; uncommitted, nothing is left behind. Idempotent. */

@@ -6,6 +6,9 @@
 #include <napi.h>
 
 #include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include "dump/output_file.h"
 #include "inspector/json_string.h"
@@ -36,36 +39,48 @@ class OutputFileWrap : public Napi::ObjectWrap<OutputFileWrap> {
  private:
   class Write : public Napi::AsyncWorker {
    public:
-    // json: the data is a JSON string literal's contents, written as the text it stands for.
-    Write(Napi::Env env, OutputFileWrap* owner, Napi::Buffer<uint8_t> data, bool json)
+    // data: a Buffer or an Array of Buffers, written in order. json: each is a JSON string literal's
+    // contents, written as the text it stands for.
+    Write(Napi::Env env, OutputFileWrap* owner, Napi::Value data, bool json)
         : Napi::AsyncWorker(env, "tripdump:output-file"),
           owner_(owner),
           deferred_(Napi::Promise::Deferred::New(env)),
           json_(json) {
+      auto add = [&](Napi::Value v) {
+        if (!v.IsBuffer()) throw Napi::TypeError::New(env, "write() takes a Buffer or an Array of Buffers");
+        auto b = v.As<Napi::Buffer<uint8_t>>();
+        pieces_.emplace_back(reinterpret_cast<const char*>(b.Data()), b.Length());
+      };
+      if (data.IsArray()) {
+        auto a = data.As<Napi::Array>();
+        for (uint32_t i = 0; i < a.Length(); i++) add(a.Get(i));
+      } else {
+        add(data);
+      }
       data_ = Napi::Persistent(data);
-      ptr_ = data.Data();
-      len_ = data.Length();
       owner->busy_ = true;
       self_ = Napi::Persistent(owner->Value());
     }
     Napi::Promise promise() { return deferred_.Promise(); }
     void Execute() override {
-      const uint8_t* p = ptr_;
-      size_t n = len_;
-      std::string text;
-      if (json_) {
-        if (!inspector::json_unescape({reinterpret_cast<const char*>(ptr_), len_}, text)) {
-          error_ = std::make_unique<SysError>(EILSEQ, "write", std::string(), 0,
-                                              "not the contents of a JSON string");
-          return;
-        }
-        p = reinterpret_cast<const uint8_t*>(text.data());
-        n = text.size();
-      }
       try {
-        // write_sparse streams what lies behind to disk (write-behind) instead of filling the page cache.
-        owner_->file_->write_sparse(p, n, owner_->size_);
-        written_ = n;
+        uint64_t at = owner_->size_;
+        std::string text;
+        for (std::string_view piece : pieces_) {
+          if (json_) {
+            text.clear();
+            if (!inspector::json_unescape(piece, text)) {
+              error_ = std::make_unique<SysError>(EILSEQ, "write", std::string(), 0,
+                                                  "not the contents of a JSON string");
+              return;
+            }
+            piece = text;
+          }
+          // write_sparse streams what lies behind to disk (write-behind) instead of filling the page cache.
+          owner_->file_->write_sparse(reinterpret_cast<const uint8_t*>(piece.data()), piece.size(), at);
+          at += piece.size();
+          written_ += piece.size();
+        }
       } catch (const SysError& e) {
         error_ = std::make_unique<SysError>(e);
       }
@@ -86,10 +101,9 @@ class OutputFileWrap : public Napi::ObjectWrap<OutputFileWrap> {
    private:
     OutputFileWrap* owner_;
     Napi::Promise::Deferred deferred_;
-    Napi::Reference<Napi::Buffer<uint8_t>> data_;
+    std::vector<std::string_view> pieces_;
+    Napi::Reference<Napi::Value> data_;
     Napi::ObjectReference self_;
-    const uint8_t* ptr_;
-    size_t len_;
     bool json_;
     uint64_t written_ = 0;
     std::unique_ptr<SysError> error_;
@@ -102,17 +116,17 @@ class OutputFileWrap : public Napi::ObjectWrap<OutputFileWrap> {
 
   Napi::Value queue(const Napi::CallbackInfo& info, bool json) {
     check_open(info.Env());
-    auto* w = new Write(info.Env(), this, info[0].As<Napi::Buffer<uint8_t>>(), json);
+    auto* w = new Write(info.Env(), this, info[0], json);
     Napi::Promise p = w->promise();
     w->Queue();
     return p;
   }
 
-  // write(buffer) -> Promise<resolves to bytes written>: appends.
+  // write(buffer | buffers) -> Promise<bytes written>: appends.
   Napi::Value write(const Napi::CallbackInfo& info) { return queue(info, false); }
 
-  // writeJsonText(buffer) -> Promise: appends the text the contents of a JSON string literal stand for
-  // (EILSEQ when they are malformed).
+  // writeJsonText(buffer | buffers) -> Promise<bytes written>: appends the text the contents of JSON string
+  // literals stand for (EILSEQ when they are malformed; what came before is written).
   Napi::Value write_json_text(const Napi::CallbackInfo& info) { return queue(info, true); }
 
   // commit(): gives the file its final name (EEXIST if it appeared meanwhile, unless overwrite).

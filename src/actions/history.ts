@@ -30,9 +30,10 @@ export interface SafeFile {
   write(data: string | Uint8Array): Promise<void>;
   /**
    * Appends the text the contents of a JSON string literal (the bytes between its quotes) stand for, decoded
-   * natively: a stream that arrives as JSON strings (CDP events) is written without a JS string per chunk.
+   * natively (several literals in order when given several): a stream that arrives as JSON strings (CDP
+   * events) is written without a JS string per chunk.
    */
-  writeJsonText(escaped: Uint8Array): Promise<void>;
+  writeJsonText(escaped: Uint8Array | readonly Uint8Array[]): Promise<void>;
   /** Gives the file its final name: EEXIST if it appeared meanwhile (unless overwrite). */
   commit(): void;
   /** Releases the file; if not committed, nothing is left behind. Idempotent. */
@@ -67,7 +68,8 @@ export function createFileSafely(file: string, overwrite = false): SafeFile {
     },
     async writeJsonText(escaped) {
       try {
-        size += await f.writeJsonText(Buffer.from(escaped.buffer, escaped.byteOffset, escaped.byteLength));
+        const buf = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+        size += await f.writeJsonText(Array.isArray(escaped) ? escaped.map(buf) : buf(escaped as Uint8Array));
       } catch (e) {
         throw fromNative(e);
       }

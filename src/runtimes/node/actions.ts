@@ -60,10 +60,11 @@ export async function writeHeapSnapshot(
       let writing = Promise.resolve();
       const flush = () => {
         if (batchBytes === 0) return;
-        const data = Buffer.concat(batch, batchBytes);
+        const data = batch;
+        const bytes = batchBytes;
         batch = [];
         batchBytes = 0;
-        queued += data.length;
+        queued += bytes;
         if (queued > HIGH_WATER_BYTES && !paused) {
           paused = true;
           session.pause();
@@ -74,7 +75,7 @@ export async function writeHeapSnapshot(
             failure ??= e;
           })
           .finally(() => {
-            queued -= data.length;
+            queued -= bytes;
             if (paused && (queued < HIGH_WATER_BYTES / 2 || failure !== undefined)) {
               paused = false;
               session.resume();
