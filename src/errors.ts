@@ -39,9 +39,14 @@ export class SystemError extends TripdumpError {
 /** The process does not exist (ESRCH, or /proc/PID is gone). */
 export class ProcessGoneError extends SystemError {
   override name = 'ProcessGoneError';
-  constructor(info: NativeErrorInfo) {
-    super(info, `process ${info.pid ?? '?'} does not exist (${info.syscall}: ${info.code})`);
+  constructor(info: NativeErrorInfo, what = 'does not exist') {
+    super(info, `process ${info.pid ?? '?'} ${what} (${info.syscall}: ${info.code})`);
   }
+}
+
+/** Whether an error names a file of the caller's (an output path), rather than something of a process. */
+function isFileError(info: NativeErrorInfo): info is NativeErrorInfo & { path: string } {
+  return info.path !== undefined && info.path !== '' && !info.path.startsWith('/proc/');
 }
 
 /** Permission denied (EPERM/EACCES), with a hint naming the likely cause. */
@@ -49,10 +54,13 @@ export class AccessDeniedError extends SystemError {
   override name = 'AccessDeniedError';
   readonly hint: string;
   constructor(info: NativeErrorInfo) {
-    const hint = accessHint(info.pid);
+    // A folder or file that cannot be written is named as such: the process has nothing to do with it.
+    const hint = isFileError(info) ? '' : accessHint(info.pid);
     super(
       info,
-      `permission denied for ${info.pid ? `process ${info.pid}` : (info.path ?? 'the operation')} (${info.syscall}: ${info.code})${hint ? `: ${hint}` : ''}`,
+      isFileError(info)
+        ? `permission denied for ${info.path} (${info.syscall}: ${info.code})`
+        : `permission denied for ${info.pid ? `process ${info.pid}` : 'the operation'} (${info.syscall}: ${info.code})${hint ? `: ${hint}` : ''}`,
     );
     this.hint = hint;
   }
@@ -90,9 +98,26 @@ export class AbortError extends TripdumpError {
   }
 }
 
+/** What an errno means for an output path, in words. */
+const FILE_ERRORS: Record<string, string> = {
+  EEXIST: 'already exists',
+  ELOOP: 'is a symbolic link',
+  EISDIR: 'is a folder',
+  ENOTDIR: 'has a part that is not a folder',
+  ENOENT: 'does not exist',
+  ENAMETOOLONG: 'is too long a name for the file system',
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  EROFS: 'is on a read-only file system',
+  EINVAL: 'is not a valid file name',
+};
+
 function describe(info: NativeErrorInfo): string {
+  const detail = info.detail ? `: ${info.detail}` : '';
+  const words = FILE_ERRORS[info.code];
+  if (isFileError(info) && words) return `${info.path} ${words} (${info.syscall}: ${info.code})${detail}`;
   const where = [info.path, info.pid ? `pid ${info.pid}` : undefined].filter(Boolean).join(', ');
-  return `${info.syscall} failed: ${info.code}${where ? ` (${where})` : ''}${info.detail ? `: ${info.detail}` : ''}`;
+  return `${info.syscall} failed: ${info.code}${where ? ` (${where})` : ''}${detail}`;
 }
 
 function readStatusField(pid: number, key: string): string | undefined {
@@ -122,11 +147,14 @@ function accessHint(pid: number | undefined): string {
       );
     const tracer = tracerPidOf(pid);
     if (tracer) causes.push(`it is traced by pid ${tracer}`);
-    // A non-dumpable process (PR_SET_DUMPABLE 0, or after a setuid exec) has its /proc files owned by
-    // root whatever its uid: ptrace and /proc/PID/mem then need CAP_SYS_PTRACE.
+    // A non-dumpable process (PR_SET_DUMPABLE 0, or after a setuid exec) has the files under /proc/PID
+    // owned by root whatever its uid (the folder itself keeps its owner): ptrace and /proc/PID/mem then need
+    // CAP_SYS_PTRACE, even for its own user.
     try {
-      if (uid !== undefined && statSync(`/proc/${pid}`).uid !== Number(uid))
-        causes.push('it is not dumpable (PR_SET_DUMPABLE is 0, or it exec()ed a setuid program)');
+      if (uid !== undefined && me !== 0 && statSync(`/proc/${pid}/stat`).uid !== Number(uid))
+        causes.push(
+          `process ${pid} is not dumpable (it called prctl(PR_SET_DUMPABLE, 0), or exec()ed a setuid or setgid program): only root or a process with CAP_SYS_PTRACE can dump it`,
+        );
     } catch {
       // gone: the caller's error says so
     }
@@ -157,6 +185,29 @@ export function fromNative(e: unknown): unknown {
         : new AccessDeniedError(info);
   } else out = new SystemError(info);
   return out;
+}
+
+/** The target exited while it was being dumped. */
+export class ExitedDuringDumpError extends ProcessGoneError {
+  override name = 'ExitedDuringDumpError';
+  constructor(info: NativeErrorInfo) {
+    super(info, 'exited during the dump');
+  }
+}
+
+/**
+ * A dump's error as its caller should report it: the target going away mid-dump is a runtime outcome
+ * ("process N exited during the dump"), not a pid that never existed.
+ */
+export function duringDump(e: unknown, pid: number): unknown {
+  if (!(e instanceof ProcessGoneError) || e instanceof ExitedDuringDumpError) return e;
+  return new ExitedDuringDumpError({
+    errno: e.errno,
+    code: e.code,
+    syscall: e.syscall,
+    pid,
+    ...(e.path !== undefined ? { path: e.path } : {}),
+  });
 }
 
 /** Runs fn and rethrows any native error as its typed class. */

@@ -31,45 +31,9 @@ export {
   type MonitorSummary,
   type TargetSpec,
 } from './monitor/monitor.js';
-export {
-  ConnectionPool,
-  type Lease,
-  type ProcessKey,
-  processKey,
-  type RuntimeConnection,
-} from './runtimes/connections.js';
-export { detectRuntime, type RuntimeKind } from './runtimes/detect.js';
-export {
-  type CaptureStackOptions,
-  type CpuProfileOptions,
-  captureNodeStack,
-  defaultNodeOutputs,
-  formatNodeStack,
-  type HeapSnapshotResult,
-  NODE_OUTPUTS,
-  NodeCoreAction,
-  type NodeFileOptions,
-  type NodeFileResult,
-  type NodeOutput,
-  NodeOutputAction,
-  type NodeOutputOptions,
-  type NodeStack,
-  nodeActions,
-  type StackFrame,
-  writeCpuProfile,
-  writeHeapSnapshot,
-  writeNodeReport,
-} from './runtimes/node/actions.js';
-export { CdpSession } from './runtimes/node/cdp.js';
-export { handlesSigusr1, type InspectHints, inspectHints, isNodeProcess } from './runtimes/node/detect.js';
-export { NodeInspectorError, type NodeInspectorReason } from './runtimes/node/errors.js';
-export {
-  NodeInspector,
-  type NodeInspectorOptions,
-  nodeInspectors,
-  withNodeInspector,
-} from './runtimes/node/inspector.js';
-export { HeapUsedTrigger, type LoopDelayOptions, LoopDelayTrigger } from './runtimes/node/triggers.js';
+export { detectRuntime, type RuntimeFacts } from './runtimes/detect.js';
+export * from './runtimes/dotnet/index.js';
+export * from './runtimes/node/index.js';
 export {
   DEFAULT_FIELDS,
   FIELD_INFO,

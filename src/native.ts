@@ -1,6 +1,6 @@
-// Loads the addon and checks, once, that it is the one this code was written against: a stale build
-// with another field order would silently put values under the wrong names.
-import { existsSync } from 'node:fs';
+// Finds the addon with node-gyp-build (a build from source first, else the prebuilt binary for this
+// platform shipped in the package), loads it and checks, once, that it is the one this code was written
+// against: a stale build with another field order would silently put values under the wrong names.
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -173,31 +173,46 @@ export interface NativeBinding {
   ) => NativeOutputFile;
 }
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-/** Where the addon may be, in order: the build next to the sources, then next to dist/. */
-export const addonCandidates = [
-  path.resolve(here, '..', 'build', 'Release', 'tripdump.node'),
-  path.resolve(here, '..', '..', 'build', 'Release', 'tripdump.node'),
-  path.resolve(here, '..', 'build', 'Debug', 'tripdump.node'),
-];
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(import.meta.url);
+const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
+
+let found: string | undefined;
+/**
+ * The addon this installation uses, as node-gyp-build chooses it: build/Release when it was built from
+ * source, else the prebuilt binary in prebuilds/<platform>-<arch> whose tags fit (Node-API, glibc).
+ */
+export function addonPath(): string {
+  if (found) return found;
+  try {
+    found = nodeGypBuild.path(root);
+    return found;
+  } catch (e) {
+    throw new Error(
+      `tripdump: no native addon for this platform (run \`npm rebuild tripdump --build-from-source\`, or \`npm run build:native\` in a checkout): ${(e as Error).message.trim()}`,
+    );
+  }
+}
+
+/**
+ * The folder of the native files that go with the addon: tripdump-crash-handler and libtripdump.so sit
+ * beside it, whether built from source (build/Release) or prebuilt (prebuilds/linux-<arch>).
+ */
+export function nativeDir(): string {
+  return path.dirname(addonPath());
+}
 
 function load(): NativeBinding {
-  const require = createRequire(import.meta.url);
-  const failures: string[] = [];
-  for (const candidate of addonCandidates) {
-    if (!existsSync(candidate)) {
-      failures.push(`${candidate}: not found`);
-      continue;
-    }
-    try {
-      return check(require(candidate) as NativeBinding, candidate);
-    } catch (e) {
-      failures.push(`${candidate}: ${(e as Error).message}`);
-    }
+  const file = addonPath();
+  let binding: NativeBinding;
+  try {
+    binding = require(file) as NativeBinding;
+  } catch (e) {
+    throw new Error(
+      `tripdump: cannot load the native addon ${file} (run \`npm rebuild tripdump --build-from-source\`): ${(e as Error).message}`,
+    );
   }
-  throw new Error(
-    `tripdump: cannot load the native addon (run \`npm install\` or \`npm run build:native\`). Tried:\n  ${failures.join('\n  ')}`,
-  );
+  return check(binding, file);
 }
 
 function check(binding: NativeBinding, where: string): NativeBinding {

@@ -4,6 +4,7 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { buildDotnetFixture, hasDotnet, installDotnetTool } from './fixtures/dotnet/build.js';
 
 const root = path.resolve(import.meta.dirname, '..');
 const sourceDir = path.join(root, 'test', 'fixtures');
@@ -53,5 +54,12 @@ export default async function setup(): Promise<void> {
     if (built !== undefined && built > (mtime(source) ?? 0)) continue;
     jobs.push(compile(source, output));
   }
+  // The .NET target and the tools that check its dumps, when the machine has dotnet (tests skip otherwise).
+  if (hasDotnet())
+    jobs.push(
+      buildDotnetFixture().then(() => {}),
+      installDotnetTool('dotnet-dump'),
+      installDotnetTool('dotnet-counters'),
+    );
   await Promise.all(jobs);
 }

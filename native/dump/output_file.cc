@@ -22,11 +22,6 @@ std::string dir_of(const std::string& path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
-std::string base_of(const std::string& path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
 // Write-behind: a dump streams to disk instead of filling the page cache. Writeback of each 4 MiB starts as
 // soon as it is written, and the dump waits for (and drops from the cache) whatever lies more than 64 MiB
 // behind its write position. Reasons: a multi-GiB core written through the cache alone pushes the host
@@ -55,16 +50,32 @@ bool all_zero(const uint8_t* p, size_t n) {
 
 }  // namespace
 
+// The path rules every output of tripdump follows: an empty path or one ending in '/' names no file; an
+// existing name is never replaced without overwrite, and with it only when it is a regular file (a symlink
+// is not followed and not replaced, a folder, FIFO or device never becomes a core). Checked before the
+// target is stopped, and again right before the final rename.
+void OutputFile::check_final_name() const {
+  struct stat st;
+  if (::lstat(path_.c_str(), &st) < 0) {
+    if (errno == ENOENT) return;
+    throw_errno("lstat", path_, pid_);
+  }
+  if (!overwrite_) throw SysError(EEXIST, "open", path_, pid_);
+  if (S_ISLNK(st.st_mode)) throw SysError(ELOOP, "open", path_, pid_, "a symbolic link is never replaced");
+  if (S_ISDIR(st.st_mode)) throw SysError(EISDIR, "open", path_, pid_);
+  if (!S_ISREG(st.st_mode)) throw SysError(EEXIST, "open", path_, pid_, "not a regular file: not replaced");
+}
+
 OutputFile::OutputFile(const std::string& path, bool overwrite, int pid)
     : path_(path), overwrite_(overwrite), pid_(pid) {
-  if (path.empty() || path.back() == '/') throw SysError(EISDIR, "open", path, pid);
+  if (path.empty()) throw SysError(EINVAL, "open", path, pid, "an empty path names no file");
+  if (path.back() == '/') throw SysError(EISDIR, "open", path, pid, "a path ending in '/' is a folder");
   // Fail before the target is stopped when the final name is taken; commit() re-checks atomically.
-  struct stat st;
-  if (!overwrite && ::lstat(path.c_str(), &st) == 0) throw SysError(EEXIST, "open", path, pid);
+  check_final_name();
   int fd = ::open(dir_of(path).c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
   if (fd < 0) {
     // Old file systems (and kernels) refuse O_TMPFILE with these; anything else is a real error (ENOENT...).
-    if (errno != EOPNOTSUPP && errno != EISDIR) throw_errno("open", path, pid);
+    if (errno != EOPNOTSUPP && errno != EISDIR) throw_errno("open", dir_of(path), pid);
     open_named_temp();
     return;
   }
@@ -74,11 +85,12 @@ OutputFile::OutputFile(const std::string& path, bool overwrite, int pid)
 }
 
 std::string OutputFile::unique_temp_name() const {
+  // A short name of its own, not derived from the final one: a final name of NAME_MAX bytes still fits.
   std::random_device rd;
-  char suffix[32];
-  std::snprintf(suffix, sizeof suffix, ".tmp-%d-%08x", static_cast<int>(::getpid()), rd());
+  char name[48];
+  std::snprintf(name, sizeof name, ".tripdump-%d-%08x.tmp", static_cast<int>(::getpid()), rd());
   const std::string dir = dir_of(path_);
-  return (dir == "/" ? "" : dir) + "/." + base_of(path_) + suffix;
+  return (dir == "/" ? "" : dir) + "/" + name;
 }
 
 void OutputFile::open_named_temp() {
@@ -186,6 +198,7 @@ void OutputFile::commit() {
     // From here the destructor removes the temporary name if rename() fails.
   }
   if (overwrite_) {
+    check_final_name();
     if (::rename(tmp_path_.c_str(), path_.c_str()) < 0) throw_errno("rename", path_, pid_);
   } else if (::syscall(SYS_renameat2, AT_FDCWD, tmp_path_.c_str(), AT_FDCWD, path_.c_str(),
                        RENAME_NOREPLACE) < 0) {

@@ -1,10 +1,12 @@
 // The core file on disk, mode 0600, written sparsely (all-zero pages become holes) and given its final name
 // only when complete. It is an unnamed O_TMPFILE in the destination directory until commit() links it in,
 // so nothing can be left behind even when the writer is SIGKILLed. File systems without O_TMPFILE get a
-// named temporary file (.<base>.tmp-<pid>-<random>) that the destructor removes; only there can a killed
+// named temporary file (.tripdump-<pid>-<random>.tmp) that the destructor removes; only there can a killed
 // writer leave one (the N-API glue sweeps it up).
 // The final name is never followed if it is a symlink: linkat() fails with EEXIST on any existing entry,
-// a dangling symlink included, and rename() (overwrite) replaces the link itself, not what it points to.
+// a dangling symlink included. Overwrite replaces only a regular file: a symlink (ELOOP), a folder (EISDIR)
+// or any other kind of file (EEXIST) is left alone. An empty path (EINVAL) or one ending in '/' (EISDIR)
+// names no file.
 #pragma once
 
 #include <cstdint>
@@ -16,7 +18,8 @@ namespace tripdump::dump {
 
 class OutputFile {
  public:
-  // Throws SysError (EEXIST when `path` exists and !overwrite, ENOENT for a missing directory, ...).
+  // Throws SysError (EEXIST when `path` exists and !overwrite, ENOENT for a missing directory, ...): the
+  // path rules above, checked before anything is written.
   OutputFile(const std::string& path, bool overwrite, int pid);
   ~OutputFile();
   OutputFile(const OutputFile&) = delete;
@@ -34,6 +37,7 @@ class OutputFile {
   const std::string& path() const { return path_; }
 
  private:
+  void check_final_name() const;
   void open_named_temp();
   void write_behind(uint64_t end);
   std::string unique_temp_name() const;

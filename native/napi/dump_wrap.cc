@@ -1,22 +1,17 @@
-// writeCoreDump's native half. Each job gets a dedicated std::thread, which forks a dumper process
-// (napi/worker_process.h says why a process) that does the ptrace work and writes the file, sharing one
-// page with the thread: cancel flag, progress, result. Progress and the result reach JS through a
-// ThreadSafeFunction.
+// writeCoreDump's native half. Each job gets a dedicated std::thread, which runs the dump in a dumper
+// process (lib/dumper.h; lib/worker_process.h says why a process) and follows it: cancel flag down,
+// progress and the result up. Progress and the result reach JS through a ThreadSafeFunction.
 #include <napi.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
-#include <filesystem>
 #include <memory>
 #include <thread>
 
 #include "dump/core_dump.h"
+#include "lib/dumper.h"
 #include "napi/addon.h"
 #include "napi/errors.h"
-#include "napi/worker_process.h"
 
 namespace tripdump::napi {
 
@@ -36,7 +31,6 @@ struct DumpJob {
   dump::Result result;
   std::unique_ptr<SysError> error;
   std::string failure;  // anything that is not a SysError (bad_alloc...)
-  std::string syscall_name;
 
   explicit DumpJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
 };
@@ -44,83 +38,6 @@ struct DumpJob {
 struct Progress {
   uint64_t done, total;
 };
-
-// The page shared between the job's thread and its dumper process.
-struct Shared {
-  std::atomic<bool> cancel;
-  std::atomic<uint64_t> done, total;
-  enum : int { kRunning, kOk, kError };
-  std::atomic<int> state;
-  SharedResult result;  // kOk
-  SharedError error;    // kError
-};
-static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<uint64_t>::is_always_lock_free,
-              "atomics shared across processes must be lock-free");
-
-// Runs in the dumper process.
-void dumper(Shared* sh, int pid, const std::string& path, dump::Options options) {
-  options.cancel = &sh->cancel;
-  options.progress = [sh](uint64_t done, uint64_t total) {
-    sh->total.store(total, std::memory_order_relaxed);
-    sh->done.store(done, std::memory_order_relaxed);
-  };
-  try {
-    sh->result.store(dump::write_core_dump(pid, path, options));
-    sh->state.store(Shared::kOk);
-  } catch (const SysError& e) {
-    sh->error.store(e);
-    sh->state.store(Shared::kError);
-  } catch (const std::exception& e) {
-    sh->error.store(e);
-    sh->state.store(Shared::kError);
-  }
-}
-
-// A dumper that died without a word (killed, crashed) leaves no file where O_TMPFILE works; elsewhere the
-// writer's fallback temporary file, .<base>.tmp-<its pid>-<random> beside the final file, is removed here.
-void remove_temp_files(const std::string& path, pid_t dumper_pid) {
-  namespace fs = std::filesystem;
-  const fs::path p(path);
-  const std::string prefix = "." + p.filename().string() + ".tmp-" + std::to_string(dumper_pid) + "-";
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(p.has_parent_path() ? p.parent_path() : ".", ec))
-    if (entry.path().filename().string().rfind(prefix, 0) == 0) fs::remove(entry.path(), ec);
-}
-
-// Forks the dumper and follows it: passes cancel down and progress up until it exits.
-void run_in_dumper(DumpJob* job, const std::function<void(uint64_t, uint64_t)>& progress) {
-  SharedPage<Shared> sh;
-  const pid_t child = fork_worker([&] { dumper(sh.get(), job->pid, job->path, job->options); });
-  int status = 0;
-  uint64_t last_done = UINT64_MAX;
-  for (;;) {
-    const pid_t r = waitpid(child, &status, WNOHANG);
-    if (r == child) break;
-    if (r < 0 && errno != EINTR) throw SysError(errno, "waitpid", {}, child);
-    if (job->cancel->load()) sh->cancel.store(true);
-    const uint64_t done = sh->done.load(std::memory_order_relaxed);
-    if (progress && done != last_done && sh->total.load(std::memory_order_relaxed)) {
-      last_done = done;
-      progress(done, sh->total.load(std::memory_order_relaxed));
-    }
-    usleep(5000);
-  }
-  if (progress && sh->state.load() == Shared::kOk && sh->done.load() != last_done)
-    progress(sh->done.load(), sh->total.load());
-  switch (sh->state.load()) {
-    case Shared::kOk:
-      job->result = sh->result.load(job->path);
-      return;
-    case Shared::kError:
-      sh->error.rethrow(job->syscall_name);
-    default:
-      remove_temp_files(job->path, child);
-      throw SysError(ECHILD, "dump", job->path, job->pid,
-                     WIFSIGNALED(status)
-                         ? "the dumper process died of signal " + std::to_string(WTERMSIG(status))
-                         : "the dumper process exited with " + std::to_string(WEXITSTATUS(status)));
-  }
-}
 
 }  // namespace
 
@@ -161,7 +78,7 @@ void run(DumpJob* job) {
     };
   }
   try {
-    run_in_dumper(job, progress);
+    job->result = lib::dump_in_process(job->pid, job->path, job->options, job->cancel.get(), progress);
   } catch (const SysError& e) {
     job->error = std::make_unique<SysError>(e);
   } catch (const std::exception& e) {

@@ -12,7 +12,7 @@
 #include "inspector/netns.h"
 #include "napi/addon.h"
 #include "napi/errors.h"
-#include "napi/worker_process.h"
+#include "lib/worker_process.h"
 
 namespace tripdump::napi {
 
@@ -89,7 +89,7 @@ Napi::Value start_inspector_guard(const Napi::CallbackInfo& info) {
     throw to_js_error(env, SysError(errno, "socketpair"));
   Fd ours(sv[0]), theirs(sv[1]);
   const pid_t middle = guarded(env, [&] {
-    return fork_worker(
+    return lib::fork_worker(
         [&] {
           const pid_t guard = ::fork();
           if (guard < 0) ::_exit(errno);

@@ -1,5 +1,5 @@
 // watchSignals' native half. The watch (dump/signal_watch.h) runs in a forked watcher process (see
-// napi/worker_process.h for why not a thread of Node), attached synchronously so watchSignals can throw a
+// lib/worker_process.h for why not a thread of Node), attached synchronously so watchSignals can throw a
 // typed error for a missing pid, EPERM or a target already traced. Watcher and Node talk over a
 // SOCK_SEQPACKET socket pair: events up (one message each), answers and stop down. A relay std::thread
 // turns events into onEvent calls through a ThreadSafeFunction and settles `done` when the watcher ends.
@@ -18,11 +18,15 @@
 
 #include "core/fd.h"
 #include "dump/signal_watch.h"
+#include "lib/worker_process.h"
 #include "napi/addon.h"
 #include "napi/errors.h"
-#include "napi/worker_process.h"
 
 namespace tripdump::napi {
+
+using lib::fork_worker;
+using lib::SharedError;
+using lib::SharedResult;
 
 namespace {
 
@@ -146,11 +150,10 @@ struct WatchJob {
   Napi::ThreadSafeFunction tsfn;
   Napi::Promise::Deferred deferred;
   Napi::FunctionReference on_event;
-  std::string syscall_keep;
   explicit WatchJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
 };
 
-Napi::Object event_object(Napi::Env env, const EventMsg& m, std::string& keep) {
+Napi::Object event_object(Napi::Env env, const EventMsg& m) {
   Napi::Object o = Napi::Object::New(env);
   switch (m.type) {
     case EventMsg::kAttached:
@@ -169,7 +172,7 @@ Napi::Object event_object(Napi::Env env, const EventMsg& m, std::string& keep) {
     case EventMsg::kDumpError:
       o.Set("type", "dump-error");
       try {
-        m.error.rethrow(keep);
+        m.error.rethrow();
       } catch (const SysError& e) {
         o.Set("error", to_js_error(env, e).Value());
       } catch (const std::exception& e) {
@@ -194,7 +197,7 @@ void emit(WatchJob* job, std::unique_ptr<EventMsg> m) {
   job->tsfn.BlockingCall(raw, [job](Napi::Env env, Napi::Function, EventMsg* data) {
     std::unique_ptr<EventMsg> hold(data);
     try {
-      job->on_event.Call({event_object(env, *data, job->syscall_keep)});
+      job->on_event.Call({event_object(env, *data)});
     } catch (const Napi::Error& e) {
       e.ThrowAsJavaScriptException();  // reported as an uncaught exception, as for any callback
     }
@@ -224,7 +227,7 @@ void relay_events(WatchJob* job) {
           ended = true;
         } else if (m->type == EventMsg::kFatal) {
           try {
-            m->error.rethrow(job->syscall_keep);
+            m->error.rethrow();
           } catch (const SysError& e) {
             fatal = std::make_unique<SysError>(e);
           } catch (const std::exception& e) {
@@ -310,8 +313,7 @@ Napi::Value watch_signals(const Napi::CallbackInfo& info) {
     while (::waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
     }
     if (n == sizeof *first && first->type == EventMsg::kFatal) {
-      std::string keep;
-      guarded(env, [&] { first->error.rethrow(keep); });
+      guarded(env, [&] { first->error.rethrow(); });
     }
     throw to_js_error(env, SysError(n < 0 ? ETIMEDOUT : ECHILD, "watchSignals", "", pid,
                                     "the watcher process did not attach"));

@@ -1,84 +1,95 @@
-// The dump action: a core file named as ProcDump names it, never colliding, with a sidecar JSON beside it
-// holding the trigger, the value, the process identity and the samples that led up to it.
-import { lstatSync } from 'node:fs';
-import { type CoreDumpResult, type DumpMode, writeCoreDump } from '../dump/core.js';
-import { dumpPath } from '../dump/naming.js';
+// The dump action: a core file named as ProcDump 3.x names it, and, when asked for, the sample history that
+// led up to it (trigger, value, process identity, the last samples) as JSON in a folder of its own.
+import type { CoreDumpResult, DumpMode } from '../dump/core.js';
+import { dumpPath, historyPath, timestamp } from '../dump/naming.js';
+import { duringDump, SystemError } from '../errors.js';
+import { runtimeDumpNote, writeRuntimeAwareDump } from '../runtimes/dotnet/dump.js';
 import type { DumpFn } from '../triggers/trigger.js';
 import type { Action, ActionContext, ActionResult } from './action.js';
+import { writeGcoreDump } from './gcore.js';
 import { sidecar, writeFileSafely } from './history.js';
 
 export interface DumpActionOptions {
   /** Folder for the dumps. */
   dir: string;
-  /** A custom file name (ProcDump's DUMP_FILE); later dumps get `_1`, `_2`… */
+  /** A custom name (ProcDump's DUMP_FILE): the dumps are NAME.<pid>, NAME_1.<pid>… */
   file?: string | undefined;
   mode?: DumpMode | undefined;
   filter?: number | undefined;
-  /** Replace existing files (-o) instead of choosing the next free name. */
+  /** Replace an existing file (-o): a regular file only, never a symlink. Without it, an existing name fails. */
   overwrite?: boolean;
   onProgress?: ((done: number, total: number) => void) | undefined;
+  /** Write each dump's sample history to this folder as `<dump name>.json` (default: none). */
+  historyDir?: string | undefined;
+  /** Who writes the core: tripdump's writer (default) or gdb's gcore (ProcDump's -usegcore). */
+  writer?: 'native' | 'gcore';
 }
-
-function exists(file: string): boolean {
-  try {
-    lstatSync(file);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** How many names to try before giving up on finding a free one. */
-const MAX_NAME_TRIES = 1000;
 
 export class DumpAction implements Action {
   readonly kind = 'dump';
   #count = 0;
+  /**
+   * Names this action wrote that a later dump could be given again: ProcDump would then overwrite its own
+   * dump or skip the new one, tripdump adds a counter instead. Default names hold the second they were
+   * made in, so only those of the current second are kept (a -w run over thousands of processes keeps
+   * nothing growing); custom names serve one pid and at most -n dumps.
+   */
+  #taken = new Set<string>();
+  #takenSecond = '';
   constructor(readonly options: DumpActionOptions) {}
 
   async run(ctx: ActionContext): Promise<ActionResult> {
     const o = this.options;
-    // A trigger that traces the target (signals) writes the dump itself and gets one path, so the name
-    // is chosen free beforehand; writeCoreDump can instead retry on EEXIST.
+    const pid = ctx.target.pid;
+    // A trigger that traces the target (signals) writes the dump itself. A .NET target's runtime writes its
+    // own dump (falling back to the ptrace writer, which it says).
     const write: DumpFn =
-      ctx.firing.dump ?? ((file, options) => writeCoreDump(ctx.target.pid, file, options));
-    let result: CoreDumpResult | undefined;
-    for (let n = 0; !result; n++) {
-      const file = dumpPath(
-        { dir: o.dir, file: o.file },
-        ctx.target.name,
-        ctx.firing.tag,
-        ctx.target.pid,
-        ctx.time,
-        n + (o.file ? this.#count : 0),
-      );
-      if (!o.overwrite && n < MAX_NAME_TRIES && exists(file)) continue;
-      try {
-        result = await write(file, {
-          ...(o.mode ? { mode: o.mode } : {}),
-          ...(o.filter !== undefined ? { filter: o.filter } : {}),
-          overwrite: o.overwrite === true,
-          signal: ctx.signal,
-          ...(o.onProgress ? { onProgress: o.onProgress } : {}),
-        });
-      } catch (e) {
-        if (
-          (e as { code?: string }).code !== 'EEXIST' ||
-          o.overwrite ||
-          n >= MAX_NAME_TRIES ||
-          ctx.firing.dump
-        )
-          throw e;
-      }
+      ctx.firing.dump ??
+      ((file, options) =>
+        o.writer === 'gcore'
+          ? writeGcoreDump(pid, file, options)
+          : writeRuntimeAwareDump(pid, file, options));
+    const second = timestamp(ctx.time);
+    if (!o.file && second !== this.#takenSecond) {
+      this.#taken.clear();
+      this.#takenSecond = second;
     }
+    const name = (n: number) =>
+      dumpPath({ dir: o.dir, file: o.file }, ctx.target.name, ctx.firing.tag, pid, ctx.time, n);
+    let n = 0;
+    while (this.#taken.has(name(n))) n++;
+    const file = name(n);
+    let result: CoreDumpResult;
+    try {
+      result = await write(file, {
+        ...(o.mode ? { mode: o.mode } : {}),
+        ...(o.filter !== undefined ? { filter: o.filter } : {}),
+        overwrite: o.overwrite === true,
+        signal: ctx.signal,
+        ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+      });
+    } catch (e) {
+      if (e instanceof SystemError && e.code === 'EEXIST' && !o.overwrite)
+        throw new SystemError(
+          { errno: e.errno, code: e.code, syscall: e.syscall, path: file, pid },
+          `Dump file ${file} already exists and was not overwritten (use -o to overwrite)`,
+        );
+      throw duringDump(e, pid);
+    }
+    this.#taken.add(result.path);
     const index = this.#count++;
     ctx.written.set('dump', result.path);
-    await writeFileSafely(
-      `${result.path}.json`,
-      `${JSON.stringify(sidecar(ctx, { dump: result }), null, 2)}\n`,
-      o.overwrite === true,
-    );
-    const paused = `target paused ${result.pauseMs.toFixed(1)} ms, ${result.mode} mode`;
+    if (o.historyDir !== undefined) {
+      const history = historyPath(o.historyDir, result.path);
+      await writeFileSafely(
+        history,
+        `${JSON.stringify(sidecar(ctx, { dump: result }), null, 2)}\n`,
+        o.overwrite === true,
+      );
+      ctx.written.set('history', history);
+    }
+    const paused =
+      runtimeDumpNote(result) ?? `target paused ${result.pauseMs.toFixed(1)} ms, ${result.mode} mode`;
     const warn = result.warnings.length ? ` (${result.warnings.join('; ')})` : '';
     return { path: result.path, message: `Core dump ${index} generated: ${result.path} (${paused})${warn}` };
   }

@@ -15,6 +15,7 @@ export function sidecar(ctx: ActionContext, extra: Record<string, unknown> = {})
       reason: ctx.firing.reason,
       value: ctx.firing.value,
       threshold: ctx.firing.threshold,
+      ...(ctx.firing.details ? { details: ctx.firing.details } : {}),
     },
     ...extra,
     samples: ctx.history.map((h) => ({ time: h.time, ...h.record })),
@@ -44,8 +45,9 @@ export interface SafeFile {
  * Creates a file the way every output of tripdump is written (design §3), to be filled as a stream: mode
  * 0600, an unnamed O_TMPFILE in the destination directory (a named temporary one where the file system
  * lacks O_TMPFILE) that gets its final name only in commit(), so an interrupted or killed writer leaves
- * nothing half-written. Throws EEXIST at once when the final name exists (unless overwrite), and never
- * follows a symlink there.
+ * nothing half-written. Throws EEXIST at once when the final name exists; with overwrite it replaces a
+ * regular file only (ELOOP for a symlink, EISDIR for a folder). It is the core writer's own OutputFile
+ * (native/dump/output_file.h), so every output follows the same rules.
  */
 export function createFileSafely(file: string, overwrite = false): SafeFile {
   const f = native(() => new (binding().OutputFile)(file, overwrite));
@@ -83,7 +85,7 @@ export function createFileSafely(file: string, overwrite = false): SafeFile {
   };
 }
 
-/** Writes a whole file as createFileSafely does. Rejects with EEXIST when the final name exists (unless overwrite). */
+/** Writes a whole file as createFileSafely does (EEXIST, ELOOP, EISDIR as it says). */
 export async function writeFileSafely(file: string, data: string, overwrite = false): Promise<void> {
   const f = createFileSafely(file, overwrite);
   try {

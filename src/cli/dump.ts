@@ -1,63 +1,99 @@
-// `tripdump dump PID [FILE|DIR] [--mode stop|snapshot] [--filter MASK] [--json]`: one core dump, now.
-import { statSync } from 'node:fs';
+// `tripdump dump PID [FILE|DIR] [--mode stop|snapshot] [--filter MASK] [--overwrite] [--json]`: one core
+// dump, now. Also home of the output path rules every command follows (outputTarget).
+import { accessSync, constants, lstatSync, type Stats, statSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { type DumpMode, writeCoreDump } from '../dump/core.js';
+import type { DumpMode } from '../dump/core.js';
 import { dumpPath, processName } from '../dump/naming.js';
-import { UsageError } from '../errors.js';
+import { duringDump, UsageError } from '../errors.js';
+import { parseDumpType, writeRuntimeAwareDump } from '../runtimes/dotnet/dump.js';
 import { checkPid } from '../sampler/sampler.js';
-import { EXIT, interruptSignal, parseMask } from './common.js';
+import { EXIT, interruptSignal, parseMask, parseOptions, requireProcess } from './common.js';
+import { toJson } from './format.js';
 import { progressBar } from './output.js';
 
 export const DUMP_USAGE = `Usage: tripdump dump PID [FILE|DIR] [options]
 
 Writes an ELF core of a running process, without gdb. Default name (in DIR, default the current
-folder): <name>_manual_<yymmdd_HHMMSS>.<pid>, as ProcDump names it.
+folder): <name>_manual_<yymmdd_HHMMSS>.<pid>, as ProcDump names it. A path ending in / is a folder
+and must exist; FILE is written under exactly that name, in an existing folder.
 
   --mode snapshot|stop  snapshot (default): the target pauses only while a copy-on-write child is
                         forked, which is then dumped; stop: the target stays stopped for the whole dump
-  --filter MASK         coredump_filter bits, hex (33 or 0x33; default: the target's own)
-  --overwrite           replace FILE if it exists
+  --filter MASK         coredump_filter bits, hex from 0 to 0x1ff (33 or 0x33; default: the target's own)
+  --type TYPE           a .NET process is dumped by its own runtime: normal, withheap, triage or full
+                        (default full); a process whose runtime cannot gets the ptrace core instead
+  --overwrite           replace FILE if it exists (a regular file only, never a symlink)
   --json                print the result as JSON
 `;
 
-/** Where a dump goes: an existing folder, or a file in an existing folder. */
+function stat(file: string): Stats | undefined {
+  try {
+    return statSync(file);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Where output goes, by the path rules of every command: an existing folder, or a file name in an
+ * existing folder. A path ending in '/' means a folder, which must exist; an existing non-folder is never
+ * taken for one; an empty path is an error; the folder must be writable. Errors name `option` and the path.
+ */
 export function outputTarget(arg: string | undefined, option: string): { dir: string; file?: string } {
   if (arg === undefined) return { dir: '.' };
-  try {
-    if (statSync(arg).isDirectory()) return { dir: arg };
-  } catch {
-    // not there: a file name, whose folder must exist
+  if (arg === '')
+    throw new UsageError(
+      `${option}: an empty path names no file or folder (use . for the current folder)`,
+      option,
+    );
+  const st = stat(arg);
+  // stat("afile/") fails with ENOTDIR: look at the name without its slashes to tell "not a folder".
+  if (arg.endsWith('/') && !st?.isDirectory())
+    throw new UsageError(
+      stat(arg.replace(/\/+$/, '') || '/')
+        ? `${option}: '${arg}' ends in '/' but is not a folder`
+        : `${option}: folder '${arg}' does not exist (a path ending in '/' is a folder)`,
+      option,
+    );
+  const out = st?.isDirectory() ? { dir: arg } : { dir: path.dirname(arg), file: path.basename(arg) };
+  if (out.file !== undefined) {
+    const dir = stat(out.dir);
+    if (!dir) throw new UsageError(`${option}: folder '${out.dir}' does not exist`, option);
+    if (!dir.isDirectory()) throw new UsageError(`${option}: '${out.dir}' is not a folder`, option);
   }
-  const dir = path.dirname(arg);
   try {
-    if (!statSync(dir).isDirectory()) throw new Error();
+    accessSync(out.dir, constants.W_OK | constants.X_OK);
   } catch {
-    throw new UsageError(`${option}: folder '${dir}' does not exist`, option);
+    throw new UsageError(`${option}: folder '${out.dir}' is not writable`, option);
   }
-  return { dir, file: path.basename(arg) };
+  return out;
+}
+
+/** What an existing FILE allows: nothing without --overwrite, and with it a regular file only. */
+function checkExisting(file: string, overwrite: boolean): void {
+  let st: Stats;
+  try {
+    st = lstatSync(file);
+  } catch {
+    return;
+  }
+  if (!overwrite) throw new UsageError(`'${file}' already exists (--overwrite replaces it)`, 'FILE');
+  if (!st.isFile())
+    throw new UsageError(
+      `'${file}' is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a regular file'}: --overwrite replaces a regular file only`,
+      'FILE',
+    );
 }
 
 export async function dumpCommand(argv: string[], out: NodeJS.WriteStream): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  const parse = () =>
-    parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        mode: { type: 'string' },
-        filter: { type: 'string' },
-        overwrite: { type: 'boolean' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  try {
-    parsed = parse();
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parseOptions(argv, {
+    mode: { type: 'string' },
+    filter: { type: 'string' },
+    type: { type: 'string' },
+    overwrite: { type: 'boolean' },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
   if (values.help) {
     out.write(DUMP_USAGE);
     return EXIT.ok;
@@ -71,25 +107,33 @@ export async function dumpCommand(argv: string[], out: NodeJS.WriteStream): Prom
   if (values.mode !== undefined && values.mode !== 'stop' && values.mode !== 'snapshot')
     throw new UsageError(`--mode must be 'stop' or 'snapshot', got '${values.mode}'`, '--mode');
   const filter = values.filter === undefined ? undefined : parseMask('--filter', values.filter);
+  const dotnetType = values.type === undefined ? undefined : parseDumpType(values.type, '--type');
   const target = outputTarget(where, 'FILE|DIR');
-  try {
-    statSync(`/proc/${pid}`);
-  } catch {
-    throw new UsageError(`process ${pid} does not exist`, 'PID');
-  }
-  const file = dumpPath(target, processName(pid), 'manual', pid, new Date(), 0);
+  requireProcess(pid);
+  const file = target.file
+    ? path.join(target.dir, target.file)
+    : dumpPath(target, processName(pid), 'manual', pid, new Date(), 0);
+  checkExisting(file, values.overwrite === true);
   const signal = interruptSignal();
   const bar = values.json ? progressBar({ isTTY: false } as NodeJS.WriteStream) : progressBar(process.stderr);
   try {
-    const r = await writeCoreDump(pid, file, {
+    const r = await writeRuntimeAwareDump(pid, file, {
+      dotnetType,
       ...(values.mode ? { mode: values.mode as DumpMode } : {}),
       ...(filter !== undefined ? { filter } : {}),
       overwrite: values.overwrite === true,
       signal,
       onProgress: bar.update,
+    }).catch((e: unknown) => {
+      throw duringDump(e, pid);
     });
     bar.end();
-    if (values.json) out.write(`${JSON.stringify(r)}\n`);
+    if (values.json) out.write(`${toJson(r)}\n`);
+    else if (r.writer === 'dotnet')
+      out.write(
+        `Core dump written: ${r.path}\n  by the .NET ${r.runtimeVersion ?? ''} runtime, type ${r.dotnetType}: ${r.threads} threads, ` +
+          `${(r.bytesWritten / 2 ** 20).toFixed(1)} MiB (${(r.bytesOnDisk / 2 ** 20).toFixed(1)} MiB on disk) in ${(r.pauseMs / 1000).toFixed(2)} s\n`,
+      );
     else {
       out.write(
         `Core dump written: ${r.path}\n  ${r.threads} threads, ${r.mappingsWritten} mappings (${r.mappingsSkipped} skipped), ` +

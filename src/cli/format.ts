@@ -3,6 +3,33 @@ import type { FieldName, ProcessRecord } from '../sampler/fields.js';
 
 const UNITS = ['B', 'K', 'M', 'G', 'T'];
 
+/**
+ * What a process controls (its comm, argv, executable path) may hold a newline, colour codes or a
+ * window-title sequence. Every human-readable output passes such text through here: control characters
+ * (C0, DEL, C1) and the bidirectional overrides that reorder a line become visible escapes (`\x1b`,
+ * `\u202e`). JSON output goes through toJson instead.
+ */
+export function escapeControl(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+  return text.replace(/[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => {
+    const code = c.charCodeAt(0);
+    return code <= 0xff
+      ? `\\x${code.toString(16).padStart(2, '0')}`
+      : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
+}
+
+/**
+ * JSON.stringify, with what it leaves raw but a terminal may act on (DEL, C1 controls, bidirectional
+ * overrides, line separators) written as \u escapes: the same JSON for a parser, inert on a screen.
+ */
+export function toJson(value: unknown, indent?: number): string {
+  return JSON.stringify(value, null, indent).replace(
+    /[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
 export function formatBytes(n: number): string {
   let v = n;
   let u = 0;
@@ -38,7 +65,7 @@ export function heading(f: FieldName): string {
 
 export function formatValue(f: FieldName, v: ProcessRecord[FieldName]): string {
   if (v === null || v === undefined) return '-';
-  if (typeof v === 'string') return v;
+  if (typeof v === 'string') return escapeControl(v);
   if (f === 'cpuPercent') return v.toFixed(1);
   if (f === 'startTime') return new Date(v).toISOString().slice(11, 19);
   if (f.endsWith('Bytes')) return formatBytes(v);

@@ -2,11 +2,13 @@
 // and the quit semantics (Ctrl-C or SIGTERM stops everything within one sweep and cancels a dump in flight).
 import { spawn } from 'node:child_process';
 import { DumpAction } from '../actions/dump.js';
-import { processName } from '../dump/naming.js';
-import { AbortError } from '../errors.js';
-import { Monitor, type MonitorEvent } from '../monitor/monitor.js';
+import { GCORE_MISSING, gcoreOnPath } from '../actions/gcore.js';
+import { pidsNamed, processName } from '../dump/naming.js';
+import { AbortError, UsageError } from '../errors.js';
+import { Monitor, type MonitorEvent, type TargetSpec } from '../monitor/monitor.js';
 import { nodeActions } from '../runtimes/node/actions.js';
-import { EXIT, interruptSignal } from './common.js';
+import { EXIT, interruptSignal, requireProcess } from './common.js';
+import { escapeControl, toJson } from './format.js';
 import { logLine } from './output.js';
 import { PROCDUMP_USAGE, type ProcdumpConfig, parseProcdumpArgs, settingsBlock } from './procdump.js';
 
@@ -21,20 +23,43 @@ function tracer(kind: ProcdumpConfig['log']): ((line: string) => void) | undefin
   return (line) => logger.stdin.write(line);
 }
 
+/** ProcDump's bare process name: the one running process of that name, looked up once. */
+function lookUp(name: string): number {
+  const pids = pidsNamed(name);
+  if (pids.length === 0)
+    throw new UsageError(`No process matching the specified name (${name}) can be found.`, 'NAME');
+  if (pids.length > 1)
+    throw new UsageError(
+      `${pids.length} processes are named ${name} (pids ${pids.slice(0, 10).join(', ')}${pids.length > 10 ? ', ...' : ''}): give one PID, or -w ${name} to monitor every one`,
+      'NAME',
+    );
+  return pids[0]!;
+}
+
 export async function monitorCommand(argv: string[], out: NodeJS.WriteStream): Promise<number> {
   const config = parseProcdumpArgs(argv);
   if (!config) {
     out.write(PROCDUMP_USAGE);
     return EXIT.ok;
   }
+  // Before the target is looked at, as ProcDump does: the message is the same whatever the pid.
+  if (config.gcore && !gcoreOnPath()) {
+    out.write(logLine('ERROR', GCORE_MISSING));
+    return EXIT.usage;
+  }
+  const target: TargetSpec =
+    'lookup' in config.target
+      ? { pid: lookUp(config.target.lookup) }
+      : 'pid' in config.target
+        ? { pid: requireProcess(config.target.pid) }
+        : config.target;
   const signal = interruptSignal();
   const trace = tracer(config.log);
-  const { target } = config;
   const processLine =
     'pid' in target
       ? `${'Process:'.padEnd(40)}${processName(target.pid)} (${target.pid})\n`
       : 'name' in target
-        ? `${'Process Name:'.padEnd(40)}${target.name}\n`
+        ? `${'Process Name:'.padEnd(40)}${escapeControl(target.name)}\n`
         : `${'Process Group:'.padEnd(40)}${target.pgid}\n`;
   const dump = new DumpAction({
     dir: config.out.dir,
@@ -42,12 +67,19 @@ export async function monitorCommand(argv: string[], out: NodeJS.WriteStream): P
     mode: config.mode,
     filter: config.filter,
     overwrite: config.overwrite,
+    historyDir: config.historyDir,
+    writer: config.gcore ? 'gcore' : 'native',
   });
   const monitor = new Monitor({
     target,
     triggers: config.triggers,
     actions: config.node
-      ? nodeActions(dump, { ...config.out, overwrite: config.overwrite, ...config.node })
+      ? nodeActions(dump, {
+          ...config.out,
+          overwrite: config.overwrite,
+          historyDir: config.historyDir,
+          ...config.node,
+        })
       : [dump],
     count: config.count,
     cooldownMs: config.cooldownMs,
@@ -71,7 +103,7 @@ export async function monitorCommand(argv: string[], out: NodeJS.WriteStream): P
         if (!('pid' in target)) out.write(logLine('INFO', `Monitoring ${e.target.name} (${e.target.pid})`));
         break;
       case 'sample':
-        trace?.(logLine('INFO', `${e.target.name} (${e.target.pid}): ${JSON.stringify(e.record)}`));
+        trace?.(logLine('INFO', `${e.target.name} (${e.target.pid}): ${toJson(e.record)}`));
         break;
       case 'fire':
         out.write(logLine('INFO', `Trigger: ${e.firing.reason} on process ID: ${e.target.pid}`));
@@ -100,14 +132,16 @@ export async function monitorCommand(argv: string[], out: NodeJS.WriteStream): P
     started = true;
   }
   const summary = await monitor.run();
-  const files = summary.written.filter((f) => !f.endsWith('.json'));
-  const why = { done: 'all dumps written', exited: 'the target exited', aborted: 'interrupted' }[
-    summary.reason
-  ];
+  const files = summary.written;
+  const why = {
+    done: failures ? 'every trigger has fired' : 'all dumps written',
+    exited: 'the target exited',
+    aborted: 'interrupted',
+  }[summary.reason];
   out.write(
     logLine(
       'INFO',
-      `Stopped (${why}): ${files.length} dump${files.length === 1 ? '' : 's'} written${files.length ? `: ${files.join(', ')}` : ''}`,
+      `Stopped (${why}${failures ? `, ${failures} failed` : ''}): ${files.length} dump${files.length === 1 ? '' : 's'} written${files.length ? `: ${files.join(', ')}` : ''}`,
     ),
   );
   return failures ? EXIT.failure : EXIT.ok;

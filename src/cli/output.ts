@@ -1,9 +1,9 @@
 // ProcDump-style log lines and a progress bar for a TTY.
-import { formatBytes } from './format.js';
+import { escapeControl, formatBytes } from './format.js';
 
-/** `[HH:MM:SS - INFO]: message`, as ProcDump prints. */
+/** `[HH:MM:SS - INFO]: message`, as ProcDump prints; control characters in the message are escaped. */
 export function logLine(level: 'INFO' | 'WARN' | 'ERROR', message: string, when = new Date()): string {
-  return `[${when.toTimeString().slice(0, 8)} - ${level}]: ${message}\n`;
+  return `[${when.toTimeString().slice(0, 8)} - ${level}]: ${escapeControl(message)}\n`;
 }
 
 /** Redraws one line on a TTY; silent elsewhere (a log file does not want 50 updates a second). */

@@ -1,12 +1,15 @@
 // `tripdump sample [PID…|--all] [--fields LIST|all] [--interval MS] [--count N] [--json]`: what the
 // sampler sees, as a table or as JSON lines.
-import { parseArgs } from 'node:util';
-import { UsageError } from '../errors.js';
+import { ProcessGoneError, UsageError } from '../errors.js';
 import { FIELD_NAMES, type FieldName } from '../sampler/fields.js';
 import { checkPid, parseFields, Sampler } from '../sampler/sampler.js';
 import type { Snapshot } from '../sampler/snapshot.js';
-import { EXIT, interruptSignal, parseInteger, sleep } from './common.js';
-import { table } from './format.js';
+import { EXIT, interruptSignal, parseInteger, parseOptions, RANGE, sleep } from './common.js';
+import { table, toJson } from './format.js';
+import { prefixRuntimeColumn, RuntimeColumn, runtimeLabel } from './runtime-column.js';
+
+/** --count: up to a billion samples (0: until Ctrl-C). */
+const MAX_COUNT = 1_000_000_000;
 
 export const SAMPLE_USAGE = `Usage: tripdump sample [PID...|--all] [options]
 
@@ -16,31 +19,15 @@ Prints what the sampler sees: a table, or one JSON object per process per sample
   --fields LIST|all     comma-separated fields (default: the /proc/PID/stat fields); 'all' adds
                         memory detail, I/O, fd and socket counts. Known fields:
                         ${FIELD_NAMES.join(', ')}
-  --interval MS         time between samples (default 1000); the first printed sample comes one
-                        interval after the start, so cpuPercent covers a real interval
-  --count N             samples to print (default 1; 0 = until Ctrl-C)
+  --interval MS         time between samples, 1 to 86,400,000 (default 1000); the first printed sample
+                        comes one interval after the start, so cpuPercent covers a real interval
+  --count N             samples to print, 0 to 1,000,000,000 (default 1; 0 = until Ctrl-C)
   --children            also sample children of the given pids
   --threads             also sample each thread, as rows of their own
   --host                also print host CPU, memory and load
+  --runtime             also say which runtime each process runs (.NET and its version)
   --json                JSON lines instead of a table
 `;
-
-/**
- * parseArgs refuses `--interval -5` as ambiguous; joining it to `--interval=-5` lets the value check say
- * what is wrong with the value itself.
- */
-function attachNegativeValues(argv: string[], valued: string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const next = argv[i + 1];
-    if (valued.includes(a) && next !== undefined && /^-\d/.test(next)) {
-      out.push(`${a}=${next}`);
-      i++;
-    } else out.push(a);
-  }
-  return out;
-}
 
 /** The table's default columns: the useful stat fields, when the caller did not choose. */
 const TABLE_DEFAULT: FieldName[] = [
@@ -55,27 +42,18 @@ const TABLE_DEFAULT: FieldName[] = [
 ];
 
 export async function sampleCommand(argv: string[], out: NodeJS.WritableStream): Promise<number> {
-  const { values, positionals } = (() => {
-    try {
-      return parseArgs({
-        args: attachNegativeValues(argv, ['--interval', '--count', '--fields']),
-        allowPositionals: true,
-        options: {
-          all: { type: 'boolean' },
-          fields: { type: 'string' },
-          interval: { type: 'string' },
-          count: { type: 'string' },
-          children: { type: 'boolean' },
-          threads: { type: 'boolean' },
-          host: { type: 'boolean' },
-          json: { type: 'boolean' },
-          help: { type: 'boolean', short: 'h' },
-        },
-      });
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
-  })();
+  const { values, positionals } = parseOptions(argv, {
+    all: { type: 'boolean' },
+    fields: { type: 'string' },
+    interval: { type: 'string' },
+    count: { type: 'string' },
+    children: { type: 'boolean' },
+    threads: { type: 'boolean' },
+    host: { type: 'boolean' },
+    runtime: { type: 'boolean' },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
   if (values.help) {
     out.write(SAMPLE_USAGE);
     return EXIT.ok;
@@ -93,8 +71,8 @@ export async function sampleCommand(argv: string[], out: NodeJS.WritableStream):
       : values.fields.split(',').map((f) => f.trim()),
   );
   const interval =
-    values.interval === undefined ? 1000 : parseInteger('--interval', values.interval, 1, 86_400_000);
-  const count = values.count === undefined ? 1 : parseInteger('--count', values.count, 0);
+    values.interval === undefined ? 1000 : parseInteger('--interval', values.interval, ...RANGE.intervalMs);
+  const count = values.count === undefined ? 1 : parseInteger('--count', values.count, 0, MAX_COUNT);
   const shown = values.json || values.fields !== undefined ? fields : TABLE_DEFAULT;
 
   const sampler = new Sampler({
@@ -106,14 +84,22 @@ export async function sampleCommand(argv: string[], out: NodeJS.WritableStream):
   });
   try {
     // Every pid is checked before anything is printed: a missing one is a usage error, nothing half-done.
-    for (const pid of pids) sampler.watch(pid);
+    for (const pid of pids) {
+      try {
+        sampler.watch(pid);
+      } catch (e) {
+        if (e instanceof ProcessGoneError) throw new UsageError(`process ${pid} does not exist`, 'PID');
+        throw e;
+      }
+    }
     const signal = interruptSignal();
+    const runtimes = values.runtime ? new RuntimeColumn() : undefined;
     await sampler.sampleAsync(); // the baseline cpuPercent is measured against
     for (let n = 0; count === 0 || n < count; n++) {
       await sleep(interval, signal);
       if (signal.aborted) break;
       const snap = await sampler.sampleAsync();
-      print(snap, shown, values.json === true, out);
+      await print(snap, shown, values.json === true, out, runtimes);
       if (!values.all && snap.length === 0) {
         process.stderr.write('tripdump: every watched process has exited\n');
         break;
@@ -125,26 +111,38 @@ export async function sampleCommand(argv: string[], out: NodeJS.WritableStream):
   return EXIT.ok;
 }
 
-function print(
+async function print(
   snap: Snapshot,
   fields: readonly FieldName[],
   json: boolean,
   out: NodeJS.WritableStream,
-): void {
+  runtimes: RuntimeColumn | undefined,
+): Promise<void> {
+  const facts = runtimes ? await runtimes.facts([...snap.records()]) : undefined;
   if (json) {
     const lines: string[] = [];
     for (const r of snap.records()) {
       const o: Record<string, unknown> = { time: snap.time };
       for (const f of fields) o[f] = r[f];
-      lines.push(JSON.stringify(o));
+      if (facts) {
+        const rt = facts.get(r.pid);
+        o.runtime = rt?.kind ?? null;
+        o.runtimeVersion = rt && 'version' in rt ? (rt.version ?? null) : null;
+      }
+      lines.push(toJson(o));
     }
-    for (const e of snap.exited) lines.push(JSON.stringify({ time: snap.time, event: 'exit', ...e }));
-    if (snap.host) lines.push(JSON.stringify({ time: snap.time, host: snap.host }));
+    for (const e of snap.exited) lines.push(toJson({ time: snap.time, event: 'exit', ...e }));
+    if (snap.host) lines.push(toJson({ time: snap.time, host: snap.host }));
     if (lines.length) out.write(`${lines.join('\n')}\n`);
     return;
   }
   const rows = [...snap.records()];
   let text = table(fields, rows);
+  if (facts)
+    text = prefixRuntimeColumn(
+      text,
+      rows.map((r) => runtimeLabel(facts.get(r.pid))),
+    );
   if (snap.host) {
     const h = snap.host;
     const gib = (b: number | null) => (b === null ? '-' : `${(b / 2 ** 30).toFixed(1)}G`);

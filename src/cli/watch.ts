@@ -1,6 +1,5 @@
 // `tripdump watch [PID...|--all] --on-crash ACTION...`: records the watched processes and the host (the
 // flight recorder) and, when the crash handler reports a crash, runs the actions bound to it.
-import { parseArgs } from 'node:util';
 import type { ActionContext } from '../actions/action.js';
 import { DumpAction } from '../actions/dump.js';
 import { ExecAction } from '../actions/exec.js';
@@ -8,13 +7,17 @@ import { writeFileSafely } from '../actions/history.js';
 import type { CrashInfo } from '../crash/protocol.js';
 import { DEFAULT_SOCKET } from '../crash/protocol.js';
 import { CrashTrigger } from '../crash/trigger.js';
-import { dumpPath, processName, sanitize } from '../dump/naming.js';
+import { flightRecorderPath, processName, sanitize } from '../dump/naming.js';
 import { UsageError } from '../errors.js';
 import { FlightRecorder } from '../monitor/recorder.js';
 import { checkPid } from '../sampler/sampler.js';
-import { EXIT, interruptSignal, parseInteger } from './common.js';
+import { EXIT, interruptSignal, parseInteger, parseOptions, RANGE, requireProcess } from './common.js';
 import { outputTarget } from './dump.js';
+import { toJson } from './format.js';
 import { logLine } from './output.js';
+
+/** --history: samples kept per recorded process (every process with --all). */
+const MAX_HISTORY = 3_600;
 
 export const WATCH_USAGE = `Usage: tripdump watch [PID...|--all] --on-crash ACTION [--on-crash ACTION...] [options]
 
@@ -23,14 +26,18 @@ Records the given processes (or all of them) and the host, and runs actions each
   snapshot        write the flight recorder (the last samples of every recorded process and of the host,
                   and the crash) to DIR/flight_<exe>_<yymmdd_HHMMSS>.<pid>.json
   dump:parent     write a core of the crashing process's parent (which is still running)
-  dump:PID        write a core of another process
+  dump:PID        write a core of another process (which must exist when watching starts)
   exec:CMD ARGS   run a command (no shell; {pid} {exe} {signal} {path} are replaced)
   stop            end watching after this crash
 
-  --exe NAME      only crashes of this executable      --uid N     only crashes of this user
-  --signal N      only crashes from this signal        --dir DIR   where files go (default .)
-  --interval MS   recording interval (default 1000)    --history N samples kept (default 60)
+  --exe NAME      only crashes of this executable
+  --uid N         only crashes of this user (0 to 4,294,967,294)
+  --signal N      only crashes from this signal (1 to 64)
+  --dir DIR       where files go (an existing folder; default .)
+  --interval MS   recording interval, 1 to 86,400,000 (default 1000)
+  --history N     samples kept per process, 1 to ${MAX_HISTORY.toLocaleString('en-US')} (default 60)
   --socket PATH   the handler's notification socket (default ${DEFAULT_SOCKET})
+Each option may be given once; --on-crash as often as needed.
 `;
 
 type CrashAction =
@@ -41,11 +48,10 @@ type CrashAction =
 function parseAction(a: string): CrashAction {
   if (a === 'snapshot' || a === 'stop') return { kind: a };
   if (a === 'dump:parent') return { kind: 'dump-parent' };
-  if (a.startsWith('dump:'))
-    return {
-      kind: 'dump',
-      pid: checkPid(parseInteger('--on-crash dump:PID', a.slice(5), 1), '--on-crash dump:PID'),
-    };
+  if (a.startsWith('dump:')) {
+    const what = '--on-crash dump:PID';
+    return { kind: 'dump', pid: requireProcess(checkPid(parseInteger(what, a.slice(5), 1), what), what) };
+  }
   if (a.startsWith('exec:')) {
     const argv = a.slice(5).trim().split(/\s+/).filter(Boolean);
     if (!argv.length) throw new UsageError(`--on-crash exec: needs a command, got '${a}'`, '--on-crash');
@@ -58,28 +64,18 @@ function parseAction(a: string): CrashAction {
 }
 
 export async function watchCommand(argv: string[], out: NodeJS.WriteStream): Promise<number> {
-  const { values, positionals } = (() => {
-    try {
-      return parseArgs({
-        args: argv,
-        allowPositionals: true,
-        options: {
-          all: { type: 'boolean' },
-          'on-crash': { type: 'string', multiple: true },
-          exe: { type: 'string' },
-          uid: { type: 'string' },
-          signal: { type: 'string' },
-          dir: { type: 'string' },
-          interval: { type: 'string' },
-          history: { type: 'string' },
-          socket: { type: 'string' },
-          help: { type: 'boolean', short: 'h' },
-        },
-      });
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
-  })();
+  const { values, positionals } = parseOptions(argv, {
+    all: { type: 'boolean' },
+    'on-crash': { type: 'string', multiple: true },
+    exe: { type: 'string' },
+    uid: { type: 'string' },
+    signal: { type: 'string' },
+    dir: { type: 'string' },
+    interval: { type: 'string' },
+    history: { type: 'string' },
+    socket: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
   if (values.help) {
     out.write(WATCH_USAGE);
     return EXIT.ok;
@@ -88,14 +84,16 @@ export async function watchCommand(argv: string[], out: NodeJS.WriteStream): Pro
   if (!actions.length) throw new UsageError('nothing to do on a crash: give --on-crash ACTION', '--on-crash');
   const pids = positionals.map((p) => {
     if (!/^\d+$/.test(p)) throw new UsageError(`'${p}' is not a pid`, 'PID');
-    return checkPid(Number(p));
+    return requireProcess(checkPid(Number(p)));
   });
   if (values.all && pids.length) throw new UsageError('give either PIDs or --all, not both', '--all');
   const dir = outputTarget(values.dir ?? '.', '--dir');
   if (dir.file) throw new UsageError(`--dir: '${values.dir}' is not a folder`, '--dir');
-  const intervalMs = values.interval ? parseInteger('--interval', values.interval, 1) : 1000;
-  const historySize = values.history ? parseInteger('--history', values.history, 1) : 60;
-  const uid = values.uid === undefined ? undefined : parseInteger('--uid', values.uid, 0);
+  const intervalMs =
+    values.interval === undefined ? 1000 : parseInteger('--interval', values.interval, ...RANGE.intervalMs);
+  const historySize =
+    values.history === undefined ? 60 : parseInteger('--history', values.history, 1, MAX_HISTORY);
+  const uid = values.uid === undefined ? undefined : parseInteger('--uid', values.uid, 0, 4_294_967_294);
   const sig = values.signal === undefined ? undefined : parseInteger('--signal', values.signal, 1, 64);
 
   const signal = interruptSignal();
@@ -157,19 +155,19 @@ export async function watchCommand(argv: string[], out: NodeJS.WriteStream): Pro
           continue;
         }
         if (a.kind === 'snapshot') {
-          const file = dumpPath(
-            dir,
-            `flight_${sanitize(info.exeName) || 'unknown'}`,
-            'crash',
-            info.pid,
-            new Date(),
-            0,
-          ).replace(/_crash_/, '_');
-          await writeFileSafely(
-            file,
-            `${JSON.stringify({ version: 1, crash: { ...info, exeNameRaw: undefined }, ...recorder.recording() }, null, 2)}\n`,
-          );
-          out.write(logLine('INFO', `Flight recorder written: ${file}`));
+          const body = `${toJson({ version: 1, crash: { ...info, exeNameRaw: undefined }, ...recorder.recording() }, 2)}\n`;
+          const when = new Date();
+          // Never over an earlier recording: a second crash of the same pid in one second gets _1.
+          for (let n = 0; ; n++) {
+            const file = flightRecorderPath(dir.dir, info.exeName, info.pid, when, n);
+            try {
+              await writeFileSafely(file, body);
+              out.write(logLine('INFO', `Flight recorder written: ${file}`));
+              break;
+            } catch (e) {
+              if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || n >= 100) throw e;
+            }
+          }
         } else if (a.kind === 'exec') {
           const argv = a.argv.map((x) =>
             x.replaceAll('{exe}', sanitize(info.exeName)).replaceAll('{signal}', String(info.signal)),

@@ -4,23 +4,27 @@
 // that any byte comes back unchanged.
 import { type ChildProcess, spawn } from 'node:child_process';
 import {
-  chmodSync,
   closeSync,
   constants,
-  copyFileSync,
   existsSync,
+  fchmodSync,
   fsyncSync,
   lstatSync,
   mkdirSync,
   openSync,
   readFileSync,
+  realpathSync,
   renameSync,
+  rmdirSync,
   rmSync,
+  type Stats,
+  statSync,
+  writeFileSync,
   writeSync,
 } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { SystemError, UsageError } from '../errors.js';
+import { nativeDir } from '../native.js';
 import { DEFAULT_SOCKET } from './protocol.js';
 
 export const CORE_PATTERN = '/proc/sys/kernel/core_pattern';
@@ -49,9 +53,9 @@ export interface SavedState {
   installedAt: string;
 }
 
-/** The handler executable built by binding.gyp, next to the addon. */
+/** The handler executable beside the addon (built by binding.gyp, or prebuilt in the package). */
 export function handlerPath(): string {
-  return fileURLToPath(new URL('../../build/Release/tripdump-crash-handler', import.meta.url));
+  return path.join(nativeDir(), 'tripdump-crash-handler');
 }
 
 /**
@@ -61,21 +65,6 @@ export function handlerPath(): string {
  */
 export function installedHandlerPath(configPath: string): string {
   return path.join(path.dirname(configPath), 'tripdump-crash-handler');
-}
-
-function copyHandler(configPath: string): string {
-  const dest = installedHandlerPath(configPath);
-  mkdirSync(path.dirname(dest), { recursive: true, mode: 0o755 });
-  const tmp = `${dest}.${process.pid}.tmp`;
-  try {
-    copyFileSync(handlerPath(), tmp, constants.COPYFILE_EXCL);
-    chmodSync(tmp, 0o755);
-    renameSync(tmp, dest);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw sysError(e, 'copyfile', dest);
-  }
-  return dest;
 }
 
 export function statePath(configPath: string): string {
@@ -117,18 +106,18 @@ export function writeProc(file: string, value: Buffer | string): void {
   }
 }
 
-/** Writes a root-only file atomically: temp name with O_EXCL|O_NOFOLLOW, then rename. */
-function writePrivate(file: string, text: string): void {
-  mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
+/** Writes a file whole: temp name with O_EXCL|O_NOFOLLOW, fsync, then rename over `file`. */
+function writeAtomic(file: string, bytes: Buffer | string, mode: number): void {
   const tmp = `${file}.${process.pid}.tmp`;
   let fd: number | undefined;
   try {
     fd = openSync(
       tmp,
       constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-      0o600,
+      mode,
     );
-    writeSync(fd, text);
+    writeFileSync(fd, bytes);
+    fchmodSync(fd, mode); // the umask can only have taken bits away
     fsyncSync(fd);
     closeSync(fd);
     fd = undefined;
@@ -136,7 +125,7 @@ function writePrivate(file: string, text: string): void {
   } catch (e) {
     if (fd !== undefined) closeSync(fd);
     rmSync(tmp, { force: true });
-    throw sysError(e, 'open', tmp);
+    throw sysError(e, 'open', file);
   }
 }
 
@@ -210,6 +199,33 @@ export function readState(configPath = DEFAULT_CONFIG): SavedState | undefined {
   return JSON.parse(readProc(file).toString('utf8')) as SavedState;
 }
 
+/** Documented ranges of install's numbers; anything outside is refused before anything is written. */
+export const CRASH_LIMITS = {
+  /** max-use and keep-free as sizes: 1 MiB to 1 PiB. */
+  size: { min: 2 ** 20, max: 2 ** 50 },
+  /** keep-free as a share of the file system. */
+  keepFreePercent: { min: 1, max: 99 },
+  /** core_pipe_limit: 0 (the kernel does not wait for the handler) to 65536 crashes handled at once. */
+  pipeLimit: { min: 0, max: 65536 },
+} as const;
+
+/**
+ * core_pipe_limit set by a default install. With 0 the kernel does not wait for the handler: the crashing
+ * process is reaped while its core is still being read, and /proc/PID (exe, cmdline, cwd, cgroup) is gone
+ * by the time the handler looks. A non-zero limit makes the kernel wait; it is also how many crashes are
+ * captured at once, beyond which the kernel skips the core (systemd-coredump sets 16).
+ */
+export const DEFAULT_PIPE_LIMIT = 64;
+
+/** Throws a UsageError naming `name` unless `value` is a whole number within `range`. */
+export function checkRange(name: string, value: number, range: { min: number; max: number }): void {
+  if (!Number.isSafeInteger(value) || value < range.min || value > range.max)
+    throw new UsageError(
+      `${name} must be a whole number from ${range.min} to ${range.max}, got ${value}`,
+      name,
+    );
+}
+
 export interface InstallOptions {
   configPath?: string;
   dir?: string;
@@ -219,7 +235,7 @@ export interface InstallOptions {
   keepFreePercent?: number;
   /** core_pattern's socket mode: the kernel connects to this listening socket (Linux 6.16+). */
   coreSocket?: string;
-  /** Set core_pipe_limit (saved and restored like the pattern). */
+  /** core_pipe_limit to set (default DEFAULT_PIPE_LIMIT); saved and restored like the pattern. */
   pipeLimit?: number;
 }
 
@@ -228,6 +244,10 @@ export interface InstallResult {
   previous: string;
   config: CrashConfig;
   configPath: string;
+  pipeLimit: number;
+  previousPipeLimit: number;
+  /** Set when the cores go somewhere else than the folder asked for, and why. */
+  note?: string;
 }
 
 /** Kernel support for core_pattern's `@` socket mode (6.16+): the write is refused before that. */
@@ -242,52 +262,179 @@ export function kernelSupportsSocketMode(): boolean {
   return maj !== undefined && min !== undefined && (maj > 6 || (maj === 6 && min >= 16));
 }
 
+function lstatOrUndefined(p: string): Stats | undefined {
+  try {
+    return lstatSync(p);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw sysError(e, 'lstat', p);
+  }
+}
+
+/** Root's own folder (or the installing user's), which nobody else can write to: what the handler accepts. */
+function isPrivate(st: Stats): boolean {
+  return st.isDirectory() && (st.uid === 0 || st.uid === process.geteuid?.()) && (st.mode & 0o022) === 0;
+}
+
+/**
+ * A folder path with every symlink resolved — the handler opens its paths with RESOLVE_NO_SYMLINKS, so a
+ * link anywhere in them would make it drop every crash — and the folders that must be created for it,
+ * outermost first. Nothing is created here.
+ */
+function resolveFolder(what: string, requested: string): { real: string; create: string[] } {
+  if (/[\n\0]/.test(requested))
+    throw new UsageError(`${what} '${JSON.stringify(requested)}' holds a newline or NUL`);
+  const missing: string[] = [];
+  let existing = path.resolve(requested);
+  while (!lstatOrUndefined(existing)) {
+    missing.unshift(path.basename(existing));
+    existing = path.dirname(existing);
+  }
+  let real: string;
+  try {
+    real = realpathSync(existing);
+  } catch (e) {
+    throw sysError(e, 'realpath', existing);
+  }
+  if (!statSync(real).isDirectory())
+    throw new UsageError(`${what} '${requested}': ${existing} exists and is not a folder`);
+  const create: string[] = [];
+  for (const name of missing) create.push(path.join(create.at(-1) ?? real, name));
+  return { real: create.at(-1) ?? real, create };
+}
+
+/** Where the cores go: the folder asked for, or a private one inside it (never a chmod of someone's folder). */
+function planCrashFolder(requested: string): { dir: string; create: string[]; note?: string } {
+  const { real, create } = resolveFolder('--dir', requested);
+  if (create.length) return { dir: real, create };
+  const st = statSync(real);
+  if (isPrivate(st)) return { dir: real, create };
+  const sub = path.join(real, 'tripdump-crashes');
+  const why = `${real} is ${st.mode & 0o022 ? `writable by ${st.mode & 0o002 ? 'others' : 'its group'}` : `owned by uid ${st.uid}`} (mode ${(st.mode & 0o7777).toString(8)}), which the handler refuses and tripdump does not change: cores go to the private folder ${sub}`;
+  const existing = lstatOrUndefined(sub);
+  if (!existing) return { dir: sub, create: [sub], note: why };
+  if (!isPrivate(existing) || existing.isSymbolicLink())
+    throw new UsageError(
+      `${real} is not a private folder and ${sub} already exists but is not a private folder either (a link, another owner, or writable by others): choose another --dir`,
+      '--dir',
+    );
+  return { dir: sub, create: [], note: why };
+}
+
+/** A file written whole (temp name, O_EXCL|O_NOFOLLOW, fsync, rename); returns how to put back what was there. */
+function replaceFile(file: string, bytes: Buffer | string, mode: number): () => void {
+  const before = lstatOrUndefined(file);
+  const previous = before?.isFile() ? readFileSync(file) : undefined;
+  writeAtomic(file, bytes, mode);
+  return () => {
+    if (previous) writeAtomic(file, previous, (before?.mode ?? mode) & 0o7777);
+    else rmSync(file, { force: true });
+  };
+}
+
+/**
+ * Saves core_pattern and core_pipe_limit, then installs tripdump's handler. Every argument is checked
+ * first; if any step then fails, the steps before it are undone: an install happens whole or leaves
+ * nothing behind (no config, saved state, handler copy or folder).
+ */
 export function install(opts: InstallOptions = {}): InstallResult {
-  const configPath = path.resolve(opts.configPath ?? DEFAULT_CONFIG);
+  // 1. Everything checked, nothing written.
+  for (const [name, value] of [
+    ['maxUse', opts.maxUse],
+    ['keepFree', opts.keepFree],
+  ] as const)
+    if (value !== undefined) checkRange(name, value, CRASH_LIMITS.size);
+  if (opts.keepFreePercent !== undefined)
+    checkRange('keepFreePercent', opts.keepFreePercent, CRASH_LIMITS.keepFreePercent);
+  if (opts.keepFree !== undefined && opts.keepFreePercent !== undefined)
+    throw new UsageError('keep-free is either a size or a percentage, not both');
+  const pipeLimit = opts.pipeLimit ?? DEFAULT_PIPE_LIMIT;
+  checkRange('pipeLimit', pipeLimit, CRASH_LIMITS.pipeLimit);
+  const requestedConfig = path.resolve(opts.configPath ?? DEFAULT_CONFIG);
+  if (!path.basename(requestedConfig) || requestedConfig.endsWith('/'))
+    throw new UsageError(`the config path '${requestedConfig}' names a folder, not a file`);
+  const configFolder = resolveFolder('the config folder', path.dirname(requestedConfig));
+  const configPath = path.join(configFolder.real, path.basename(requestedConfig));
+  const configDirSt = configFolder.create.length ? undefined : statSync(configFolder.real);
+  // The handler copy goes beside the config and root runs it for every crash: nobody else may write there.
+  if (configDirSt && !isPrivate(configDirSt))
+    throw new UsageError(
+      `the config folder ${configFolder.real} can be written by others or is not root's (mode ${(configDirSt.mode & 0o7777).toString(8)}, uid ${configDirSt.uid}): the handler copy root runs would be exposed; use another --config`,
+    );
+  const configSt = lstatOrUndefined(configPath);
+  if (configSt && !configSt.isFile())
+    throw new UsageError(`the config path ${configPath} exists and is not a regular file`);
+  const socket = path.resolve(opts.socket ?? DEFAULT_SOCKET);
+  if (/[\n\0]/.test(socket))
+    throw new UsageError(`the notify socket path ${JSON.stringify(socket)} holds a newline or NUL`);
+  const folder = planCrashFolder(opts.dir ?? DEFAULT_DIR);
   const config: CrashConfig = {
-    dir: path.resolve(opts.dir ?? DEFAULT_DIR),
-    socket: path.resolve(opts.socket ?? DEFAULT_SOCKET),
+    dir: folder.dir,
+    socket,
     maxUse: opts.maxUse ?? 0,
     keepFree: opts.keepFree ?? 0,
     keepFreePercent: opts.keepFreePercent ?? 0,
   };
-  if (!existsSync(handlerPath()))
+  const handler = handlerPath();
+  if (!existsSync(handler))
     throw new SystemError(
-      { errno: -2, code: 'ENOENT', syscall: 'stat', path: handlerPath() },
-      `the handler is not built: ${handlerPath()} (npm run build:native)`,
+      { errno: -2, code: 'ENOENT', syscall: 'stat', path: handler },
+      `the handler is not built: ${handler} (npm run build:native)`,
     );
+  if (opts.coreSocket && !kernelSupportsSocketMode())
+    throw new UsageError('core_pattern socket mode (@/path) needs Linux 6.16 or later');
   const pattern = opts.coreSocket
     ? `@${path.resolve(opts.coreSocket)}`
     : pipePattern(configPath, installedHandlerPath(configPath));
-  if (opts.coreSocket && !kernelSupportsSocketMode())
-    throw new UsageError('core_pattern socket mode (@/path) needs Linux 6.16 or later');
   if (pattern.length > MAX_PATTERN) throw new UsageError(`core_pattern would be over ${MAX_PATTERN} bytes`);
   const current = readProc(CORE_PATTERN);
+  const currentLimit = readProc(CORE_PIPE_LIMIT);
   const state = readState(configPath);
-  mkdirSync(config.dir, { recursive: true, mode: 0o755 });
-  // The handler refuses a folder others can write to (they could plant links in it).
-  chmodSync(config.dir, lstatSync(config.dir).mode & 0o755);
-  writePrivate(configPath, formatConfig(config));
-  if (!opts.coreSocket) copyHandler(configPath);
-  // Re-installing keeps the pattern saved the first time: the one to restore is the user's, not ours.
+  // Re-installing keeps the values saved the first time: the ones to restore are the user's, not ours.
   const ours = installedMode(current.toString('latin1'), state) !== 'none' && state !== undefined;
   const saved: SavedState = ours
     ? { ...state, installed: pattern, installedAt: new Date().toISOString() }
     : {
         version: 1,
         corePattern: current.toString('base64'),
-        corePipeLimit: readProc(CORE_PIPE_LIMIT).toString('latin1'),
+        corePipeLimit: currentLimit.toString('latin1'),
         installed: pattern,
         installedAt: new Date().toISOString(),
       };
-  writePrivate(statePath(configPath), `${JSON.stringify(saved, null, 2)}\n`);
-  if (opts.pipeLimit !== undefined) writeProc(CORE_PIPE_LIMIT, String(opts.pipeLimit));
-  writeProc(CORE_PATTERN, pattern);
+
+  // 2. The steps, each with its undo.
+  const undo: (() => void)[] = [];
+  try {
+    for (const d of new Set([...configFolder.create, ...folder.create])) {
+      mkdirSync(d, { mode: 0o755 });
+      undo.push(() => rmdirSync(d));
+    }
+    undo.push(replaceFile(configPath, formatConfig(config), 0o600));
+    if (!opts.coreSocket)
+      undo.push(replaceFile(installedHandlerPath(configPath), readFileSync(handler), 0o755));
+    undo.push(replaceFile(statePath(configPath), `${JSON.stringify(saved, null, 2)}\n`, 0o600));
+    writeProc(CORE_PIPE_LIMIT, String(pipeLimit));
+    undo.push(() => writeProc(CORE_PIPE_LIMIT, currentLimit));
+    writeProc(CORE_PATTERN, pattern);
+  } catch (e) {
+    for (const step of undo.reverse()) {
+      try {
+        step();
+      } catch {
+        // best effort: the error that stopped the install is the one to report
+      }
+    }
+    throw e;
+  }
   return {
     pattern,
     previous: Buffer.from(saved.corePattern, 'base64').toString('latin1'),
     config,
     configPath,
+    pipeLimit,
+    previousPipeLimit: Number(saved.corePipeLimit.trim()),
+    ...(folder.note ? { note: folder.note } : {}),
   };
 }
 

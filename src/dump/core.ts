@@ -46,6 +46,8 @@ export async function writeCoreDump(
 ): Promise<CoreDumpResult> {
   checkPid(pid);
   if (typeof path !== 'string' || path === '') throw new UsageError('a core file path is required', 'path');
+  if (path.endsWith('/'))
+    throw new UsageError(`'${path}' ends in '/': that names a folder, not a core file`, 'path');
   if (options.mode !== undefined && options.mode !== 'stop' && options.mode !== 'snapshot')
     throw new UsageError(`mode must be 'stop' or 'snapshot', got '${String(options.mode)}'`, 'mode');
   if (

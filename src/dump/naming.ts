@@ -1,12 +1,16 @@
-// ProcDump's dump file names, `<name>_<trigger>_<yymmdd_HHMMSS>.<pid>`, made collision-free.
-import { readFileSync } from 'node:fs';
+// ProcDump's dump file names: `<name>_<trigger>_<yymmdd_HHMMSS>.<pid>`, or `<custom>.<pid>`, with a
+// counter (`_1`, `_2`…) where one run would otherwise reuse a name, and cut to what a file system takes.
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 /**
- * The name ProcDump uses for a process: the basename of argv[0], every non-alphanumeric character turned
- * into `_`. Falls back to comm for processes without a command line (kernel threads, zombies).
+ * Longest file name, in bytes, on Linux file systems (NAME_MAX). Names derived from a process are cut to
+ * fit; the trigger, the time, the counter and the pid are always kept whole.
  */
-export function processName(pid: number): string {
+export const NAME_MAX = 255;
+
+/** argv[0]'s basename, raw (it may hold anything but '/'), falling back to comm, then 'unknown'. */
+function argv0Basename(pid: number): string {
   let argv0 = '';
   try {
     argv0 = readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0')[0] ?? '';
@@ -15,12 +19,20 @@ export function processName(pid: number): string {
   }
   if (!argv0) {
     try {
-      argv0 = readFileSync(`/proc/${pid}/comm`, 'latin1').trim();
+      argv0 = readFileSync(`/proc/${pid}/comm`, 'latin1').replace(/\n$/, '');
     } catch {
-      argv0 = 'unknown';
+      return 'unknown';
     }
   }
-  return sanitize(path.basename(argv0)) || 'unknown';
+  return path.basename(argv0);
+}
+
+/**
+ * The name ProcDump uses for a process: the basename of argv[0], every non-alphanumeric character turned
+ * into `_`. Falls back to comm for processes without a command line (kernel threads, zombies).
+ */
+export function processName(pid: number): string {
+  return sanitize(argv0Basename(pid)) || 'unknown';
 }
 
 export function sanitize(name: string): string {
@@ -33,10 +45,23 @@ export function timestamp(d: Date): string {
   return `${p(d.getFullYear() % 100)}${p(d.getMonth() + 1)}${p(d.getDate())}_${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
 }
 
+/** Cuts `head` (whole UTF-8 characters) so that head + tail fits NAME_MAX bytes; tail is kept whole. */
+function fitName(head: string, tail: string): string {
+  const room = NAME_MAX - Buffer.byteLength(tail);
+  if (Buffer.byteLength(head) <= room) return head + tail;
+  let cut = '';
+  for (const ch of head) {
+    if (Buffer.byteLength(cut + ch) > room) break;
+    cut += ch;
+  }
+  return cut + tail;
+}
+
 /**
- * The n-th candidate path for a dump (n = 0 first). ProcDump overwrites or stops when two dumps fall in
- * the same second, or on a custom name; we try `_1`, `_2`… before the pid suffix (or after a custom name)
- * until the writer's O_EXCL open succeeds.
+ * The n-th name (n = 0 first) for a dump of `pid`, as ProcDump 3.x names it: `<name>_<tag>_<time>.<pid>`,
+ * or `<file>.<pid>` for a custom name. n > 0 adds `_<n>` before the pid: the names a run uses where
+ * ProcDump would reuse one (two dumps in one second, several dumps to a custom name). A process name too
+ * long for the file system is cut; the tag, time, counter and pid are kept.
  */
 export function dumpPath(
   target: { dir: string; file?: string | undefined },
@@ -46,7 +71,55 @@ export function dumpPath(
   when: Date,
   n: number,
 ): string {
-  if (target.file) return path.join(target.dir, n === 0 ? target.file : `${target.file}_${n}`);
-  const suffix = n === 0 ? '' : `_${n}`;
-  return path.join(target.dir, `${name}_${tag}_${timestamp(when)}${suffix}.${pid}`);
+  const counter = n === 0 ? '' : `_${n}`;
+  if (target.file) return path.join(target.dir, fitName(target.file, `${counter}.${pid}`));
+  return path.join(target.dir, fitName(name, `_${tag}_${timestamp(when)}${counter}.${pid}`));
+}
+
+/**
+ * The sample history of a dump: `<dump name>.json` in `dir`. A dump name near NAME_MAX loses characters
+ * from its start (the process name) so that the trigger, time and pid stay.
+ */
+export function historyPath(dir: string, dumpFile: string): string {
+  let base = path.basename(dumpFile);
+  while (Buffer.byteLength(`${base}.json`) > NAME_MAX) base = [...base].slice(1).join('');
+  return path.join(dir, `${base}.json`);
+}
+
+/** The flight recorder's file: `flight_<exe>_<yymmdd_HHMMSS>[_n].<pid>.json`, cut like dump names. */
+export function flightRecorderPath(dir: string, exe: string, pid: number, when: Date, n: number): string {
+  const counter = n === 0 ? '' : `_${n}`;
+  return path.join(
+    dir,
+    fitName(`flight_${sanitize(exe) || 'unknown'}`, `_${timestamp(when)}${counter}.${pid}.json`),
+  );
+}
+
+/**
+ * Whether process `pid` (whose comm is `comm`) goes by `name`, as ProcDump matches names: its comm, or
+ * argv[0]'s basename (comm is cut at 15 bytes). `name` may be given raw or in its `_` form.
+ */
+export function matchesName(pid: number, comm: string, name: string): boolean {
+  if (comm === name) return true;
+  if (!name.startsWith(comm)) return false;
+  const base = argv0Basename(pid);
+  return base === name || sanitize(base) === sanitize(name);
+}
+
+/** Every process that goes by `name`, in pid order (ProcDump's bare process name). */
+export function pidsNamed(name: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    if (pid === process.pid) continue;
+    let comm: string;
+    try {
+      comm = readFileSync(`/proc/${pid}/comm`, 'latin1').replace(/\n$/, '');
+    } catch {
+      continue; // exited meanwhile
+    }
+    if (matchesName(pid, comm, name)) found.push(pid);
+  }
+  return found.sort((a, b) => a - b);
 }

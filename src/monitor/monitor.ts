@@ -258,6 +258,14 @@ export class Monitor {
       const { trigger } = slot;
       if (!trigger.subscribe) continue;
       const fire = async (j: Judgement, reason: string, dump?: DumpFn): Promise<boolean> => {
+        if (trigger.sustain) {
+          if (!j.met) {
+            slot.since = undefined;
+            return false;
+          }
+          slot.since ??= Date.now();
+          if (Date.now() - slot.since < this.#o.sustainMs) return false;
+        }
         if (!this.#ready(t) || trigger.limit(slot.state) <= 0) return false;
         await this.#fire(t, slot, { ...j, tag: trigger.tag, reason, ...(dump ? { dump } : {}) });
         return true;

@@ -1,13 +1,11 @@
-// Which runtime a process runs, so callers pick the right connection and dump writer (design §7). Each
-// runtime contributes one cheap, lazy check; the first that says yes wins.
-import { isNodeProcess } from './node/detect.js';
+// Which runtime a process runs (design §7): cheap, lazy checks, one branch per runtime, so `sample`, `-w`
+// and the crash watcher can pick the right dump writer. Each runtime's own module knows its signs.
+import { type DotnetFacts, detectDotnet } from './dotnet/detect.js';
+import { detectNode, type NodeFacts } from './node/detect.js';
 
-export type RuntimeKind = 'node' | 'native';
+export type RuntimeFacts = DotnetFacts | NodeFacts | { kind: 'native' };
 
-const DETECTORS: readonly (readonly [RuntimeKind, (pid: number) => boolean])[] = [['node', isNodeProcess]];
-
-/** The runtime of process pid ('native' when none is recognised). Throws ProcessGoneError. */
-export function detectRuntime(pid: number): RuntimeKind {
-  for (const [kind, test] of DETECTORS) if (test(pid)) return kind;
-  return 'native';
+/** The runtime of `pid` and what is known about it; 'native' when no runtime was recognised. */
+export async function detectRuntime(pid: number, signal?: AbortSignal): Promise<RuntimeFacts> {
+  return (await detectDotnet(pid, signal)) ?? detectNode(pid) ?? { kind: 'native' };
 }

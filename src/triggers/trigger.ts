@@ -17,7 +17,12 @@ export type TriggerTag =
   | 'time'
   | 'manual'
   | 'crash'
-  /** Node targets (src/runtimes/node): V8 heap used, event loop blocked. */
+  // ProcDump 3.x's .NET triggers: -gcm, -gcgen (its profiler's names), -e, -pc/-pcl (CoreDumpWriter.cpp).
+  | 'gc_size'
+  | 'gc_gen'
+  | 'exception'
+  | 'perfcounter'
+  // Node targets (src/runtimes/node): V8 heap used, event loop blocked.
   | 'heapused'
   | 'loopdelay';
 
@@ -28,6 +33,8 @@ export interface Judgement {
   value: number;
   /** The threshold it was compared with, in the same unit. */
   threshold: number;
+  /** What else the trigger measured (an exception's type, a counter's recent values): kept in the sidecar. */
+  details?: Record<string, unknown>;
 }
 
 /** Writes a core of the target: writeCoreDump, or the trigger's own writer when it already traces the target. */
@@ -74,6 +81,11 @@ export interface Trigger {
    * aborts. Resolves when watching has stopped; rejects if it cannot start (the monitor reports it).
    */
   subscribe?(pid: number, fire: FireFn, signal: AbortSignal): Promise<void>;
+  /**
+   * An event-driven trigger that reports every value it measures (met or not) sets this: the monitor then
+   * applies the sustain window (--for) to its judgements as it does to polled ones.
+   */
+  readonly sustain?: boolean;
   /** Describes a firing for the log and the sidecar. */
   describe(j: Judgement): string;
 }

@@ -1,42 +1,34 @@
 // The ProcDump-style command line against real workloads: one scenario per trigger and per quit path.
-// Each dump must load in gdb and carry a sidecar naming its trigger and value.
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+// Each dump must load in gdb; the dump folder holds the dumps and nothing else, and the sample history
+// asked for with --history (in a folder of its own) names the trigger and value.
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { fixture, procStatus, spawnTarget, trackProcesses, waitFor } from '../helpers/processes.js';
+import { cli, spawnCopy, start as startCli, uniqueFixture } from './run-cli.js';
 
-const cli = path.resolve(import.meta.dirname, '../../dist/cli/main.js');
 const track = trackProcesses();
 let dir: string;
+let hist: string;
 beforeEach(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'tripdump-monitor-'));
+  hist = mkdtempSync(path.join(tmpdir(), 'tripdump-history-'));
 });
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(hist, { recursive: true, force: true });
+});
+const history = (dump: string) => JSON.parse(readFileSync(path.join(hist, `${dump}.json`), 'utf8'));
 
-interface Run {
-  child: ChildProcess;
-  out: () => string;
-  err: () => string;
-  exit: Promise<number | null>;
+function start(args: string[]) {
+  const run = startCli(args, { cwd: dir });
+  track(run.child);
+  return run;
 }
 
-function start(args: string[]): Run {
-  const child = track(spawn(process.execPath, [cli, ...args], { cwd: dir }));
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr!.on('data', (d: Buffer) => {
-    err += d.toString();
-  });
-  const exit = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  return { child, out: () => out, err: () => err, exit };
-}
-
-const dumps = () => readdirSync(dir).filter((f) => !f.endsWith('.json') && !f.startsWith('.'));
+const dumps = () => readdirSync(dir);
 
 function gdbThreads(core: string): number {
   const r = spawnSync('gdb', ['-batch', '-ex', 'info threads', fixture('workload'), core], {
@@ -105,15 +97,17 @@ const scenarios: { name: string; workload: string[]; args: string[]; tag: string
 describe('triggers', () => {
   it.each(scenarios)('$name writes $count dump(s) named for "$tag" that load in gdb', async (s) => {
     const target = track(await spawnTarget('workload', s.workload));
-    const run = start([...s.args, String(target.pid), dir]);
+    const run = start([...s.args, '--history', hist, String(target.pid), dir]);
     expect(await run.exit).toBe(0);
     const files = dumps();
+    // Exactly ProcDump's files: a glob such as *_commit_* finds the dumps and nothing else.
     expect(files, run.out()).toHaveLength(s.count);
+    expect(readdirSync(hist).sort()).toEqual(files.map((f) => `${f}.json`).sort());
     for (const f of files) {
       expect(f).toMatch(new RegExp(`^workload_${s.tag}_\\d{6}_\\d{6}(_\\d+)?\\.${target.pid}$`));
       expect(statSync(path.join(dir, f)).mode & 0o777).toBe(0o600);
       expect(gdbThreads(path.join(dir, f))).toBe(Number(procStatus(target.pid).Threads));
-      const side = JSON.parse(readFileSync(path.join(dir, `${f}.json`), 'utf8'));
+      const side = history(f);
       expect(side.trigger.tag).toBe(s.tag);
       expect(side.process).toMatchObject({ pid: target.pid, name: 'workload' });
       expect(side.samples.length).toBeGreaterThan(0);
@@ -124,9 +118,7 @@ describe('triggers', () => {
       if (s.tag !== 'time') expect(met).toBe(true);
     }
     if (s.name === 'memory thresholds in turn') {
-      const thresholds = files.map(
-        (f) => JSON.parse(readFileSync(path.join(dir, `${f}.json`), 'utf8')).trigger.threshold,
-      );
+      const thresholds = files.map((f) => history(f).trigger.threshold);
       expect(thresholds.sort((a: number, b: number) => a - b)).toEqual([24, 56, 88]);
     }
     expect(run.out()).toMatch(/Stopped \(all dumps written\)/);
@@ -149,11 +141,11 @@ describe('triggers', () => {
 
   it('--for holds a dump back until the condition has lasted that long', async () => {
     const target = track(await spawnTarget('workload', ['--delay', '200', '--threads', '3']));
-    const run = start(['-tc', '2', '--for', '1.5', '-pf', '100', String(target.pid), dir]);
+    const run = start(['-tc', '2', '--for', '1.5', '-pf', '100', '--history', hist, String(target.pid), dir]);
     await waitFor(() => target.lines.includes('crossed'), 5000, 'the workload to cross');
     const crossed = Date.now();
     expect(await run.exit).toBe(0);
-    const side = JSON.parse(readFileSync(path.join(dir, `${dumps()[0]}.json`), 'utf8'));
+    const side = history(dumps()[0]!);
     expect(Date.parse(side.time) - crossed).toBeGreaterThanOrEqual(1400);
   });
 });
@@ -161,7 +153,7 @@ describe('triggers', () => {
 describe('signals', () => {
   it('-sig dumps the target right before the signal, then delivers it exactly once', async () => {
     const target = track(await spawnTarget('signal_target', [], { stdin: true }));
-    const run = start(['-sig', 'USR1', String(target.pid), dir]);
+    const run = start(['-sig', 'USR1', '--history', hist, String(target.pid), dir]);
     await waitFor(() => run.out().includes('Press Ctrl-C'), 10_000, 'the settings block');
     await waitFor(() => procStatus(target.pid).TracerPid !== '0', 10_000, 'the watcher to attach');
     expect(target.lines.filter((l) => l.startsWith('usr1'))).toEqual([]);
@@ -171,7 +163,7 @@ describe('signals', () => {
     expect(files).toEqual([
       expect.stringMatching(new RegExp(`^signal_target_signal_\\d{6}_\\d{6}\\.${target.pid}$`)),
     ]);
-    const side = JSON.parse(readFileSync(path.join(dir, `${files[0]}.json`), 'utf8'));
+    const side = history(files[0]!);
     expect(side.trigger).toMatchObject({ tag: 'signal', value: 10 });
     const gdb = spawnSync(
       'gdb',
@@ -227,12 +219,14 @@ describe('quitting', () => {
 
 describe('several processes', () => {
   it('-w catches a process started later and exits once it has its dump', async () => {
-    const run = start(['-w', 'workload', '-tc', '3', '-pf', '100', dir]);
+    // A copy under a name of its own: other test files start workloads at the same time.
+    const copy = uniqueFixture('workload');
+    const run = start(['-w', copy.name, '-tc', '3', '-pf', '100', dir]);
     await waitFor(() => run.out().includes('Waiting for processes'), 10_000, 'the wait message');
     await new Promise((r) => setTimeout(r, 300));
-    const target = track(await spawnTarget('workload', ['--delay', '300', '--threads', '3']));
+    const target = track(await spawnCopy(copy, ['--delay', '300', '--threads', '3']));
     expect(await run.exit).toBe(0);
-    expect(dumps()).toEqual([expect.stringMatching(new RegExp(`^workload_thread_.*\\.${target.pid}$`))]);
+    expect(dumps()).toEqual([expect.stringMatching(new RegExp(`^${copy.name}_thread_.*\\.${target.pid}$`))]);
   });
 
   it('-pgid covers a member that joins the group later', async () => {
@@ -262,15 +256,18 @@ describe('several processes', () => {
 
 describe('bad input', () => {
   it.each([
-    [['-c', 'abc', '1'], /-c needs a number ≥ 0, got 'abc'/],
-    [['-c', '-5', '1'], /-c needs a number ≥ 0, got '-5'/],
-    [['-n', '0', '1'], /-n must be between 1/],
+    [['-c', 'abc', '1'], /-c needs a number from 0 to [\d,]+, got 'abc'/],
+    [['-c', '-5', '1'], /-c needs a number from 0 to [\d,]+, got '-5'/],
+    [['-n', '0', '1'], /-n must be from 1 to 100, got 0/],
     [['1', '-m'], /-m needs a value/],
     [['-m', '100,', '1'], /-m needs MB\[,MB...\], got '100,'/],
-    [['-pf', '0', '1'], /-pf must be ≥ 1, got 0/],
-    [['-mc', 'zz', '1'], /-mc needs a hex coredump_filter mask such as 33 or 0x33, got 'zz'/],
+    [['-pf', '0', '1'], /-pf must be from 1 to 86,400,000, got 0/],
+    [
+      ['-mc', 'zz', '1'],
+      /-mc needs a hex coredump_filter mask from 0 to 0x1ff, such as 33 or 0x33, got 'zz'/,
+    ],
     [['-frobnicate', '1'], /unknown switch '-frobnicate'/],
-    [['/frobnicate', '1'], /'\/frobnicate' is not a PID/],
+    [['/frobnicate', '1'], /'\/frobnicate' is neither a PID nor a process name/],
     [['-c', '90', '4194304'], /process 4194304 does not exist/],
     [['-w', 'x', '-pgid', '1'], /-w and -pgid cannot be used together/],
     [['-c', '90', '1', '/nonexistent/dir/f'], /folder '\/nonexistent\/dir' does not exist/],

@@ -121,13 +121,14 @@ describe('tripdump sample', () => {
     [['sample', '4194304'], /process 4194304 does not exist/],
     [['sample', 'abc'], /'abc' is not a pid/],
     [['sample', '1', '--fields', 'rssBytes,bogus'], /unknown field 'bogus'/],
-    [['sample', '1', '--interval', '-5'], /--interval needs a whole number ≥ 1, got '-5'/],
-    [['sample', '1', '--interval', '0'], /--interval must be between 1/],
-    [['sample', '1', '--count', 'x'], /--count needs a whole number, got 'x'/],
+    [['sample', '1', '--interval', '-5'], /--interval needs a whole number from 1 to 86,400,000, got '-5'/],
+    [['sample', '1', '--interval', '0'], /--interval must be from 1 to 86,400,000, got 0/],
+    [['sample', '1', '--count', 'x'], /--count needs a whole number from 0 to 1,000,000,000, got 'x'/],
     [['sample', '--frobnicate'], /Unknown option '--frobnicate'/],
     [['sample'], /nothing to sample/],
     [['sample', '1', '--all'], /either PIDs or --all/],
-    [['frobnicate'], /'frobnicate' is not a PID; to wait for a process by name use -w frobnicate/],
+    // ProcDump's bare process name: looked up once, and none runs under this name.
+    [['frobnicate'], /No process matching the specified name \(frobnicate\) can be found\./],
   ])('rejects %j with exit 2 and a message naming the problem', (args, message) => {
     const r = run(...args);
     expect(r.code).toBe(2);

@@ -47,9 +47,10 @@ async function leftAsItWas(t: NodeTarget): Promise<void> {
 }
 
 describe('--heap-used', () => {
-  it('fires when the V8 heap passes the threshold, writes a heap snapshot and its sidecar', async () => {
+  it('fires when the V8 heap passes the threshold, writes a heap snapshot (and its history when asked)', async () => {
     const t = track(await spawnNodeTarget());
-    const run = start(['--heap-used', '40', '-pf', '200', String(t.pid)]);
+    const hist = mkdtempSync(path.join(tmpdir(), 'tripdump-node-history-'));
+    const run = start(['--heap-used', '40', '-pf', '200', '--history', hist, String(t.pid)]);
     await waitFor(() => run.out().includes('Press Ctrl-C'), 20_000, 'the monitor to start');
     expect(run.out()).toMatch(/Heap Used Threshold:\s+>= 40 MB/);
     // Not without the spike: the heap of the idle target stays far below.
@@ -59,9 +60,12 @@ describe('--heap-used', () => {
     expect(await run.exit).toBe(0);
     const snap = files().find((f) => f.endsWith('.heapsnapshot'))!;
     expect(snap).toMatch(new RegExp(`^node_heapused_\\d{6}_\\d{6}\\.${t.pid}\\.heapsnapshot$`));
-    expect(files()).toEqual([snap, `${snap}.json`]);
+    // Like a dump: the snapshot alone in the dump folder, the sample history in its own.
+    expect(files()).toEqual([snap]);
+    expect(readdirSync(hist)).toEqual([`${snap}.json`]);
     expect(statSync(path.join(dir, snap)).mode & 0o777).toBe(0o600);
-    const side = JSON.parse(readFileSync(path.join(dir, `${snap}.json`), 'utf8'));
+    const side = JSON.parse(readFileSync(path.join(hist, `${snap}.json`), 'utf8'));
+    rmSync(hist, { recursive: true });
     expect(side.trigger.tag).toBe('heapused');
     expect(side.trigger.value).toBeGreaterThanOrEqual(40);
     expect(side.trigger.threshold).toBe(40);
@@ -90,14 +94,15 @@ describe('--loop-delay', () => {
     const stackFile = files().find((f) => f.endsWith('.stack.json'))!;
     expect(stackFile).toMatch(new RegExp(`^node_loopdelay_\\d{6}_\\d{6}\\.${t.pid}\\.stack\\.json$`));
     expect(files()).toEqual([stackFile]);
-    const side = JSON.parse(readFileSync(path.join(dir, stackFile), 'utf8'));
-    expect(side.trigger.tag).toBe('loopdelay');
-    expect(side.trigger.value).toBeGreaterThanOrEqual(300);
-    expect(side.stack.frames[0].functionName).toBe('blockTheLoopInNamedFunction');
+    const stack = JSON.parse(readFileSync(path.join(dir, stackFile), 'utf8'));
+    expect(stack.trigger.tag).toBe('loopdelay');
+    expect(stack.trigger.value).toBeGreaterThanOrEqual(300);
+    expect(stack.process.pid).toBe(t.pid);
+    expect(stack.frames[0].functionName).toBe('blockTheLoopInNamedFunction');
     // Captured as it was blocked: before the first heartbeat after the block.
     await t.line('unblocked', 10_000, from);
     await t.beatsAfter(1);
-    expect(t.beats[beatsBefore]!).toBeGreaterThan(Date.parse(side.stack.time));
+    expect(t.beats[beatsBefore]!).toBeGreaterThan(Date.parse(stack.time));
     expect(run.out()).toMatch(/Trigger: Event loop blocked \d+ ms >= 300 ms/);
     expect(run.out()).toMatch(/JavaScript stack 0 captured: .* \(in blockTheLoopInNamedFunction at /);
     await leftAsItWas(t);

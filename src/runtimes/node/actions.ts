@@ -2,13 +2,12 @@
 // actions: a heap snapshot streamed to a .heapsnapshot file, a diagnostic report, the JavaScript stack of
 // the running (or blocked) event loop, a CPU profile. Each takes a lease on the target's one connection and
 // runs alone on it.
-import { lstatSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { sleep } from '../../abort.js';
 import type { Action, ActionContext, ActionResult } from '../../actions/action.js';
 import { createFileSafely, sidecar, writeFileSafely } from '../../actions/history.js';
-import { dumpPath } from '../../dump/naming.js';
-import { AbortError, UsageError } from '../../errors.js';
+import { dumpPath, historyPath, timestamp } from '../../dump/naming.js';
+import { AbortError, SystemError, UsageError } from '../../errors.js';
 import type { TriggerTag } from '../../triggers/trigger.js';
 import type { CdpParams } from './cdp.js';
 import { NodeInspectorError } from './errors.js';
@@ -338,13 +337,16 @@ export function defaultNodeOutputs(tag: TriggerTag): NodeOutput[] {
 export interface NodeOutputOptions {
   /** Folder for the files. */
   dir: string;
-  /** A custom base name (ProcDump's DUMP_FILE); later firings get `_1`, `_2`… */
+  /** A custom name (ProcDump's DUMP_FILE): NAME.<pid>, NAME_1.<pid>… plus the extension. */
   file?: string | undefined;
+  /** Replace an existing file (-o); without it, an existing name fails, as a dump's does. */
   overwrite?: boolean;
   /** What every firing writes; default: defaultNodeOutputs(firing's tag). */
   outputs?: readonly NodeOutput[] | undefined;
   /** Duration of a 'profile' output (default 5 s). */
   profileSeconds?: number;
+  /** Write each file's sample history to this folder as `<file name>.json` (default: none). */
+  historyDir?: string | undefined;
 }
 
 const EXTENSIONS = {
@@ -353,25 +355,20 @@ const EXTENSIONS = {
   report: '.report.json',
   profile: '.cpuprofile',
 } as const;
-const MAX_NAME_TRIES = 1000;
-
-function exists(file: string): boolean {
-  try {
-    lstatSync(file);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * One output of a firing on a Node target, named as ProcDump names dumps plus an extension
- * (`node_heapused_250102_101500.1234.heapsnapshot`), with the sidecar JSON beside it (`<file>.json`; the
- * stack file is its own sidecar). It does nothing for firings that do not want it (see NodeOutputOptions).
+ * (`node_heapused_250102_101500.1234.heapsnapshot`), like a dump in every other respect: nothing else in the
+ * dump folder (the sample history only with historyDir), an existing name refused without -o. The stack
+ * file holds the stack with the process and the trigger. It does nothing for firings that do not want it
+ * (see NodeOutputOptions).
  */
 export class NodeOutputAction implements Action {
   readonly kind: string;
   #count = 0;
+  /** Names this action wrote in the current second (default names) or at all (custom names): a counter. */
+  #taken = new Set<string>();
+  #takenSecond = '';
 
   constructor(
     readonly output: Exclude<NodeOutput, 'core'>,
@@ -384,22 +381,28 @@ export class NodeOutputAction implements Action {
     if (!wants(this.options, ctx, this.output)) return { message: '' };
     const o = this.options;
     const pid = ctx.target.pid;
-    for (let n = 0; ; n++) {
-      const file =
-        dumpPath(
-          { dir: o.dir, file: o.file },
-          ctx.target.name,
-          ctx.firing.tag,
-          pid,
-          ctx.time,
-          n + (o.file ? this.#count : 0),
-        ) + EXTENSIONS[this.output];
-      if (!o.overwrite && n < MAX_NAME_TRIES && exists(file)) continue;
-      try {
-        return await this.#write(ctx, file);
-      } catch (e) {
-        if ((e as { code?: string }).code !== 'EEXIST' || o.overwrite || n >= MAX_NAME_TRIES) throw e;
-      }
+    const second = timestamp(ctx.time);
+    if (!o.file && second !== this.#takenSecond) {
+      this.#taken.clear();
+      this.#takenSecond = second;
+    }
+    const name = (n: number) =>
+      dumpPath({ dir: o.dir, file: o.file }, ctx.target.name, ctx.firing.tag, pid, ctx.time, n) +
+      EXTENSIONS[this.output];
+    let n = 0;
+    while (this.#taken.has(name(n))) n++;
+    const file = name(n);
+    try {
+      const r = await this.#write(ctx, file);
+      this.#taken.add(file);
+      return r;
+    } catch (e) {
+      if (e instanceof SystemError && e.code === 'EEXIST' && !o.overwrite)
+        throw new SystemError(
+          { errno: e.errno, code: e.code, syscall: e.syscall, path: file, pid },
+          `Dump file ${file} already exists and was not overwritten (use -o to overwrite)`,
+        );
+      throw e;
     }
   }
 
@@ -409,9 +412,16 @@ export class NodeOutputAction implements Action {
     const overwrite = this.options.overwrite === true;
     const index = this.#count;
     let message: string;
+    let result: NodeFileResult | NodeStack;
     if (this.output === 'stack') {
       const stack = await captureNodeStack(pid, { signal });
-      await writeFileSafely(file, `${JSON.stringify(sidecar(ctx, { stack }), null, 2)}\n`, overwrite);
+      result = stack;
+      const { tag, reason, value, threshold } = ctx.firing;
+      await writeFileSafely(
+        file,
+        `${JSON.stringify({ process: ctx.target, trigger: { tag, reason, value, threshold }, ...stack }, null, 2)}\n`,
+        overwrite,
+      );
       const top = stack.frames[0];
       const where = stack.idle
         ? 'no JavaScript running'
@@ -419,27 +429,29 @@ export class NodeOutputAction implements Action {
           ? `in ${top.functionName || '<anonymous>'} at ${top.url}:${top.line}`
           : 'empty';
       message = `JavaScript stack ${index} captured: ${file} (${where}; target paused ${stack.pausedMs.toFixed(1)} ms)`;
+    } else if (this.output === 'heap') {
+      const r = await writeHeapSnapshot(pid, file, { signal, overwrite });
+      result = r;
+      message = `Heap snapshot ${index} generated: ${file} (${(r.bytes / 2 ** 20).toFixed(1)} MiB in ${(r.durationMs / 1000).toFixed(1)} s)`;
+    } else if (this.output === 'report') {
+      result = await writeNodeReport(pid, file, { signal, overwrite });
+      message = `Diagnostic report ${index} written: ${file}`;
     } else {
-      let result: NodeFileResult;
-      if (this.output === 'heap') {
-        result = await writeHeapSnapshot(pid, file, { signal, overwrite });
-        message = `Heap snapshot ${index} generated: ${file} (${(result.bytes / 2 ** 20).toFixed(1)} MiB in ${(result.durationMs / 1000).toFixed(1)} s)`;
-      } else if (this.output === 'report') {
-        result = await writeNodeReport(pid, file, { signal, overwrite });
-        message = `Diagnostic report ${index} written: ${file}`;
-      } else {
-        const seconds = this.options.profileSeconds ?? 5;
-        result = await writeCpuProfile(pid, file, { signal, overwrite, seconds });
-        message = `CPU profile ${index} written: ${file} (${seconds} s)`;
-      }
-      await writeFileSafely(
-        `${file}.json`,
-        `${JSON.stringify(sidecar(ctx, { [this.output]: result }), null, 2)}\n`,
-        overwrite,
-      );
+      const seconds = this.options.profileSeconds ?? 5;
+      result = await writeCpuProfile(pid, file, { signal, overwrite, seconds });
+      message = `CPU profile ${index} written: ${file} (${seconds} s)`;
     }
     this.#count++;
     ctx.written.set(this.output, file);
+    if (this.options.historyDir !== undefined) {
+      const history = historyPath(this.options.historyDir, file);
+      await writeFileSafely(
+        history,
+        `${JSON.stringify(sidecar(ctx, { [this.output]: result }), null, 2)}\n`,
+        overwrite,
+      );
+      ctx.written.set('history', history);
+    }
     return { path: file, message };
   }
 }

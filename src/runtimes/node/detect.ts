@@ -42,6 +42,19 @@ export function isNodeProcess(pid: number): boolean {
   return maps !== undefined && /\/libnode\.so[.\d]*$/m.test(maps);
 }
 
+export interface NodeFacts {
+  kind: 'node';
+  /** The executable, when it can be read. */
+  executable?: string;
+}
+
+/** Facts about a Node.js process, or undefined when it is not one. Throws ProcessGoneError. */
+export function detectNode(pid: number): NodeFacts | undefined {
+  if (!isNodeProcess(pid)) return undefined;
+  const exe = executable(pid);
+  return { kind: 'node', ...(exe ? { executable: exe } : {}) };
+}
+
 /** What the command line and NODE_OPTIONS say about the inspector. */
 export interface InspectHints {
   /** Started with --inspect, --inspect-brk or --inspect-wait: the inspector is open from the start. */

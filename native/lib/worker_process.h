@@ -1,10 +1,11 @@
-// The worker processes behind writeCoreDump and watchSignals. Why a process and not a thread of Node: a
-// tracer's ptrace stops are reported to its whole thread group, and libuv's SIGCHLD handler waitpid()s
-// every child Node spawned and takes any status as an exit; tracing a child of this very process from a
-// thread would let libuv steal the stops (a dump times out, a signal is never seen) and tell JS the child
-// exited. A worker is a separate thread group that dies with the thread that forked it (PR_SET_PDEATHSIG;
-// the kernel then detaches its tracees) and talks to it through a shared page (and, for the watcher, a
-// socket).
+// The worker processes behind every dump (the addon's writeCoreDump, libtripdump's tripdump_write_core)
+// and the addon's watchSignals. N-API-free: the addon and the C library share it. Why a process and not a
+// thread of the caller: a tracer's ptrace stops are reported to its whole thread group, and any thread of
+// the caller that waits for its own children with waitpid(-1) — libuv's SIGCHLD handler in Node, a
+// program's reaper loop or SIGCHLD handler — would steal the stops (a dump times out, a signal is never
+// seen) and take a traced child of the caller for exited. A worker is a separate thread group that dies
+// with the thread that forked it (PR_SET_PDEATHSIG; the kernel then detaches its tracees) and talks to it
+// through a shared page (and, for the watcher, a socket).
 #pragma once
 
 #include <signal.h>
@@ -19,7 +20,7 @@
 #include "core/error.h"
 #include "dump/core_dump.h"
 
-namespace tripdump::napi {
+namespace tripdump::lib {
 
 // A SysError (or any other failure's message) carried across the process boundary.
 struct SharedError {
@@ -28,8 +29,9 @@ struct SharedError {
   char syscall[64], path[4096], detail[2048];
   void store(const SysError& e) noexcept;
   void store(const std::exception& e) noexcept;
-  // Throws what was stored. SysError keeps a const char* syscall: `keep` holds the string it points to.
-  [[noreturn]] void rethrow(std::string& keep) const;
+  // Throws what was stored. SysError keeps a const char* syscall: the name is interned for the process's
+  // lifetime (there are a few dozen syscall names).
+  [[noreturn]] void rethrow() const;
 };
 
 // A dump::Result carried across the process boundary.
@@ -63,11 +65,11 @@ class SharedPage {
 };
 
 // Forks a worker that runs `body` and then _exit(0)s (no atexit handlers or static destructors: they
-// belong to Node). In the worker: PR_SET_PDEATHSIG `death_signal` tied to the calling thread (SIGKILL, or
-// a signal the worker handles to let go of its tracees cleanly), SIGINT/SIGQUIT
-// ignored (Ctrl-C reaches the whole process group; the parent ends the worker cleanly instead), and every
-// inherited fd above 2 closed except `keep_fd`, so it holds none of Node's sockets or pipes open.
-// Returns the worker's pid; throws SysError when fork fails.
+// belong to the caller). In the worker: PR_SET_PDEATHSIG `death_signal` tied to the calling thread (SIGKILL,
+// or a signal the worker handles to let go of its tracees cleanly), SIGINT/SIGQUIT ignored (Ctrl-C reaches
+// the whole process group; the parent ends the worker cleanly instead), and every inherited fd above 2 closed
+// except `keep_fd`, so it holds none of the caller's sockets or pipes open. Returns the worker's pid; throws
+// SysError when fork fails.
 pid_t fork_worker(const std::function<void()>& body, int keep_fd = -1, int death_signal = SIGKILL);
 
-}  // namespace tripdump::napi
+}  // namespace tripdump::lib

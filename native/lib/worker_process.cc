@@ -1,4 +1,4 @@
-#include "napi/worker_process.h"
+#include "lib/worker_process.h"
 
 #include <linux/close_range.h>
 #include <pthread.h>
@@ -10,9 +10,11 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <mutex>
+#include <set>
 #include <stdexcept>
 
-namespace tripdump::napi {
+namespace tripdump::lib {
 
 namespace {
 
@@ -47,10 +49,16 @@ void SharedError::store(const std::exception& e) noexcept {
   copy_str(detail, sizeof detail, e.what());
 }
 
-void SharedError::rethrow(std::string& keep) const {
+void SharedError::rethrow() const {
   if (failure) throw std::runtime_error(detail);
-  keep = syscall;
-  throw SysError(err, keep.c_str(), path, pid, detail);
+  static std::mutex mutex;
+  static std::set<std::string> names;
+  const char* name;
+  {
+    std::lock_guard lock(mutex);
+    name = names.insert(syscall).first->c_str();
+  }
+  throw SysError(err, name, path, pid, detail);
 }
 
 void SharedResult::store(const dump::Result& r) noexcept {
@@ -86,9 +94,10 @@ dump::Result SharedResult::load(const std::string& path) const {
 
 pid_t fork_worker(const std::function<void()>& body, int keep_fd, int death_signal) {
   const pid_t parent = ::getpid();
-  // The child inherits Node's signal handlers, libuv's among them: its SIGCHLD handler writes to libuv's
-  // signal pipe, which the child closes below, and aborts on the failed write — and a tracer gets a SIGCHLD
-  // for every ptrace stop. So signals stay blocked across fork until the child has reset every handler.
+  // The child inherits the caller's signal handlers (in Node, libuv's: its SIGCHLD handler writes to
+  // libuv's signal pipe, which the child closes below, and aborts on the failed write; elsewhere perhaps a
+  // reaper that would waitpid(-1) away our tracee's stops) — and a tracer gets a SIGCHLD for every ptrace
+  // stop. So signals stay blocked across fork until the child has reset every handler.
   sigset_t all, old;
   ::sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -119,4 +128,4 @@ pid_t fork_worker(const std::function<void()>& body, int keep_fd, int death_sign
   ::_exit(0);
 }
 
-}  // namespace tripdump::napi
+}  // namespace tripdump::lib

@@ -1,0 +1,135 @@
+#include "lib/dumper.h"
+
+#include <pthread.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "lib/worker_process.h"
+
+namespace tripdump::lib {
+
+namespace {
+
+// The page shared between the calling thread and its dumper process.
+struct Shared {
+  std::atomic<bool> cancel;
+  std::atomic<uint64_t> done, total;
+  enum : int { kRunning, kOk, kError };
+  std::atomic<int> state;
+  SharedResult result;  // kOk
+  SharedError error;    // kError
+};
+static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<uint64_t>::is_always_lock_free,
+              "atomics shared across processes must be lock-free");
+
+struct Job {
+  Shared* sh;
+  int pid;
+  const std::string* path;
+  dump::Options options;
+};
+
+// Runs in the dumper process, on a thread of its own.
+void* dumper(void* arg) {
+  auto* job = static_cast<Job*>(arg);
+  Shared* sh = job->sh;
+  job->options.cancel = &sh->cancel;
+  job->options.progress = [sh](uint64_t done, uint64_t total) {
+    sh->total.store(total, std::memory_order_relaxed);
+    sh->done.store(done, std::memory_order_relaxed);
+  };
+  try {
+    sh->result.store(dump::write_core_dump(job->pid, *job->path, job->options));
+    sh->state.store(Shared::kOk);
+  } catch (const SysError& e) {
+    sh->error.store(e);
+    sh->state.store(Shared::kError);
+  } catch (const std::exception& e) {
+    sh->error.store(e);
+    sh->state.store(Shared::kError);
+  }
+  return nullptr;
+}
+
+constexpr size_t kDumperStack = 8 << 20;
+
+void run_dumper(Job& job) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, kDumperStack);
+  pthread_t t;
+  const int err = pthread_create(&t, &attr, dumper, &job);
+  pthread_attr_destroy(&attr);
+  if (err) throw SysError(err, "pthread_create", *job.path, job.pid);
+  pthread_join(t, nullptr);
+}
+
+// A dumper that died without a word (killed, crashed) leaves no file where O_TMPFILE works; elsewhere the
+// writer's fallback temporary file, .tripdump-<its pid>-<random>.tmp beside the final file, is removed here.
+void remove_temp_files(const std::string& path, pid_t dumper_pid) {
+  namespace fs = std::filesystem;
+  const fs::path p(path);
+  const std::string prefix = ".tripdump-" + std::to_string(dumper_pid) + "-";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(p.has_parent_path() ? p.parent_path() : ".", ec))
+    if (entry.path().filename().string().rfind(prefix, 0) == 0) fs::remove(entry.path(), ec);
+}
+
+}  // namespace
+
+dump::Result dump_in_process(int pid, const std::string& path, const dump::Options& options,
+                             const std::atomic<bool>* cancel,
+                             const std::function<void(uint64_t, uint64_t)>& progress) {
+  SharedPage<Shared> sh;
+  Job job{sh.get(), pid, &path, options};
+  job.options.cancel = nullptr;
+  job.options.progress = nullptr;
+  const pid_t child = fork_worker([&] {
+    try {
+      run_dumper(job);
+    } catch (const SysError& e) {
+      sh->error.store(e);
+      sh->state.store(Shared::kError);
+    }
+  });
+  int status = 0;
+  bool reaped_elsewhere = false;
+  uint64_t last_done = UINT64_MAX;
+  for (;;) {
+    const pid_t r = ::waitpid(child, &status, WNOHANG);
+    if (r == child) break;
+    // Only an exited child can be reaped: whoever did it, the dumper is done and its page says how.
+    if (r < 0 && errno == ECHILD) {
+      reaped_elsewhere = true;
+      break;
+    }
+    if (r < 0 && errno != EINTR) throw SysError(errno, "waitpid", {}, child);
+    if (cancel && cancel->load()) sh->cancel.store(true);
+    const uint64_t done = sh->done.load(std::memory_order_relaxed);
+    if (progress && done != last_done && sh->total.load(std::memory_order_relaxed)) {
+      last_done = done;
+      progress(done, sh->total.load(std::memory_order_relaxed));
+    }
+    ::usleep(5000);
+  }
+  if (progress && sh->state.load() == Shared::kOk && sh->done.load() != last_done)
+    progress(sh->done.load(), sh->total.load());
+  switch (sh->state.load()) {
+    case Shared::kOk:
+      return sh->result.load(path);
+    case Shared::kError:
+      sh->error.rethrow();
+    default:
+      remove_temp_files(path, child);
+      throw SysError(ECHILD, "dump", path, pid,
+                     reaped_elsewhere ? "the dumper process ended and was reaped by another waiter"
+                     : WIFSIGNALED(status)
+                         ? "the dumper process died of signal " + std::to_string(WTERMSIG(status))
+                         : "the dumper process exited with " + std::to_string(WEXITSTATUS(status)));
+  }
+}
+
+}  // namespace tripdump::lib
