@@ -125,11 +125,10 @@ describe('--node-dump', () => {
     const run = start(['-m', '1', '--node-dump', 'heap,report', String(t.pid)]);
     expect(await run.exit).toBe(0);
     const got = files();
-    expect(got.length).toBe(4);
+    expect(got.length).toBe(2);
     expect(
-      got.filter((f) => /^node_commit_\d{6}_\d{6}\.\d+\.(heapsnapshot|report\.json)(\.json)?$/.test(f))
-        .length,
-    ).toBe(4);
+      got.filter((f) => /^node_commit_\d{6}_\d{6}\.\d+\.(heapsnapshot|report\.json)$/.test(f)).length,
+    ).toBe(2);
     const report = JSON.parse(
       readFileSync(path.join(dir, got.find((f) => f.endsWith('.report.json'))!), 'utf8'),
     );
@@ -147,7 +146,7 @@ describe('--node-dump', () => {
       'sleep to exec',
     );
     for (const [args, message] of [
-      [['--loop-delay', '0', String(t.pid)], /--loop-delay needs a number ≥ 1/],
+      [['--loop-delay', '0', String(t.pid)], /--loop-delay must be from 1 to/],
       [['--heap-used', 'x', String(t.pid)], /--heap-used needs a number/],
       [
         ['--node-dump', 'core,bogus', '-m', '1', String(t.pid)],
