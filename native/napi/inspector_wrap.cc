@@ -10,9 +10,9 @@
 #include "inspector/guard.h"
 #include "inspector/listeners.h"
 #include "inspector/netns.h"
+#include "lib/worker_process.h"
 #include "napi/addon.h"
 #include "napi/errors.h"
-#include "lib/worker_process.h"
 
 namespace tripdump::napi {
 
