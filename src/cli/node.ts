@@ -1,12 +1,12 @@
 // `tripdump node snapshot|report|stack|profile PID ...`: what Chrome DevTools gives for a Node process,
 // taken from outside through its inspector (opened with SIGUSR1, closed again after).
-import { statSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import path from 'node:path';
 import { dumpPath, processName } from '../dump/naming.js';
-import { UsageError } from '../errors.js';
+import { SystemError, UsageError } from '../errors.js';
 import {
   captureNodeStack,
   formatNodeStack,
+  type NodeFileResult,
   writeCpuProfile,
   writeHeapSnapshot,
   writeNodeReport,
@@ -14,8 +14,9 @@ import {
 import { executable, isNodeProcess } from '../runtimes/node/detect.js';
 import { nodeInspectors } from '../runtimes/node/inspector.js';
 import { checkPid } from '../sampler/sampler.js';
-import { EXIT, interruptSignal } from './common.js';
+import { EXIT, interruptSignal, parseNumber, parseOptions, RANGE, requireProcess } from './common.js';
 import { outputTarget } from './dump.js';
+import { toJson } from './format.js';
 
 export const NODE_USAGE = `Usage: tripdump node <command> PID [FILE|DIR] [options]
 
@@ -44,24 +45,12 @@ Options:
 const EXTENSIONS = { snapshot: '.heapsnapshot', report: '.report.json', profile: '.cpuprofile' } as const;
 
 export async function nodeCommand(argv: string[], out: NodeJS.WriteStream): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  const parse = () =>
-    parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        seconds: { type: 'string' },
-        overwrite: { type: 'boolean' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  try {
-    parsed = parse();
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parseOptions(argv, {
+    seconds: { type: 'string' },
+    overwrite: { type: 'boolean' },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
   const [command, pidArg, where, ...extra] = positionals;
   if (values.help || command === 'help') {
     out.write(NODE_USAGE);
@@ -80,46 +69,46 @@ export async function nodeCommand(argv: string[], out: NodeJS.WriteStream): Prom
   let seconds: number | undefined;
   if (command === 'profile') {
     if (values.seconds === undefined) throw new UsageError('profile needs --seconds N', '--seconds');
-    if (!/^\d+(\.\d+)?$/.test(values.seconds) || Number(values.seconds) <= 0)
-      throw new UsageError(`--seconds needs a number > 0, got '${values.seconds}'`, '--seconds');
-    seconds = Number(values.seconds);
+    seconds = parseNumber('--seconds', values.seconds, 0.1, RANGE.seconds[1]);
   } else if (values.seconds !== undefined) throw new UsageError('--seconds is for profile only', '--seconds');
-  const pid = checkPid(Number(pidArg));
-  try {
-    statSync(`/proc/${pid}`);
-  } catch {
-    throw new UsageError(`process ${pid} does not exist`, 'PID');
-  }
+  const pid = requireProcess(checkPid(Number(pidArg)));
   if (!isNodeProcess(pid))
     throw new UsageError(
       `process ${pid} is not a Node.js process (${executable(pid) ?? 'executable unreadable'})`,
       'PID',
     );
+  const target = command === 'stack' ? undefined : outputTarget(where, 'FILE|DIR');
   const signal = interruptSignal();
-  if (command === 'stack') {
+  if (command === 'stack' || !target) {
     // A lease of our own: the stack is printed as soon as it is taken, before the inspector closes
     // (which waits for a blocked loop to go round, or leaves that to the guard).
     const lease = await nodeInspectors.acquire(pid, signal);
     try {
       const s = await captureNodeStack(pid, { signal });
-      out.write(values.json ? `${JSON.stringify(s)}\n` : formatNodeStack(s));
+      out.write(values.json ? `${toJson(s)}\n` : formatNodeStack(s));
     } finally {
       await lease.release();
     }
     return EXIT.ok;
   }
-  const target = outputTarget(where, 'FILE|DIR');
   const file = target.file
-    ? dumpPath(target, '', '', pid, new Date(), 0)
+    ? path.join(target.dir, target.file)
     : `${dumpPath(target, processName(pid), 'manual', pid, new Date(), 0)}${EXTENSIONS[command]}`;
   const overwrite = values.overwrite === true;
-  const r =
-    command === 'snapshot'
-      ? await writeHeapSnapshot(pid, file, { signal, overwrite })
-      : command === 'report'
-        ? await writeNodeReport(pid, file, { signal, overwrite })
-        : await writeCpuProfile(pid, file, { signal, overwrite, seconds: seconds! });
-  if (values.json) out.write(`${JSON.stringify(r)}\n`);
+  let r: NodeFileResult;
+  try {
+    r =
+      command === 'snapshot'
+        ? await writeHeapSnapshot(pid, file, { signal, overwrite })
+        : command === 'report'
+          ? await writeNodeReport(pid, file, { signal, overwrite })
+          : await writeCpuProfile(pid, file, { signal, overwrite, seconds: seconds! });
+  } catch (e) {
+    if (e instanceof SystemError && e.code === 'EEXIST')
+      throw new UsageError(`'${file}' already exists (--overwrite replaces it)`, 'FILE');
+    throw e;
+  }
+  if (values.json) out.write(`${toJson(r)}\n`);
   else {
     const what = { snapshot: 'Heap snapshot', report: 'Diagnostic report', profile: 'CPU profile' }[command];
     out.write(

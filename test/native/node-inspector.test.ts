@@ -41,9 +41,9 @@ describe('detection', () => {
     const sleeper = track(spawn('sleep', ['30'], { stdio: 'ignore' }));
     await waitFor(() => readyExe(sleeper.pid!), 5000, 'sleep to exec');
     expect(isNodeProcess(t.pid)).toBe(true);
-    expect(detectRuntime(t.pid)).toBe('node');
+    expect(await detectRuntime(t.pid)).toMatchObject({ kind: 'node', executable: process.execPath });
     expect(isNodeProcess(sleeper.pid!)).toBe(false);
-    expect(detectRuntime(sleeper.pid!)).toBe('native');
+    expect(await detectRuntime(sleeper.pid!)).toEqual({ kind: 'native' });
     expect(inspectHints(t.pid)).toEqual({ atLaunch: false, port: 0 });
     expect(inspectHints(d.pid)).toEqual({ atLaunch: false, port: 7777 });
     expect(handlesSigusr1(t.pid)).toBe(true);

@@ -46,11 +46,12 @@ export async function writeHeapSnapshot(
   options: NodeFileOptions = {},
 ): Promise<HeapSnapshotResult> {
   const { signal } = options;
+  // The file first: a name that is taken fails before the target's inspector is touched.
+  const out = createFileSafely(file, options.overwrite === true);
+  const started = performance.now();
   return withNodeInspector(pid, signal, (inspector) =>
     inspector.exclusive(async () => {
-      const started = performance.now();
       const session = inspector.session;
-      const out = createFileSafely(file, options.overwrite === true);
       let batch: Buffer[] = [];
       let batchBytes = 0;
       let queued = 0;
@@ -110,12 +111,11 @@ export async function writeHeapSnapshot(
       } finally {
         off();
         if (paused) session.resume();
-        out.close();
         // Frees V8's map of heap object ids the snapshot built, in the target.
         inspector.send('HeapProfiler.disable').catch(() => {});
       }
     }),
-  );
+  ).finally(() => out.close());
 }
 
 export interface StackFrame {
@@ -260,20 +260,26 @@ export async function writeNodeReport(
   options: NodeFileOptions & { timeoutMs?: number } = {},
 ): Promise<NodeFileResult> {
   const started = performance.now();
-  const report = await evaluate(
-    pid,
-    'JSON.stringify(process.report.getReport(), null, 2)',
-    options.signal,
-    options.timeoutMs ?? 30_000,
-  );
-  if (typeof report !== 'string')
-    throw new NodeInspectorError(
+  const out = createFileSafely(file, options.overwrite === true);
+  try {
+    const report = await evaluate(
       pid,
-      'evaluate',
-      `process ${pid} has no process.report (Node.js before 11.8?)`,
+      'JSON.stringify(process.report.getReport(), null, 2)',
+      options.signal,
+      options.timeoutMs ?? 30_000,
     );
-  await writeFileSafely(file, `${report}\n`, options.overwrite === true);
-  return { path: file, bytes: Buffer.byteLength(report) + 1, durationMs: performance.now() - started };
+    if (typeof report !== 'string')
+      throw new NodeInspectorError(
+        pid,
+        'evaluate',
+        `process ${pid} has no process.report (Node.js before 11.8?)`,
+      );
+    await out.write(`${report}\n`);
+    out.commit();
+    return { path: file, bytes: out.size, durationMs: performance.now() - started };
+  } finally {
+    out.close();
+  }
 }
 
 export interface CpuProfileOptions extends NodeFileOptions {
@@ -291,6 +297,7 @@ export async function writeCpuProfile(
   const { signal, seconds } = options;
   if (!Number.isFinite(seconds) || seconds <= 0)
     throw new UsageError(`a profile needs a duration in seconds > 0, got ${seconds}`, 'seconds');
+  const out = createFileSafely(file, options.overwrite === true);
   return withNodeInspector(pid, signal, (inspector) =>
     inspector.exclusive(async () => {
       const started = performance.now();
@@ -309,15 +316,15 @@ export async function writeCpuProfile(
           { timeoutMs: 30_000 },
         );
         running = false;
-        const text = JSON.stringify(profile);
-        await writeFileSafely(file, text, options.overwrite === true);
-        return { path: file, bytes: Buffer.byteLength(text), durationMs: performance.now() - started };
+        await out.write(JSON.stringify(profile));
+        out.commit();
+        return { path: file, bytes: out.size, durationMs: performance.now() - started };
       } finally {
         if (running) await inspector.send('Profiler.stop', {}, { timeoutMs: 5000 }).catch(() => {});
         inspector.send('Profiler.disable').catch(() => {});
       }
     }),
-  );
+  ).finally(() => out.close());
 }
 
 /** What a monitor firing can write on a Node target. */
