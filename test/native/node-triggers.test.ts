@@ -2,15 +2,15 @@
 // fires on the heap spike and not without it, writing a heap snapshot; --loop-delay fires while the loop is
 // blocked and writes the blocked loop's stack; --node-dump chooses what a firing writes; bad input is
 // refused with exit 2. After each run the inspector is closed and the target beats on.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type Run, start as startCli } from '../e2e/run-cli.js';
 import { sleep, trackProcesses, waitFor } from '../helpers/processes.js';
 import { listeningSockets, type NodeTarget, spawnNodeTarget } from './node-target.js';
 
-const cli = path.resolve(import.meta.dirname, '../../dist/cli/main.js');
 const track = trackProcesses();
 let dir: string;
 beforeEach(() => {
@@ -18,25 +18,10 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-interface Run {
-  child: ChildProcess;
-  out: () => string;
-  err: () => string;
-  exit: Promise<number | null>;
-}
-
-function start(args: string[]): Run {
-  const child = track(spawn(process.execPath, [cli, ...args], { cwd: dir }));
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr!.on('data', (d: Buffer) => {
-    err += d.toString();
-  });
-  const exit = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  return { child, out: () => out, err: () => err, exit };
+function start(args: readonly string[]): Run {
+  const run = startCli(args, { cwd: dir });
+  track(run.child);
+  return run;
 }
 
 const files = () => readdirSync(dir).sort();
