@@ -3,7 +3,14 @@
 export type { Action, ActionContext, ActionResult, HistoryEntry, TargetInfo } from './actions/action.js';
 export { DumpAction, type DumpActionOptions } from './actions/dump.js';
 export { ExecAction } from './actions/exec.js';
-export { HistoryAction, SIDECAR_VERSION, sidecar } from './actions/history.js';
+export {
+  createFileSafely,
+  HistoryAction,
+  type SafeFile,
+  SIDECAR_VERSION,
+  sidecar,
+  writeFileSafely,
+} from './actions/history.js';
 export { type CrashInfo, CrashListener, decodeCrash, encodeCrash } from './crash/protocol.js';
 export { CrashTrigger } from './crash/trigger.js';
 export { type CoreDumpOptions, type CoreDumpResult, type DumpMode, writeCoreDump } from './dump/core.js';
@@ -26,6 +33,7 @@ export {
 } from './monitor/monitor.js';
 export { detectRuntime, type RuntimeFacts } from './runtimes/detect.js';
 export * from './runtimes/dotnet/index.js';
+export * from './runtimes/node/index.js';
 export {
   DEFAULT_FIELDS,
   FIELD_INFO,

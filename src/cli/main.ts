@@ -8,6 +8,7 @@ import { CRASH_USAGE, crashHandlerCommand } from './crash.js';
 import { DUMP_USAGE, dumpCommand } from './dump.js';
 import { escapeControl } from './format.js';
 import { monitorCommand } from './monitor-command.js';
+import { NODE_USAGE, nodeCommand } from './node.js';
 import { PROCDUMP_USAGE } from './procdump.js';
 import { SAMPLE_USAGE, sampleCommand } from './sample.js';
 import { WATCH_USAGE, watchCommand } from './watch.js';
@@ -25,6 +26,7 @@ Commands:
   counters PID            print a .NET process's counters (tripdump counters --help)
   crash-handler ...       capture every crash on the host (tripdump crash-handler --help)
   watch --on-crash ...    record processes and act when one crashes (tripdump watch --help)
+  node snapshot|report|stack|profile PID   a Node.js process, from outside (tripdump node --help)
 
 Options (each command refuses an option given twice):
   -h, --help              this text
@@ -61,6 +63,8 @@ export async function main(argv: string[]): Promise<number> {
         return await crashHandlerCommand(rest, process.stdout);
       case 'watch':
         return await watchCommand(rest, process.stdout);
+      case 'node':
+        return await nodeCommand(rest, process.stdout);
       default:
         return await monitorCommand(argv, process.stdout);
     }
@@ -81,10 +85,11 @@ export async function main(argv: string[]): Promise<number> {
           counters: COUNTERS_USAGE,
           'crash-handler': CRASH_USAGE,
           watch: WATCH_USAGE,
+          node: NODE_USAGE,
         }[command as string] ?? PROCDUMP_USAGE;
       say(e.message);
       process.stderr.write(
-        `${usage.split('\n')[0]}\n(tripdump ${['sample', 'dump', 'counters', 'crash-handler', 'watch'].includes(command as string) ? `${command} ` : ''}-h for details)\n`,
+        `${usage.split('\n')[0]}\n(tripdump ${['sample', 'dump', 'counters', 'crash-handler', 'watch', 'node'].includes(command as string) ? `${command} ` : ''}-h for details)\n`,
       );
       return EXIT.usage;
     }
