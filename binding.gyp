@@ -29,6 +29,14 @@
         "native/core/process_table.cc",
         "native/core/worker_pool.cc",
         "native/core/system_stats.cc",
+        # Architecture-neutral parts of native/dump: every output file (the addon's OutputFile) and the
+        # page size it needs.
+        "native/dump/memory_map.cc",
+        "native/dump/output_file.cc",
+        "native/inspector/guard.cc",
+        "native/inspector/json_string.cc",
+        "native/inspector/listeners.cc",
+        "native/inspector/netns.cc",
         "native/lib/dumper.cc",
         "native/lib/worker_process.cc"
       ],
@@ -39,8 +47,6 @@
             "sources": [
               "native/dump/core_dump.cc",
               "native/dump/elf_writer.cc",
-              "native/dump/memory_map.cc",
-              "native/dump/output_file.cc",
               "native/dump/ptrace_session.cc",
               "native/dump/signal_watch.cc",
               "native/dump/snapshot.cc",
@@ -59,6 +65,8 @@
         "native/napi/dump_wrap.cc",
         "native/napi/sampler_wrap.cc",
         "native/napi/errors.cc",
+        "native/napi/inspector_wrap.cc",
+        "native/napi/output_file_wrap.cc",
         "native/napi/signal_wrap.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

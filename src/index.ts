@@ -3,7 +3,14 @@
 export type { Action, ActionContext, ActionResult, HistoryEntry, TargetInfo } from './actions/action.js';
 export { DumpAction, type DumpActionOptions } from './actions/dump.js';
 export { ExecAction } from './actions/exec.js';
-export { HistoryAction, SIDECAR_VERSION, sidecar } from './actions/history.js';
+export {
+  createFileSafely,
+  HistoryAction,
+  type SafeFile,
+  SIDECAR_VERSION,
+  sidecar,
+  writeFileSafely,
+} from './actions/history.js';
 export { Agent, type AgentOptions, type AgentStatus } from './agent/agent.js';
 export { type AgentConfig, ConfigError, loadConfig, parseConfig } from './agent/config.js';
 export { AgentServer } from './agent/server.js';
@@ -30,6 +37,7 @@ export {
 } from './monitor/monitor.js';
 export { detectRuntime, type RuntimeFacts } from './runtimes/detect.js';
 export * from './runtimes/dotnet/index.js';
+export * from './runtimes/node/index.js';
 export {
   DEFAULT_FIELDS,
   FIELD_INFO,

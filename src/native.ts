@@ -108,6 +108,26 @@ export interface NativeSignalWatch {
   done: Promise<void>;
 }
 
+/** A listening TCP socket (inspector/listeners.h). */
+export interface NativeTcpListener {
+  address: string;
+  port: number;
+  v6: boolean;
+  inode: number;
+}
+
+/** An output file being written (dump/output_file.h): appended in order, named only by commit(). */
+export interface NativeOutputFile {
+  /** Appends; one write in flight at a time. Resolves with the bytes written. */
+  write(data: Buffer | Buffer[]): Promise<number>;
+  /** Appends the text JSON string literals' contents stand for (EILSEQ when malformed). */
+  writeJsonText(escaped: Buffer | Buffer[]): Promise<number>;
+  /** Gives the file its final name (EEXIST if taken, unless overwrite). */
+  commit(): void;
+  /** Releases it; uncommitted, nothing is left behind. Idempotent. */
+  close(): void;
+}
+
 export interface NativeBinding {
   /**
    * Intercepts the signals the target receives (PTRACE_SEIZE of every thread, in a forked watcher
@@ -128,6 +148,29 @@ export interface NativeBinding {
   layout(capacity: number): ColumnLayout;
   /** The process-wide budget of kept fds; with a limit, caps it first. */
   fdBudget(limit?: number): { limit: number; inUse: number };
+  /** The process's own listening TCP sockets, or (all) every listener in its network namespace. */
+  tcpListeners(pid: number, all: boolean): NativeTcpListener[];
+  /** Whether the process is in another network namespace than ours. */
+  otherNetns(pid: number): boolean;
+  /** A socket connected to address:port from inside pid's network namespace; the caller owns the fd. */
+  connectTcp(pid: number, address: string, port: number, timeoutMs: number): number;
+  /**
+   * Starts the inspector guard (inspector/guard.h), which sends SIGUSR1 to open the target's inspector at
+   * once; returns our end of its control socket (EOF: the guard has exited).
+   */
+  startInspectorGuard(options: {
+    pid: number;
+    startTicks: number;
+    openTimeoutMs: number;
+    lateWatchMs: number;
+    probeMessage: string;
+    closeMessage: string;
+  }): number;
+  /** Throws EEXIST at once when the name is taken (and not overwrite). */
+  OutputFile: new (
+    path: string,
+    overwrite: boolean,
+  ) => NativeOutputFile;
 }
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -21,7 +21,23 @@ struct Options {
   std::optional<uint32_t> filter;             // coredump_filter mask; default the target's own
   const std::atomic<bool>* cancel = nullptr;  // checked between chunks: ECANCELED, nothing left behind
   std::function<void(uint64_t done, uint64_t total)> progress;  // bytes of segment data; dump thread
-  bool overwrite = false;                                       // else EEXIST when `path` exists
+  // Called once when a cancelled dump has let the target go (threads detached, snapshot child killed) and
+  // before the slow part of the clean-up (the writer's last write, closing the unlinked file, the child's
+  // memory being torn down and its reaping), which then runs on before write_core_dump throws ECANCELED.
+  std::function<void()> abandoned;
+  bool overwrite = false;  // else EEXIST when `path` exists
+};
+
+// One stretch of the target's pause, in the order they happen.
+struct PausePhase {
+  // "stop" (seize and interrupt every thread, wait until each has stopped and the thread list is
+  // stable), "registers" (each thread's register sets, signal mask and siginfo), "inspect" (auxv,
+  // coredump_filter, status, maps), "clone" (the injected clone until the child's first stop), "dontfork"
+  // (copying MADV_DONTFORK memory out of the target), "resume" (detaching every thread), "write" (stop
+  // mode: the memory written while the target waits), "reap" (the second, short stop that reaps the
+  // snapshot child with an injected wait4).
+  std::string name;
+  double ms;
 };
 
 struct Result {
@@ -32,6 +48,7 @@ struct Result {
   int mappings_written = 0;  // PT_LOADs with data
   int mappings_skipped = 0;  // PT_LOADs with p_filesz 0 (filtered, DONTDUMP, I/O, vvar)
   double pause_ms = 0;       // time the target's threads were stopped (both stops in snapshot mode)
+  std::vector<PausePhase> pause_phases;  // where pause_ms went
   Mode mode_used = Mode::kStop;
   std::vector<std::string> warnings;
 };

@@ -74,7 +74,7 @@ std::string read_or_empty(const std::string& path, int pid) {
 
 }  // namespace
 
-ProcessInfo read_process_info(int pid, const std::vector<ThreadState>& threads, char state) {
+ProcessInfo read_process_info(int pid, char state) {
   ProcessInfo info;
   info.pid = pid;
   const std::string base = "/proc/" + std::to_string(pid);
@@ -98,6 +98,12 @@ ProcessInfo read_process_info(int pid, const std::vector<ThreadState>& threads, 
   for (char& c : cmdline)
     if (c == '\0') c = ' ';
   info.psargs = cmdline;
+  return info;
+}
+
+void read_thread_info(int pid, const std::vector<ThreadState>& threads, ProcessInfo& info) {
+  const std::string base = "/proc/" + std::to_string(pid);
+  info.threads.clear();
   for (const auto& t : threads) {
     const std::string tb = base + "/task/" + std::to_string(t.tid);
     const auto tf = stat_fields(read_or_empty(tb + "/stat", pid), nullptr);
@@ -107,7 +113,6 @@ ProcessInfo read_process_info(int pid, const std::vector<ThreadState>& threads, 
     th.sigpend = status_hex(read_or_empty(tb + "/status", pid), "SigPnd");
     info.threads.push_back(th);
   }
-  return info;
 }
 
 void NoteWriter::add(uint32_t type, std::string_view name, const void* desc, size_t size) {

@@ -28,8 +28,11 @@ struct ProcessInfo {
   };
   std::vector<Thread> threads;  // parallel to the session's threads
 };
-// `state` is the process state before we stopped it (/proc shows 't' while we trace it).
-ProcessInfo read_process_info(int pid, const std::vector<ThreadState>& threads, char state);
+// The process-wide part (ids, comm, arguments, CPU times), without `threads`. `state` is the process state
+// before we stopped it (/proc shows 't' while we trace it). Snapshot mode reads it before the stop.
+ProcessInfo read_process_info(int pid, char state);
+// Fills info.threads (CPU times and pending signals of each), while the threads are stopped.
+void read_thread_info(int pid, const std::vector<ThreadState>& threads, ProcessInfo& info);
 
 class NoteWriter {
  public:

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <set>
 
@@ -95,11 +96,16 @@ bool wait_stop(pid_t tid, int& status, int pid_for_errors, int timeout_ms, const
   }
 }
 
-PtraceSession::PtraceSession(int pid, const std::atomic<bool>* cancel) : pid_(pid) {
+PtraceSession::PtraceSession(int pid, const std::atomic<bool>* cancel, Capture what) : pid_(pid) {
   if (pid <= 0) throw SysError(ESRCH, "ptrace", "", pid);
   try {
     stop_all(cancel);
-    for (auto& t : threads_) capture(t);
+    all_stopped_ = std::chrono::steady_clock::now();
+    for (auto& t : threads_) {
+      capture_general(t);
+      if (what == Capture::kAll) capture_rest(t);
+    }
+    captured_ = std::chrono::steady_clock::now();
   } catch (...) {
     detach_all();
     throw;
@@ -110,14 +116,16 @@ PtraceSession::PtraceSession(int pid, OneThread) : pid_(pid) {
   stop_start_ = std::chrono::steady_clock::now();
   stopped_ = true;
   try {
+    // Another thread than the main one where there is one: a Node target's event loop (or any main
+    // thread with work to do) then never stops for this. Only the general registers are needed to inject.
     std::vector<pid_t> tasks = list_tasks(pid_);
-    std::stable_partition(tasks.begin(), tasks.end(), [&](pid_t t) { return t == pid_; });
+    std::stable_partition(tasks.begin(), tasks.end(), [&](pid_t t) { return t != pid_; });
     for (pid_t tid : tasks) {
       if (!seize_one(tid)) continue;
       ThreadState& t = threads_.back();
       collect_stop(t, nullptr);
       if (t.attached) {
-        capture(t);
+        capture_general(t);
         if (injectable(t)) return;
       }
       detach_one(t);
@@ -136,7 +144,8 @@ PtraceSession::PtraceSession(int pid, std::vector<ThreadState> stopped, Borrowed
   stopped_ = true;
   for (auto& t : threads_) {
     t.attached = true;
-    capture(t);
+    capture_general(t);
+    capture_rest(t);
   }
 }
 
@@ -205,6 +214,10 @@ void PtraceSession::stop_all(const std::atomic<bool>* cancel) {
   // consecutive passes, made after every known thread has stopped, find nothing new.
   seize_one(pid_);  // the main thread first: it is the first thread of the core
   known.insert(pid_);
+  // Every thread is interrupted before any is waited for, so their ways to a stop overlap (on a busy host
+  // each can wait a while for a CPU).
+  for (pid_t tid : list_tasks(pid_))
+    if (known.insert(tid).second) seize_one(tid);
   int quiet_passes = 0;
   size_t waited = 0;
   while (true) {
@@ -225,10 +238,20 @@ void PtraceSession::stop_all(const std::atomic<bool>* cancel) {
   if (threads_.empty()) throw SysError(ESRCH, "ptrace", "", pid_);
 }
 
-void PtraceSession::capture(ThreadState& t) {
+void PtraceSession::capture_general(ThreadState& t) {
   iovec iov{&t.regs, sizeof t.regs};
   if (::ptrace(PTRACE_GETREGSET, t.tid, reinterpret_cast<void*>(NT_PRSTATUS), &iov) < 0)
     throw SysError(errno, "ptrace", "", pid_, "PTRACE_GETREGSET NT_PRSTATUS");
+}
+
+void PtraceSession::capture_rest() {
+  for (auto& t : threads_)
+    if (t.attached) capture_rest(t);
+}
+
+void PtraceSession::capture_rest(ThreadState& t) {
+  if (t.captured) return;
+  t.captured = true;
   std::string buf;
   for (const auto& spec : arch::extra_regsets()) {
     buf.assign(spec.max_size, '\0');
@@ -276,7 +299,11 @@ void PtraceSession::detach_one(ThreadState& t) noexcept {
 
 void PtraceSession::detach_all() noexcept {
   std::vector<pid_t> released;
-  for (auto& t : threads_) {
+  // The main thread last: a thread let go wakes and may take this CPU at once, and the main thread is the
+  // one with work to do (a Node target's event loop ran for 1-5 ms before the other six were detached).
+  // The others are mostly idle and go back to sleep.
+  for (size_t i = 1; i <= threads_.size(); i++) {
+    ThreadState& t = threads_[i % threads_.size()];  // 1, 2, ... n-1, then 0 (the main thread)
     if (t.attached && !borrowed_) released.push_back(t.tid);
     detach_one(t);
   }
@@ -310,6 +337,11 @@ double PtraceSession::paused_ms() const {
   if (stop_start_ == std::chrono::steady_clock::time_point{}) return 0;
   const auto end = stopped_ ? std::chrono::steady_clock::now() : stop_end_;
   return std::chrono::duration<double, std::milli>(end - stop_start_).count();
+}
+
+double PtraceSession::stopping_ms() const {
+  if (all_stopped_ == std::chrono::steady_clock::time_point{}) return 0;
+  return std::chrono::duration<double, std::milli>(all_stopped_ - stop_start_).count();
 }
 
 size_t PtraceSession::read_memory(uint64_t addr, void* buf, size_t len) {
@@ -374,7 +406,7 @@ struct InjectionGuard {
 }  // namespace
 
 long PtraceSession::inject_syscall(ThreadState& t, uint64_t insn, long nr, const std::vector<uint64_t>& args,
-                                   pid_t* clone_child) {
+                                   pid_t* clone_child, const std::function<void()>& meanwhile) {
   auto fail = [&](const char* what) { throw SysError(errno, "ptrace", "", pid_, what); };
   arch::GpRegs saved{};
   iovec iov{&saved, sizeof saved};
@@ -400,10 +432,23 @@ long PtraceSession::inject_syscall(ThreadState& t, uint64_t insn, long nr, const
     fail("PTRACE_SETREGSET");
 
   // Step: syscall entry, [clone event], syscall exit. SIGSTOP (not blockable) may interrupt: keep it for
-  // re-delivery at detach and go on.
-  bool exited_syscall = false, entered = false;
+  // re-delivery at detach and go on. (Not one PTRACE_SINGLESTEP over the instruction, which saves a stop:
+  // it ends in a SIGTRAP signal-delivery stop, and if tripdump died before detaching, the kernel would
+  // deliver that SIGTRAP and kill the target. A syscall-exit stop carries no signal.)
+  bool exited_syscall = false, entered = false, ran_meanwhile = false;
+  std::exception_ptr meanwhile_failed;
   while (!exited_syscall) {
     if (::ptrace(PTRACE_SYSCALL, t.tid, nullptr, nullptr) < 0) fail("PTRACE_SYSCALL");
+    if (entered && meanwhile && !ran_meanwhile) {
+      // The call runs now (a clone of a large process takes milliseconds): other work fits in. Whatever
+      // it throws waits until the call is over and the thread restored.
+      ran_meanwhile = true;
+      try {
+        meanwhile();
+      } catch (...) {
+        meanwhile_failed = std::current_exception();
+      }
+    }
     int status = 0;
     if (!wait_stop(t.tid, status, pid_, 10000)) {
       t.attached = false;
@@ -426,6 +471,7 @@ long PtraceSession::inject_syscall(ThreadState& t, uint64_t insn, long nr, const
   iovec got{&after, sizeof after};
   if (::ptrace(PTRACE_GETREGSET, t.tid, reinterpret_cast<void*>(NT_PRSTATUS), &got) < 0)
     fail("PTRACE_GETREGSET");
+  if (meanwhile_failed) std::rethrow_exception(meanwhile_failed);
   // The guard restores the saved registers at this syscall-exit stop. On detach the kernel runs its
   // signal/restart path, which restarts the interrupted syscall exactly as it would have.
   return arch::syscall_result(after);

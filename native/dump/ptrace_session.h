@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -36,15 +37,23 @@ struct ThreadState {
   siginfo_t siginfo{};
   bool real_siginfo = false;  // siginfo describes a real signal, not our interrupt
   uint64_t sigmask = 0;
+  bool captured = false;  // all of the above, not only regs
 };
 
 class PtraceSession {
  public:
+  // What the constructor captures of each thread: everything a core needs, or only the general registers
+  // (enough to choose a thread and inject a system call into it), capture_rest() getting the rest later,
+  // e.g. while an injected clone runs.
+  enum class Capture { kAll, kGeneral };
   // Seizes and stops every thread (rescanning /proc/PID/task until two passes find nothing new), then
   // captures the registers of each. The main thread is first. Throws SysError; on throw all are detached.
-  PtraceSession(int pid, const std::atomic<bool>* cancel);
+  PtraceSession(int pid, const std::atomic<bool>* cancel, Capture what = Capture::kAll);
+  // The register sets, signal mask and siginfo not captured yet, of every thread or of one. Idempotent.
+  void capture_rest();
+  void capture_rest(ThreadState& t);
   // Stops a single thread of `pid` that can take an injected system call (used to reap the snapshot
-  // child): the other threads keep running.
+  // child), another than the main thread where possible: the other threads keep running.
   struct OneThread {};
   PtraceSession(int pid, OneThread);
   // Borrows threads the caller has already seized and stopped (each in a ptrace stop, described by its
@@ -73,13 +82,22 @@ class PtraceSession {
   void detach_all() noexcept;
   // Milliseconds the threads have been stopped so far (until detach_all()).
   double paused_ms() const;
+  // Of which: until every thread had stopped (seizing, interrupting, rescanning the thread list); the
+  // constructor spent the rest of its time capturing registers.
+  double stopping_ms() const;
+  // Then capturing the registers took this long; the constructor returned at captured_at().
+  double capturing_ms() const {
+    return std::chrono::duration<double, std::milli>(captured_ - all_stopped_).count();
+  }
+  std::chrono::steady_clock::time_point captured_at() const { return captured_; }
 
   // Runs system call `nr` inside stopped thread `t` at syscall instruction `insn`, with all signals
   // blocked, then restores its registers and signal mask exactly. When `clone_child` is not null, the
-  // clone's child is auto-attached (PTRACE_O_TRACECLONE) and its pid stored there. Returns the syscall's
-  // result (negative errno on failure). Throws SysError when ptrace itself fails.
+  // clone's child is auto-attached (PTRACE_O_TRACECLONE) and its pid stored there. `meanwhile`, if set, is
+  // called while the system call runs (it may use the other, stopped threads, not `t`). Returns the
+  // syscall's result (negative errno on failure). Throws SysError when ptrace itself fails.
   long inject_syscall(ThreadState& t, uint64_t insn, long nr, const std::vector<uint64_t>& args,
-                      pid_t* clone_child);
+                      pid_t* clone_child, const std::function<void()>& meanwhile = {});
 
   // Finds the address of a syscall instruction usable for injection and the thread to run it in:
   // preferably a thread stopped in a syscall (its rip-2), else any syscall instruction in an executable
@@ -93,7 +111,7 @@ class PtraceSession {
   void stop_all(const std::atomic<bool>* cancel);
   void collect_stop(ThreadState& t, const std::atomic<bool>* cancel);
   bool injectable(const ThreadState& t) const;
-  void capture(ThreadState& t);
+  void capture_general(ThreadState& t);
   bool seize_one(pid_t tid);
   void detach_one(ThreadState& t) noexcept;
   void await_group_stop(const std::vector<pid_t>& tids) const noexcept;
@@ -102,7 +120,7 @@ class PtraceSession {
   bool job_stopped_ = false;
   char initial_state_ = 'R';
   std::vector<ThreadState> threads_;
-  std::chrono::steady_clock::time_point stop_start_{}, stop_end_{};
+  std::chrono::steady_clock::time_point stop_start_{}, stop_end_{}, all_stopped_{}, captured_{};
   bool stopped_ = false;
   bool borrowed_ = false;
 };

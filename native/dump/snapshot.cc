@@ -3,6 +3,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include <cstring>
@@ -25,7 +26,8 @@ SnapshotChild& SnapshotChild::operator=(SnapshotChild&& o) noexcept {
   return *this;
 }
 
-SnapshotChild SnapshotChild::create(PtraceSession& session, std::string& why) {
+SnapshotChild SnapshotChild::create(PtraceSession& session, std::string& why,
+                                    const std::function<void()>& meanwhile) {
   size_t index = 0;
   uint64_t insn = 0;
   if (!session.pick_injection_point(index, insn)) {
@@ -33,6 +35,7 @@ SnapshotChild SnapshotChild::create(PtraceSession& session, std::string& why) {
     return {};
   }
   ThreadState& t = session.threads()[index];
+  session.capture_rest(t);  // before its registers and mask are borrowed
   SnapshotChild out;
   out.target_ = session.pid();
   // The child's pid lands in `out` as soon as the clone event is seen, so if anything below throws, the
@@ -40,7 +43,8 @@ SnapshotChild SnapshotChild::create(PtraceSession& session, std::string& why) {
   // CLONE_FILES: the child shares the fd table, so it holds no extra references to the target's files
   // (a socket the target closes really closes). Exit signal 0: no SIGCHLD reaches the target. Not
   // CLONE_VM (no copy), not CLONE_VFORK (the parent would wait), not CLONE_PARENT (EINVAL for PID 1s).
-  const long r = session.inject_syscall(t, insn, arch::nr_clone(), {CLONE_FILES, 0, 0, 0, 0}, &out.child_);
+  const long r =
+      session.inject_syscall(t, insn, arch::nr_clone(), {CLONE_FILES, 0, 0, 0, 0}, &out.child_, meanwhile);
   const pid_t child = out.child_;
   if (r < 0 || child <= 0) {
     why = std::string("injected clone failed: ") + SysError::errno_name(static_cast<int>(-r));
@@ -60,10 +64,26 @@ SnapshotChild SnapshotChild::create(PtraceSession& session, std::string& why) {
   return out;
 }
 
+namespace {
+
+// The child's death tears down its copy of the page tables: tens of milliseconds of kernel work at 1 GiB,
+// which no one waits for but the reaping. At the lowest priority it leaves the CPUs to the target (and,
+// after a cancel, to tripdump's own exit). Only a caller allowed to renice it can (same user, or root).
+void kill_quietly(pid_t child) noexcept {
+  ::setpriority(PRIO_PROCESS, static_cast<id_t>(child), 19);
+  ::kill(child, SIGKILL);
+}
+
+}  // namespace
+
+void SnapshotChild::kill_now() const noexcept {
+  if (child_ > 0) kill_quietly(child_);
+}
+
 double SnapshotChild::release(PtraceSession* session) noexcept {
   if (child_ <= 0) return 0;
   const pid_t child = std::exchange(child_, 0);
-  ::kill(child, SIGKILL);
+  kill_quietly(child);
   // As its tracer we see its death first; only after that can the real parent (the target) reap it.
   try {
     int status = 0;

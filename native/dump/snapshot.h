@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 
 #include "dump/ptrace_session.h"
@@ -18,7 +19,9 @@ class SnapshotChild {
   // Creates the child from `session` (all threads stopped). Returns an empty object with `why` set when
   // snapshot mode cannot be used here (no safe injection point, clone failed with ENOMEM/EAGAIN, ...);
   // throws SysError for ptrace failures.
-  static SnapshotChild create(PtraceSession& session, std::string& why);
+  // `meanwhile`: work for the other threads while the clone runs (see PtraceSession::inject_syscall).
+  static SnapshotChild create(PtraceSession& session, std::string& why,
+                              const std::function<void()>& meanwhile = {});
 
   SnapshotChild() = default;
   SnapshotChild(SnapshotChild&& o) noexcept;
@@ -28,6 +31,9 @@ class SnapshotChild {
 
   explicit operator bool() const { return child_ > 0; }
   pid_t pid() const { return child_; }
+  // SIGKILLs the child now (its memory is torn down while the caller goes on); release() still waits for
+  // its death and reaps it.
+  void kill_now() const noexcept;
   // Kills and reaps the child. `session` still holding the target's threads is used for the wait4
   // injection, otherwise one thread is stopped briefly. Returns the pause it caused in ms.
   double release(PtraceSession* session = nullptr) noexcept;

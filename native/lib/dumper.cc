@@ -1,12 +1,17 @@
 #include "lib/dumper.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/fd.h"
 #include "lib/worker_process.h"
 
 namespace tripdump::lib {
@@ -16,6 +21,8 @@ namespace {
 // The page shared between the calling thread and its dumper process.
 struct Shared {
   std::atomic<bool> cancel;
+  // Set by the dumper once a cancelled dump has let the target go; its clean-up goes on.
+  std::atomic<bool> abandoned;
   std::atomic<uint64_t> done, total;
   enum : int { kRunning, kOk, kError };
   std::atomic<int> state;
@@ -30,6 +37,7 @@ struct Job {
   int pid;
   const std::string* path;
   dump::Options options;
+  int wake;  // write end of the pipe the calling thread polls
 };
 
 // Runs in the dumper process, on a thread of its own.
@@ -37,6 +45,14 @@ void* dumper(void* arg) {
   auto* job = static_cast<Job*>(arg);
   Shared* sh = job->sh;
   job->options.cancel = &sh->cancel;
+  const int wake = job->wake;
+  job->options.abandoned = [sh, wake] {
+    // From here on the clean-up must finish even if the caller exits: no death signal (a snapshot child
+    // is still to be reaped from the target; if we died now it would stay there as a zombie).
+    ::prctl(PR_SET_PDEATHSIG, 0);
+    sh->abandoned.store(true);
+    [[maybe_unused]] const ssize_t n = ::write(wake, "a", 1);
+  };
   job->options.progress = [sh](uint64_t done, uint64_t total) {
     sh->total.store(total, std::memory_order_relaxed);
     sh->done.store(done, std::memory_order_relaxed);
@@ -82,19 +98,28 @@ void remove_temp_files(const std::string& path, pid_t dumper_pid) {
 
 dump::Result dump_in_process(int pid, const std::string& path, const dump::Options& options,
                              const std::atomic<bool>* cancel,
-                             const std::function<void(uint64_t, uint64_t)>& progress) {
+                             const std::function<void(uint64_t, uint64_t)>& progress, pid_t* cleaning) {
   SharedPage<Shared> sh;
-  Job job{sh.get(), pid, &path, options};
+  int wake[2];
+  if (::pipe2(wake, O_CLOEXEC) < 0) throw SysError(errno, "pipe2", {}, pid);
+  Fd wake_read(wake[0]), wake_write(wake[1]);
+  Job job{sh.get(), pid, &path, options, wake_write.get()};
   job.options.cancel = nullptr;
   job.options.progress = nullptr;
-  const pid_t child = fork_worker([&] {
-    try {
-      run_dumper(job);
-    } catch (const SysError& e) {
-      sh->error.store(e);
-      sh->state.store(Shared::kError);
-    }
-  });
+  job.options.abandoned = nullptr;
+  const pid_t child = fork_worker(
+      [&] {
+        // The caller may stop reading the pipe once it sees `abandoned`: a late write must not kill us.
+        ::signal(SIGPIPE, SIG_IGN);
+        try {
+          run_dumper(job);
+        } catch (const SysError& e) {
+          sh->error.store(e);
+          sh->state.store(Shared::kError);
+        }
+      },
+      wake_write.get());
+  wake_write.reset();  // the dumper's exit closes the last write end: the poll below wakes for it too
   int status = 0;
   bool reaped_elsewhere = false;
   uint64_t last_done = UINT64_MAX;
@@ -107,13 +132,36 @@ dump::Result dump_in_process(int pid, const std::string& path, const dump::Optio
       break;
     }
     if (r < 0 && errno != EINTR) throw SysError(errno, "waitpid", {}, child);
+    if (cleaning && sh->abandoned.load()) {
+      // A named temporary file (where O_TMPFILE is missing) is gone once this returns; an O_TMPFILE one
+      // never had a name.
+      remove_temp_files(path, child);
+      *cleaning = child;
+      throw SysError(ECANCELED, "write_core_dump", path, pid);
+    }
     if (cancel && cancel->load()) sh->cancel.store(true);
     const uint64_t done = sh->done.load(std::memory_order_relaxed);
     if (progress && done != last_done && sh->total.load(std::memory_order_relaxed)) {
       last_done = done;
       progress(done, sh->total.load(std::memory_order_relaxed));
     }
-    ::usleep(5000);
+    // Woken by `abandoned` or the dumper's exit (the pipe hangs up); every 5 ms otherwise, for the cancel
+    // flag and progress.
+    pollfd p{wake_read.get(), POLLIN, 0};
+    if (::poll(&p, 1, 5) > 0 && (p.revents & POLLIN)) {
+      char drain[16];
+      [[maybe_unused]] const ssize_t n = ::read(wake_read.get(), drain, sizeof drain);
+    } else if (p.revents & POLLHUP) {
+      // Exited: until it is reaped the hang-up would wake poll at once, so wait for it here.
+      const pid_t w = [&] {
+        pid_t x;
+        while ((x = ::waitpid(child, &status, 0)) < 0 && errno == EINTR) {
+        }
+        return x;
+      }();
+      reaped_elsewhere = w < 0 && errno == ECHILD;
+      break;
+    }
   }
   if (progress && sh->state.load() == Shared::kOk && sh->done.load() != last_done)
     progress(sh->done.load(), sh->total.load());

@@ -2,6 +2,8 @@
 // writeCoreDump and libtripdump's tripdump_write_core both go through here, so both behave the same.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -17,8 +19,14 @@ namespace tripdump::lib {
 // the result or throws the dumper's SysError; a dumper that died without a word (killed, crashed) is
 // ECHILD, and its temporary file is removed. A caller that reaps children with waitpid(-1) elsewhere may
 // reap the dumper first: the result is read from shared memory all the same.
+// `cleaning`: when given, a cancelled dump returns as soon as the dumper has let the target go (threads
+// detached, snapshot child killed), before the slow part of its clean-up (the writer's last write, the
+// unlinked file's release, the child's memory teardown: tens of milliseconds each at 1 GiB). ECANCELED is
+// thrown at once and *cleaning holds the dumper's pid, which the caller must reap; the dumper finishes
+// even if the caller exits meanwhile. Without it the call returns when the dumper has exited.
 dump::Result dump_in_process(int pid, const std::string& path, const dump::Options& options,
                              const std::atomic<bool>* cancel = nullptr,
-                             const std::function<void(uint64_t done, uint64_t total)>& progress = {});
+                             const std::function<void(uint64_t done, uint64_t total)>& progress = {},
+                             pid_t* cleaning = nullptr);
 
 }  // namespace tripdump::lib

@@ -69,6 +69,11 @@ void SharedResult::store(const dump::Result& r) noexcept {
   mappings_skipped = r.mappings_skipped;
   mode_used = static_cast<int>(r.mode_used);
   pause_ms = r.pause_ms;
+  phase_count = static_cast<int>(std::min(r.pause_phases.size(), std::size(phases)));
+  for (int i = 0; i < phase_count; i++) {
+    copy_str(phases[i].name, sizeof phases[i].name, r.pause_phases[i].name);
+    phases[i].ms = r.pause_phases[i].ms;
+  }
   size_t at = 0;
   for (const auto& w : r.warnings) {
     if (at + w.size() + 2 > sizeof warnings) break;
@@ -88,6 +93,7 @@ dump::Result SharedResult::load(const std::string& path) const {
   r.mappings_skipped = mappings_skipped;
   r.mode_used = static_cast<dump::Mode>(mode_used);
   r.pause_ms = pause_ms;
+  for (int i = 0; i < phase_count; i++) r.pause_phases.push_back({phases[i].name, phases[i].ms});
   for (const char* w = warnings; *w; w += std::strlen(w) + 1) r.warnings.emplace_back(w);
   return r;
 }

@@ -39,6 +39,11 @@ struct SharedResult {
   uint64_t bytes_written, bytes_on_disk;
   int threads, mappings_written, mappings_skipped, mode_used;
   double pause_ms;
+  struct Phase {
+    char name[16];
+    double ms;
+  } phases[16];
+  int phase_count;
   char warnings[16384];  // NUL-separated, ends with an empty string
   void store(const dump::Result& r) noexcept;
   dump::Result load(const std::string& path) const;

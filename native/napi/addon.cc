@@ -18,6 +18,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   init_sampler(env, exports);
   init_dump(env, exports);
   init_signal(env, exports);
+  init_inspector(env, exports);
+  init_output_file(env, exports);
   return exports;
 }
 

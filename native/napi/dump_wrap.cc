@@ -1,7 +1,10 @@
 // writeCoreDump's native half. Each job gets a dedicated std::thread, which runs the dump in a dumper
 // process (lib/dumper.h; lib/worker_process.h says why a process) and follows it: cancel flag down,
 // progress and the result up. Progress and the result reach JS through a ThreadSafeFunction.
+// A cancelled dump rejects as soon as the dumper has let the target go; the dumper's clean-up goes on, and
+// this thread reaps it without keeping the event loop (or tripdump's exit) waiting.
 #include <napi.h>
+#include <sys/wait.h>
 
 #include <atomic>
 #include <chrono>
@@ -25,6 +28,9 @@ struct DumpJob {
   dump::Options options;
   std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
   std::thread thread;
+  // The promise is settled and the thread only waits for the dumper to finish its clean-up: the
+  // finalizer detaches the thread instead of joining it, and the thread no longer touches the job.
+  bool background = false;
   Napi::ThreadSafeFunction tsfn;
   Napi::Promise::Deferred deferred;
   Napi::FunctionReference on_progress;
@@ -50,6 +56,14 @@ Napi::Object dump_result_object(Napi::Env env, const dump::Result& r) {
   o.Set("mappingsWritten", r.mappings_written);
   o.Set("mappingsSkipped", r.mappings_skipped);
   o.Set("pauseMs", r.pause_ms);
+  Napi::Array phases = Napi::Array::New(env, r.pause_phases.size());
+  for (uint32_t i = 0; i < r.pause_phases.size(); ++i) {
+    Napi::Object p = Napi::Object::New(env);
+    p.Set("phase", r.pause_phases[i].name);
+    p.Set("ms", r.pause_phases[i].ms);
+    phases.Set(i, p);
+  }
+  o.Set("pausePhases", phases);
   o.Set("mode", dump::mode_name(r.mode_used));
   Napi::Array w = Napi::Array::New(env, r.warnings.size());
   for (uint32_t i = 0; i < r.warnings.size(); ++i) w.Set(i, r.warnings[i]);
@@ -60,6 +74,7 @@ Napi::Object dump_result_object(Napi::Env env, const dump::Result& r) {
 namespace {
 
 void run(DumpJob* job) {
+  pid_t cleaning = 0;
   Clock::time_point last{};
   std::function<void(uint64_t, uint64_t)> progress;
   if (!job->on_progress.IsEmpty()) {
@@ -78,7 +93,8 @@ void run(DumpJob* job) {
     };
   }
   try {
-    job->result = lib::dump_in_process(job->pid, job->path, job->options, job->cancel.get(), progress);
+    job->result =
+        lib::dump_in_process(job->pid, job->path, job->options, job->cancel.get(), progress, &cleaning);
   } catch (const SysError& e) {
     job->error = std::make_unique<SysError>(e);
   } catch (const std::exception& e) {
@@ -92,7 +108,14 @@ void run(DumpJob* job) {
     else
       job->deferred.Resolve(dump_result_object(env, job->result));
   });
-  job->tsfn.Release();
+  if (!cleaning) {
+    job->tsfn.Release();
+    return;
+  }
+  job->background = true;
+  job->tsfn.Release();  // the finalizer may run now (detaching this thread): `job` is not touched again
+  while (::waitpid(cleaning, nullptr, 0) < 0 && errno == EINTR) {
+  }
 }
 
 // writeCoreDump(pid, path, {mode, filter, overwrite}, onProgress?) -> {promise, cancel()}
@@ -113,7 +136,10 @@ Napi::Value write_core_dump(const Napi::CallbackInfo& info) {
   // The finalizer runs on the JS thread after the worker's Release(): join it there, then free the job.
   job->tsfn = Napi::ThreadSafeFunction::New(env, Napi::Function(), "tripdump:dump", 0, 1, job,
                                             [](Napi::Env, DumpJob* j) {
-                                              if (j->thread.joinable()) j->thread.join();
+                                              if (j->background)
+                                                j->thread.detach();
+                                              else if (j->thread.joinable())
+                                                j->thread.join();
                                               delete j;
                                             });
   Napi::Object handle = Napi::Object::New(env);

@@ -162,6 +162,8 @@ export async function writeGcoreDump(
       mappingsWritten: segments.written,
       mappingsSkipped: segments.skipped,
       pauseMs,
+      // gdb stops the target for the whole dump: one phase.
+      pausePhases: [{ phase: 'write', ms: pauseMs }],
       mode: 'stop',
       warnings: ['written by gdb gcore: the target was stopped for the whole dump'],
     };

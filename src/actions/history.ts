@@ -1,9 +1,6 @@
 // The sample history action and the sidecar format: what was measured before a firing, as JSON.
-
-import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { link, lstat, open, rename, unlink } from 'node:fs/promises';
-import path from 'node:path';
+import { fromNative, native } from '../errors.js';
+import { binding } from '../native.js';
 import type { Action, ActionContext, ActionResult } from './action.js';
 
 export const SIDECAR_VERSION = 1;
@@ -25,46 +22,77 @@ export function sidecar(ctx: ActionContext, extra: Record<string, unknown> = {})
   };
 }
 
+/** An output file being written; see createFileSafely. */
+export interface SafeFile {
+  readonly path: string;
+  /** Bytes written so far. */
+  readonly size: number;
+  /** Appends (strings as UTF-8); await each write before the next. */
+  write(data: string | Uint8Array): Promise<void>;
+  /**
+   * Appends the text the contents of a JSON string literal (the bytes between its quotes) stand for, decoded
+   * natively (several literals in order when given several): a stream that arrives as JSON strings (CDP
+   * events) is written without a JS string per chunk.
+   */
+  writeJsonText(escaped: Uint8Array | readonly Uint8Array[]): Promise<void>;
+  /** Gives the file its final name: EEXIST if it appeared meanwhile (unless overwrite). */
+  commit(): void;
+  /** Releases the file; if not committed, nothing is left behind. Idempotent. */
+  close(): void;
+}
+
 /**
- * Writes a file the way every output of tripdump is written (design §3): mode 0600, O_EXCL|O_NOFOLLOW,
- * under a temporary name in the same directory, renamed when complete. Rejects with EEXIST when the
- * final name exists; with overwrite it replaces a regular file only (ELOOP for a symlink, EISDIR for a
- * folder), as the core writer does (native/dump/output_file.h).
+ * Creates a file the way every output of tripdump is written (design §3), to be filled as a stream: mode
+ * 0600, an unnamed O_TMPFILE in the destination directory (a named temporary one where the file system
+ * lacks O_TMPFILE) that gets its final name only in commit(), so an interrupted or killed writer leaves
+ * nothing half-written. Throws EEXIST at once when the final name exists; with overwrite it replaces a
+ * regular file only (ELOOP for a symlink, EISDIR for a folder). It is the core writer's own OutputFile
+ * (native/dump/output_file.h), so every output follows the same rules.
  */
-export async function writeFileSafely(file: string, data: string, overwrite = false): Promise<void> {
-  // A short name of its own, so that a final name of NAME_MAX bytes still works.
-  const tmp = path.join(path.dirname(file), `.tripdump-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
-  const fh = await open(
-    tmp,
-    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-    0o600,
-  );
-  try {
-    await fh.writeFile(data);
-    await fh.close();
-    if (!overwrite) {
-      // rename() replaces silently; link() refuses an existing name, which is the check we want.
-      await link(tmp, file);
-      await unlink(tmp);
-    } else {
-      const st = await lstat(file).catch((e: NodeJS.ErrnoException) => {
-        if (e.code === 'ENOENT') return undefined;
-        throw e;
-      });
-      if (st && !st.isFile()) {
-        const code = st.isSymbolicLink() ? 'ELOOP' : st.isDirectory() ? 'EISDIR' : 'EEXIST';
-        throw Object.assign(new Error(`${code}: ${file} is not a regular file: not replaced`), {
-          code,
-          path: file,
-          syscall: 'rename',
-        });
+export function createFileSafely(file: string, overwrite = false): SafeFile {
+  const f = native(() => new (binding().OutputFile)(file, overwrite));
+  let size = 0;
+  return {
+    path: file,
+    get size() {
+      return size;
+    },
+    async write(data) {
+      const buf =
+        typeof data === 'string'
+          ? Buffer.from(data, 'utf8')
+          : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      try {
+        size += await f.write(buf);
+      } catch (e) {
+        throw fromNative(e);
       }
-      await rename(tmp, file);
-    }
-  } catch (e) {
-    await fh.close().catch(() => {});
-    await unlink(tmp).catch(() => {});
-    throw e;
+    },
+    async writeJsonText(escaped) {
+      try {
+        const buf = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+        size += await f.writeJsonText(Array.isArray(escaped) ? escaped.map(buf) : buf(escaped as Uint8Array));
+      } catch (e) {
+        throw fromNative(e);
+      }
+    },
+    commit() {
+      native(() => f.commit());
+    },
+    close() {
+      f.close();
+    },
+  };
+}
+
+/** Writes a whole file as createFileSafely does (EEXIST, ELOOP, EISDIR as it says). */
+export async function writeFileSafely(file: string, data: string, overwrite = false): Promise<void> {
+  const f = createFileSafely(file, overwrite);
+  try {
+    await f.write(data);
+    f.commit();
+  } finally {
+    f.close();
   }
 }
 

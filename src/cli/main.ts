@@ -9,6 +9,7 @@ import { CRASH_USAGE, crashHandlerCommand } from './crash.js';
 import { DUMP_USAGE, dumpCommand } from './dump.js';
 import { escapeControl } from './format.js';
 import { monitorCommand } from './monitor-command.js';
+import { NODE_USAGE, nodeCommand } from './node.js';
 import { PROCDUMP_USAGE } from './procdump.js';
 import { SAMPLE_USAGE, sampleCommand } from './sample.js';
 import { WATCH_USAGE, watchCommand } from './watch.js';
@@ -27,6 +28,7 @@ Commands:
   agent --config FILE     run rules on every process of the host, serve metrics (tripdump agent --help)
   crash-handler ...       capture every crash on the host (tripdump crash-handler --help)
   watch --on-crash ...    record processes and act when one crashes (tripdump watch --help)
+  node snapshot|report|stack|profile PID   a Node.js process, from outside (tripdump node --help)
 
 Options (each command refuses an option given twice):
   -h, --help              this text
@@ -65,6 +67,8 @@ export async function main(argv: string[]): Promise<number> {
         return await crashHandlerCommand(rest, process.stdout);
       case 'watch':
         return await watchCommand(rest, process.stdout);
+      case 'node':
+        return await nodeCommand(rest, process.stdout);
       default:
         return await monitorCommand(argv, process.stdout);
     }
@@ -86,10 +90,11 @@ export async function main(argv: string[]): Promise<number> {
           agent: AGENT_USAGE,
           'crash-handler': CRASH_USAGE,
           watch: WATCH_USAGE,
+          node: NODE_USAGE,
         }[command as string] ?? PROCDUMP_USAGE;
       say(e.message);
       process.stderr.write(
-        `${usage.split('\n')[0]}\n(tripdump ${['sample', 'dump', 'counters', 'agent', 'crash-handler', 'watch'].includes(command as string) ? `${command} ` : ''}-h for details)\n`,
+        `${usage.split('\n')[0]}\n(tripdump ${['sample', 'dump', 'counters', 'crash-handler', 'watch', 'node', 'agent'].includes(command as string) ? `${command} ` : ''}-h for details)\n`,
       );
       return EXIT.usage;
     }

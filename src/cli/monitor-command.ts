@@ -6,6 +6,7 @@ import { GCORE_MISSING, gcoreOnPath } from '../actions/gcore.js';
 import { pidsNamed, processName } from '../dump/naming.js';
 import { AbortError, UsageError } from '../errors.js';
 import { Monitor, type MonitorEvent, type TargetSpec } from '../monitor/monitor.js';
+import { nodeActions } from '../runtimes/node/actions.js';
 import { EXIT, interruptSignal, requireProcess } from './common.js';
 import { escapeControl, toJson } from './format.js';
 import { logLine } from './output.js';
@@ -60,20 +61,26 @@ export async function monitorCommand(argv: string[], out: NodeJS.WriteStream): P
       : 'name' in target
         ? `${'Process Name:'.padEnd(40)}${escapeControl(target.name)}\n`
         : `${'Process Group:'.padEnd(40)}${target.pgid}\n`;
+  const dump = new DumpAction({
+    dir: config.out.dir,
+    file: config.out.file,
+    mode: config.mode,
+    filter: config.filter,
+    overwrite: config.overwrite,
+    historyDir: config.historyDir,
+    writer: config.gcore ? 'gcore' : 'native',
+  });
   const monitor = new Monitor({
     target,
     triggers: config.triggers,
-    actions: [
-      new DumpAction({
-        dir: config.out.dir,
-        file: config.out.file,
-        mode: config.mode,
-        filter: config.filter,
-        overwrite: config.overwrite,
-        historyDir: config.historyDir,
-        writer: config.gcore ? 'gcore' : 'native',
-      }),
-    ],
+    actions: config.node
+      ? nodeActions(dump, {
+          ...config.out,
+          overwrite: config.overwrite,
+          historyDir: config.historyDir,
+          ...config.node,
+        })
+      : [dump],
     count: config.count,
     cooldownMs: config.cooldownMs,
     pollMs: config.pollMs,
@@ -102,7 +109,8 @@ export async function monitorCommand(argv: string[], out: NodeJS.WriteStream): P
         out.write(logLine('INFO', `Trigger: ${e.firing.reason} on process ID: ${e.target.pid}`));
         break;
       case 'action':
-        out.write(logLine('INFO', e.message));
+        // An output a firing does not want (nodeActions) says nothing.
+        if (e.message) out.write(logLine('INFO', e.message));
         break;
       case 'error':
         if (e.error instanceof AbortError) {

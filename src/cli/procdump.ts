@@ -25,6 +25,15 @@ import {
 } from './dotnet-switches.js';
 import { outputTarget } from './dump.js';
 import { escapeControl } from './format.js';
+import {
+  checkNodeTarget,
+  finishNodeSwitches,
+  isNodeTrigger,
+  NODE_SWITCHES,
+  NODE_USAGE_LINES,
+  type NodeBuilding,
+  type NodeConfig,
+} from './node-switches.js';
 
 /** -c / -cl: CPU can reach 100 % per CPU, no more. */
 const MAX_CPU = 100 * Math.max(1, cpus().length);
@@ -61,7 +70,7 @@ Triggers (several run at once and share the dump count; none: a dump every -s se
   -so N         open sockets at or above N (0 to ${MAX_FDS.toLocaleString('en-US')})
   -sig N[,N..]  the process receives one of these signals (numbers or names): it is dumped right before
                 delivery, then the signal is delivered as if nothing happened (alone, without -pf)
-${DOTNET_USAGE}Options:
+${DOTNET_USAGE}${NODE_USAGE_LINES}Options:
   -n COUNT      dumps to write per process, then exit (1 to ${MAX_DUMPS}; default 1, or the number of
                 -m/-ml thresholds, which cannot be combined with -n)
   -s SECONDS    quiet time after each dump (0 to 86,400; default 10)
@@ -79,7 +88,7 @@ ${DOTNET_USAGE}Options:
   -h, -?        this text
 
 Not available yet (refused, exit 2): -restrack, -sr, -fx (resource tracking, a later release).
-Other commands: tripdump sample --help, tripdump dump --help.
+Other commands: tripdump sample --help, tripdump dump --help, tripdump node --help.
 Exit codes: 0 done, interrupted or target exited; 1 a dump failed; 2 bad command line.
 `;
 
@@ -102,6 +111,8 @@ export interface ProcdumpConfig {
   gcore: boolean;
   /** --history DIR: where each dump's sample history goes (none by default). */
   historyDir: string | undefined;
+  /** The Node switches (node-switches.ts); undefined when none was given. */
+  node: NodeConfig | undefined;
 }
 
 /** What the switches build up, before the target and output are known. */
@@ -125,6 +136,7 @@ export interface Building {
   group: boolean;
   gcore: boolean;
   historyDir?: string;
+  node?: NodeBuilding;
 }
 
 export interface Switch {
@@ -227,13 +239,14 @@ export const SWITCHES: Record<string, Switch> = {
   sr: restrack('the -restrack sample rate'),
   fx: restrack('the -restrack exclude filter'),
   ...DOTNET_SWITCHES,
+  ...NODE_SWITCHES,
 };
 
 const HELP = new Set(['h', 'help', '?']);
 
 /** A switch: -x, --x or /x, where /x counts only for a known name so that /tmp/dumps stays a path. */
 function switchName(arg: string): string | undefined {
-  const m = /^(?:--?|\/)([a-z?]+)$/i.exec(arg);
+  const m = /^(?:--?|\/)([a-z?][a-z-]*)$/i.exec(arg);
   if (!m) return undefined;
   const name = m[1]!.toLowerCase();
   const known = SWITCHES[name] ?? (HELP.has(name) ? { dashOnly: false } : undefined);
@@ -278,6 +291,7 @@ export function parseProcdumpArgs(argv: readonly string[]): ProcdumpConfig | und
   }
 
   finishDotnetSwitches(b, (name) => given.get(name));
+  const node = finishNodeSwitches(b);
   const signal = b.triggers.some((t) => t instanceof SignalTrigger);
   if (signal && b.triggers.length > 1)
     // The watcher holds the target under ptrace for the whole session: no other writer could attach.
@@ -322,6 +336,7 @@ export function parseProcdumpArgs(argv: readonly string[]): ProcdumpConfig | und
     log: b.log,
     gcore: b.gcore,
     historyDir: b.historyDir,
+    node,
   };
 }
 
@@ -356,6 +371,7 @@ function parseTarget(
   if (!numeric) return { lookup: checkName(arg) };
   const pid = checkPid(Number(arg), 'PID');
   checkDotnetTarget(pid, b.triggers);
+  checkNodeTarget(pid, b);
   return { pid };
 }
 
@@ -402,7 +418,9 @@ export function settingsBlock(c: ProcdumpConfig, processLine: string): string {
     const t = c.triggers.find((x) => x.setting[0] === kind.label);
     s += row(kind.label, t ? t.setting[1] : 'n/a');
   }
-  for (const t of c.triggers) if (isDotnetTrigger(t)) s += row(t.setting[0], t.setting[1]);
+  for (const t of c.triggers)
+    if (isDotnetTrigger(t) || isNodeTrigger(t)) s += row(t.setting[0], t.setting[1]);
+  if (c.node) s += row('Node Dump:', c.node.outputs ? c.node.outputs.join(',') : 'by trigger');
   const sig = c.triggers.find((t) => t.tag === 'signal');
   s += row('Signal:', sig ? sig.setting[1] : 'n/a');
   if (c.triggers.some((t) => t.tag === 'time')) s += row('Timer:', `every ${c.cooldownMs / 1000} s`);

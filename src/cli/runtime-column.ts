@@ -36,7 +36,7 @@ export class RuntimeColumn {
 /** "dotnet 10.0.12", "dotnet (diagnostics disabled…)" or "-". */
 export function runtimeLabel(f: RuntimeFacts | undefined): string {
   if (!f || f.kind === 'native') return '-';
-  return f.version ? `${f.kind} ${f.version}` : f.kind;
+  return 'version' in f && f.version ? `${f.kind} ${f.version}` : f.kind;
 }
 
 /** Puts a RUNTIME column in front of a table whose first line is the heading and then one line per row. */

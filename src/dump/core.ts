@@ -34,6 +34,14 @@ export interface CoreDumpResult {
   mappingsSkipped: number;
   /** How long the target's threads were stopped, ms. */
   pauseMs: number;
+  /**
+   * Where that pause went, in order: `stop` (seizing and interrupting every thread until all have
+   * stopped), `registers` (their register sets), `inspect` (auxv, status, the memory map), `clone` (the
+   * snapshot's injected clone), `dontfork` (copying MADV_DONTFORK memory out of the target), `resume`
+   * (detaching), `write` (stop mode: the memory written while the target waits), `reap` (snapshot mode:
+   * the second, short stop that reaps the snapshot child).
+   */
+  pausePhases: { phase: string; ms: number }[];
   mode: DumpMode;
   warnings: string[];
 }

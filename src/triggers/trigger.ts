@@ -21,7 +21,10 @@ export type TriggerTag =
   | 'gc_size'
   | 'gc_gen'
   | 'exception'
-  | 'perfcounter';
+  | 'perfcounter'
+  // Node targets (src/runtimes/node): V8 heap used, event loop blocked.
+  | 'heapused'
+  | 'loopdelay';
 
 export interface Judgement {
   /** Whether the condition holds in this sample. */

@@ -86,25 +86,66 @@ describe.each(['stop', 'snapshot'] as const)('writeCoreDump, %s mode', (mode) =>
   });
 });
 
+/** Children of every thread of `pid` (a snapshot child is the child of the thread that cloned it). */
+function childrenOf(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`).flatMap((tid) => {
+    try {
+      return readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+    } catch {
+      return []; // a thread that exited meanwhile
+    }
+  });
+}
+
 describe('cancelling and dying mid-dump', () => {
-  it('an aborted dump stops within 100 ms, removes its file, and leaves the target running', async () => {
+  // How fast a cancel settles is measured by `npm run bench:dump` (its distribution over many runs);
+  // here, what it leaves behind.
+  it.each(['stop', 'snapshot'] as const)(
+    'an aborted %s-mode dump rejects, leaves no file, the target running, and no child or dumper behind',
+    async (mode) => {
+      const t = track(
+        await spawnTarget('dump_target', ['--touch', '768'], { stdin: true, timeoutMs: 30_000 }),
+      );
+      const ours = childrenOf(process.pid); // the target, and whatever else this worker runs
+      const ac = new AbortController();
+      const file = path.join(dir, `aborted.${mode}`);
+      const p = writeCoreDump(t.pid, file, {
+        mode,
+        signal: ac.signal,
+        onProgress: (done) => {
+          if (done > 64 << 20) ac.abort();
+        },
+      });
+      await expect(p).rejects.toBeInstanceOf(AbortError);
+      expect(readdirSync(dir).filter((f) => f.startsWith('aborted') || f.includes('.tmp'))).toEqual([]);
+      expect(running(t.pid)).toBe(true);
+      // The snapshot child is killed before the promise settles and reaped from the target just after;
+      // the dumper process that did it is reaped by the addon.
+      await waitFor(() => childrenOf(t.pid).length === 0, 5000, 'the snapshot child to be reaped');
+      await waitFor(
+        () => childrenOf(process.pid).every((c) => ours.includes(c)),
+        5000,
+        'the dumper to be reaped',
+      );
+      expect(procStatus(t.pid).TracerPid).toBe('0');
+      await pong(t);
+    },
+  );
+
+  it('Ctrl-C to `tripdump dump` in snapshot mode: it exits 0, and the child is reaped from the target after it has gone', async () => {
     const t = track(await spawnTarget('dump_target', ['--touch', '768'], { stdin: true, timeoutMs: 30_000 }));
-    const ac = new AbortController();
-    const file = path.join(dir, 'aborted');
-    let abortedAt = 0;
-    const p = writeCoreDump(t.pid, file, {
-      mode: 'stop',
-      signal: ac.signal,
-      onProgress: (done) => {
-        if (done > 64 << 20 && !abortedAt) {
-          abortedAt = performance.now();
-          ac.abort();
-        }
-      },
-    });
-    await expect(p).rejects.toBeInstanceOf(AbortError);
-    expect(performance.now() - abortedAt).toBeLessThan(100);
-    expect(readdirSync(dir).filter((f) => f.startsWith('aborted') || f.includes('.tmp'))).toEqual([]);
+    const file = path.join(dir, 'interrupted');
+    const dumper: ChildProcess = track(
+      spawn(process.execPath, [cli, 'dump', String(t.pid), file, '--mode', 'snapshot'], { stdio: 'ignore' }),
+    );
+    // The snapshot child exists: the dump is past the pause and writing.
+    await waitFor(() => childrenOf(t.pid).length > 0, 10_000, 'the snapshot child');
+    const exited = new Promise<number | null>((r) => dumper.once('exit', (code) => r(code)));
+    process.kill(dumper.pid!, 'SIGINT');
+    expect(await exited).toBe(0);
+    // tripdump is gone; the dumper it left finishes the clean-up on its own.
+    await waitFor(() => childrenOf(t.pid).length === 0, 5000, 'the snapshot child to be reaped');
+    expect(readdirSync(dir).filter((f) => f.startsWith('interrupted') || f.includes('.tmp'))).toEqual([]);
     expect(running(t.pid)).toBe(true);
     await pong(t);
   });
@@ -134,8 +175,7 @@ describe('cancelling and dying mid-dump', () => {
       expect(readdirSync(dir).filter((f) => f.includes('killed'))).toEqual([]);
       // No snapshot child may run on after its tracer died (PTRACE_O_EXITKILL). The kill is asynchronous:
       // a child still on its way out shows R for a moment, so allow it a bounded time to become a zombie.
-      const children = spawnSync('sh', ['-c', `cat /proc/${t.pid}/task/*/children`], { encoding: 'utf8' });
-      for (const c of children.stdout.split(/\s+/).filter(Boolean)) {
+      for (const c of childrenOf(t.pid)) {
         const state = () => {
           try {
             return procStatus(Number(c)).State;

@@ -98,7 +98,7 @@ describe('Monitor under churn', () => {
       trigger: new ThresholdTrigger('memory', 'above', [1_000_000]),
       tag: 'churn',
     });
-  });
+  }, 180_000);
 
   it('an event-driven trigger attaching to a process that exits meanwhile is that exit, not a failure', async () => {
     // Each target gets a ptrace watcher as it is added; many children are gone by then, or mid-exit.
@@ -110,5 +110,5 @@ describe('Monitor under churn', () => {
       trigger: new SignalTrigger(['SIGUSR2']),
       tag: 'sig',
     });
-  });
+  }, 180_000);
 });

@@ -342,6 +342,8 @@ export async function writeRuntimeAwareDump(
       mappingsWritten: segments.written,
       mappingsSkipped: segments.skipped,
       pauseMs: r.elapsedMs,
+      // The runtime's own writer (createdump) holds the target for the whole dump: one phase.
+      pausePhases: [{ phase: 'write', ms: r.elapsedMs }],
       mode: 'stop',
       warnings:
         core.filter !== undefined ? ['the coredump_filter mask does not apply to a .NET runtime dump'] : [],
