@@ -14,6 +14,15 @@ import { CrashTrigger } from '../crash/trigger.js';
 import { sanitize, timestamp } from '../dump/naming.js';
 import { AbortError } from '../errors.js';
 import { Monitor, type MonitorEvent, type MonitorRule } from '../monitor/monitor.js';
+import {
+  CounterTrigger,
+  ExceptionTrigger,
+  GcMemoryTrigger,
+  parseCounterSpec,
+  parseGcm,
+} from '../runtimes/dotnet/triggers.js';
+import { NodeOutputAction } from '../runtimes/node/actions.js';
+import { HeapUsedTrigger, LoopDelayTrigger } from '../runtimes/node/triggers.js';
 import type { FieldName, ProcessRecord } from '../sampler/fields.js';
 import { ThresholdTrigger } from '../triggers/threshold.js';
 import type { Firing, Trigger } from '../triggers/trigger.js';
@@ -74,7 +83,7 @@ interface LiveRule {
   monitor: MonitorRule | undefined;
   crash: boolean;
   /** The compiled filter. */
-  test: (f: ProcessFacts) => boolean;
+  test: (f: ProcessFacts) => boolean | undefined;
   dumpDirs: string[];
   actions: readonly Action[];
   firings: number;
@@ -177,7 +186,7 @@ export class Agent {
       const key = JSON.stringify(rule);
       const same = previous.find((p) => p.key === key);
       if (same) return same;
-      const actions = rule.actions.map((a) => this.#action(rule, a));
+      const actions = rule.actions.flatMap((a) => this.#actions(rule, a));
       const crash = rule.trigger.crash === true;
       const test = compileFilter(rule.match);
       return {
@@ -186,7 +195,7 @@ export class Agent {
         crash,
         test,
         actions,
-        dumpDirs: rule.actions.flatMap((a) => ('dump' in a ? [a.dump.dir] : [])),
+        dumpDirs: rule.actions.flatMap((a) => ('dump' in a ? [a.dump.dir] : 'node' in a ? [a.node.dir] : [])),
         monitor: crash ? undefined : this.#monitorRule(rule, test, actions),
         firings: 0,
         suppressed: 0,
@@ -194,7 +203,11 @@ export class Agent {
     });
   }
 
-  #monitorRule(rule: Rule, test: (f: ProcessFacts) => boolean, actions: readonly Action[]): MonitorRule {
+  #monitorRule(
+    rule: Rule,
+    test: (f: ProcessFacts) => boolean | undefined,
+    actions: readonly Action[],
+  ): MonitorRule {
     const t = rule.trigger;
     const triggers: Trigger[] = [];
     if (t.cpu !== undefined) triggers.push(new ThresholdTrigger('cpu', 'above', [t.cpu]));
@@ -204,9 +217,24 @@ export class Agent {
     if (t.threads !== undefined) triggers.push(new ThresholdTrigger('threads', 'above', [t.threads]));
     if (t.fds !== undefined) triggers.push(new ThresholdTrigger('fds', 'above', [t.fds]));
     if (t.sockets !== undefined) triggers.push(new ThresholdTrigger('sockets', 'above', [t.sockets]));
+    // The runtime triggers: the config checked that the rule matches only processes of their runtime.
+    if (t.gcHeap !== undefined) {
+      const { heap, thresholdsMB } = parseGcm(t.gcHeap);
+      triggers.push(new GcMemoryTrigger(heap, thresholdsMB));
+    }
+    if (t.exception) triggers.push(new ExceptionTrigger(t.exception));
+    if (t.counter)
+      triggers.push(
+        new CounterTrigger(parseCounterSpec(t.counter.name, 'counter'), t.counter.direction, t.counter.value),
+      );
+    if (t.heapUsed !== undefined) triggers.push(new HeapUsedTrigger([t.heapUsed]));
+    if (t.loopDelayMs !== undefined)
+      triggers.push(
+        new LoopDelayTrigger(t.loopDelayMs, { intervalMs: this.#config.pollMs, sustainMs: t.forMs }),
+      );
     return {
       name: rule.name,
-      target: { match: ({ pid, comm }) => test(new ProcessFacts(pid, comm)) },
+      target: { match: ({ pid, comm, startTime }) => test(new ProcessFacts(pid, comm, startTime)) },
       triggers,
       actions,
       count: t.count,
@@ -215,20 +243,39 @@ export class Agent {
     };
   }
 
-  #action(rule: Rule, a: Rule['actions'][number]): Action {
+  #actions(rule: Rule, a: Rule['actions'][number]): Action[] {
     if ('dump' in a)
-      return new DumpAction({
-        dir: a.dump.dir,
-        ...(a.dump.mode ? { mode: a.dump.mode } : {}),
-        ...(a.dump.filter !== undefined ? { filter: a.dump.filter } : {}),
-      });
+      return [
+        new DumpAction({
+          dir: a.dump.dir,
+          ...(a.dump.mode ? { mode: a.dump.mode } : {}),
+          ...(a.dump.filter !== undefined ? { filter: a.dump.filter } : {}),
+          ...(a.dump.dotnet ? { dotnetType: a.dump.dotnet } : {}),
+        }),
+      ];
+    if ('node' in a) {
+      // One action per output, each writing only what the firing wants (by default the heap for heapUsed,
+      // the stack for loopDelay); the stack first, while the loop is still blocked.
+      const o = a.node;
+      const options = {
+        dir: o.dir,
+        outputs: o.outputs,
+        ...(o.profileSeconds !== undefined ? { profileSeconds: o.profileSeconds } : {}),
+      };
+      return (['stack', 'heap', 'report', 'profile'] as const).map((k) => new NodeOutputAction(k, options));
+    }
     if ('history' in a) {
       const dir = a.history.dir;
-      return new HistoryAction((ctx) =>
-        path.join(dir, `${ctx.target.name}_${ctx.firing.tag}_${timestamp(ctx.time)}.${ctx.target.pid}.json`),
-      );
+      return [
+        new HistoryAction((ctx) =>
+          path.join(
+            dir,
+            `${ctx.target.name}_${ctx.firing.tag}_${timestamp(ctx.time)}.${ctx.target.pid}.json`,
+          ),
+        ),
+      ];
     }
-    return new ExecAction(a.exec.map((x) => x.replaceAll('{rule}', rule.name)));
+    return [new ExecAction(a.exec.map((x) => x.replaceAll('{rule}', rule.name)))];
   }
 
   #live(name: string | undefined): LiveRule | undefined {

@@ -6,6 +6,8 @@ import { Ajv, type ErrorObject } from 'ajv';
 import picomatch from 'picomatch';
 import { type Document, LineCounter, parseDocument } from 'yaml';
 import { UsageError } from '../errors.js';
+import type { DotnetDumpType } from '../runtimes/dotnet/dump.js';
+import { parseCounterSpec, parseGcm } from '../runtimes/dotnet/triggers.js';
 import schema from './schema.json' with { type: 'json' };
 
 /** A rules file that cannot be used: `file:line:column: reason`, one per problem. */
@@ -39,13 +41,30 @@ export interface RuleTrigger {
   fds?: number;
   sockets?: number;
   crash?: true;
+  /** .NET: as -gcm's value (`[GEN:]MB`). */
+  gcHeap?: string;
+  /** .NET: -e, with -f's filters (empty: every exception). */
+  exception?: readonly string[];
+  /** .NET: -pc / -pcl. */
+  counter?: { name: string; direction: 'above' | 'below'; value: number };
+  /** Node.js: --heap-used, MB. */
+  heapUsed?: number;
+  /** Node.js: --loop-delay. */
+  loopDelayMs?: number;
   forMs: number;
   cooldownMs: number;
   count: number;
 }
 
 export type RuleAction =
-  | { dump: { dir: string; mode?: 'snapshot' | 'stop'; filter?: number } }
+  | { dump: { dir: string; mode?: 'snapshot' | 'stop'; filter?: number; dotnet?: DotnetDumpType } }
+  | {
+      node: {
+        dir: string;
+        outputs?: readonly ('heap' | 'stack' | 'report' | 'profile')[];
+        profileSeconds?: number;
+      };
+    }
   | { history: { dir: string } }
   | { exec: readonly string[] };
 
@@ -245,6 +264,55 @@ export function parseConfig(text: string, file: string): AgentConfig {
       ['rules', i, 'trigger', 'crash'],
       'crash cannot be combined with thresholds in one rule: make it a rule of its own',
     );
+    const runtimeTriggers = {
+      dotnet: ['gcHeap', 'exception', 'counter'],
+      node: ['heapUsed', 'loopDelay'],
+    } as const;
+    for (const [runtime, keys] of Object.entries(runtimeTriggers))
+      for (const k of keys)
+        check(
+          t[k] === undefined || r.match.runtime === runtime,
+          ['rules', i, 'trigger', k],
+          `${k} is a ${runtime === 'node' ? 'Node.js' : '.NET'} trigger: the rule needs match.runtime: ${runtime}`,
+        );
+    check(
+      !(t.crash && r.match.runtime),
+      ['rules', i, 'match', 'runtime'],
+      'a crash rule cannot filter by runtime (the process is gone by the time it is matched)',
+    );
+    if (t.gcHeap !== undefined)
+      try {
+        parseGcm(String(t.gcHeap));
+      } catch (e) {
+        check(false, ['rules', i, 'trigger', 'gcHeap'], (e as Error).message.replace('-gcm', 'gcHeap'));
+      }
+    if (t.counter) {
+      try {
+        parseCounterSpec(t.counter.name, 'counter.name');
+      } catch (e) {
+        check(false, ['rules', i, 'trigger', 'counter', 'name'], (e as Error).message);
+      }
+      check(
+        (t.counter.above === undefined) !== (t.counter.below === undefined),
+        ['rules', i, 'trigger', 'counter'],
+        'counter needs one of above or below',
+      );
+    }
+    if (t.loopDelay !== undefined) {
+      const ms = parseDuration(t.loopDelay);
+      check(
+        ms >= 1 && ms <= 3600e3,
+        ['rules', i, 'trigger', 'loopDelay'],
+        `loopDelay must be between 1ms and 1h, got ${t.loopDelay}`,
+      );
+    }
+    r.actions.forEach((a, j) => {
+      check(
+        !('node' in a) || r.match.runtime === 'node',
+        ['rules', i, 'actions', j, 'node'],
+        'node actions need a Node.js process: the rule needs match.runtime: node',
+      );
+    });
     if (t.crash)
       r.actions.forEach((a, j) => {
         check(
@@ -342,21 +410,7 @@ export function parseConfig(text: string, file: string): AgentConfig {
         ...(r.match.container ? { container: r.match.container } : {}),
         ...(r.match.runtime ? { runtime: r.match.runtime } : {}),
       },
-      trigger: {
-        ...pick(r.trigger, [
-          'cpu',
-          'cpuBelow',
-          'memory',
-          'memoryBelow',
-          'threads',
-          'fds',
-          'sockets',
-          'crash',
-        ]),
-        forMs: r.trigger.for === undefined ? 0 : parseDuration(r.trigger.for),
-        cooldownMs: r.trigger.cooldown === undefined ? 10_000 : parseDuration(r.trigger.cooldown),
-        count: r.trigger.count ?? Number.MAX_SAFE_INTEGER,
-      },
+      trigger: ruleTrigger(r.trigger),
       actions: r.actions.map((a): RuleAction => {
         if ('dump' in a) {
           const { filter, ...rest } = a.dump;
@@ -384,6 +438,36 @@ export function parseListen(v: string): { host: string; port: number } {
   const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/.exec(v);
   if (!m) throw new UsageError(`expected HOST:PORT, got '${v}'`, '--metrics');
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+function ruleTrigger(t: RawConfig['rules'][number]['trigger']): RuleTrigger {
+  return {
+    ...pick(t, [
+      'cpu',
+      'cpuBelow',
+      'memory',
+      'memoryBelow',
+      'threads',
+      'fds',
+      'sockets',
+      'crash',
+      'heapUsed',
+    ]),
+    ...(t.gcHeap !== undefined ? { gcHeap: String(t.gcHeap) } : {}),
+    ...(t.exception !== undefined ? { exception: t.exception === true ? [] : t.exception } : {}),
+    ...(t.counter
+      ? {
+          counter:
+            t.counter.above !== undefined
+              ? { name: t.counter.name, direction: 'above' as const, value: t.counter.above }
+              : { name: t.counter.name, direction: 'below' as const, value: t.counter.below ?? 0 },
+        }
+      : {}),
+    ...(t.loopDelay !== undefined ? { loopDelayMs: parseDuration(t.loopDelay) } : {}),
+    forMs: t.for === undefined ? 0 : parseDuration(t.for),
+    cooldownMs: t.cooldown === undefined ? 10_000 : parseDuration(t.cooldown),
+    count: t.count ?? Number.MAX_SAFE_INTEGER,
+  };
 }
 
 function pick<T extends object, K extends keyof T>(o: T, keys: readonly K[]): Pick<T, K> {
@@ -420,12 +504,31 @@ interface RawConfig {
       fds?: number;
       sockets?: number;
       crash?: true;
+      gcHeap?: number | string;
+      exception?: true | string[];
+      counter?: { name: string; above?: number; below?: number };
+      heapUsed?: number;
+      loopDelay?: number | string;
       for?: number | string;
       cooldown?: number | string;
       count?: number;
     };
     actions: (
-      | { dump: { dir: string; mode?: 'snapshot' | 'stop'; filter?: number | string } }
+      | {
+          dump: {
+            dir: string;
+            mode?: 'snapshot' | 'stop';
+            filter?: number | string;
+            dotnet?: DotnetDumpType;
+          };
+        }
+      | {
+          node: {
+            dir: string;
+            outputs?: ('heap' | 'stack' | 'report' | 'profile')[];
+            profileSeconds?: number;
+          };
+        }
       | { history: { dir: string } }
       | { exec: string[] }
     )[];

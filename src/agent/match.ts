@@ -4,7 +4,11 @@
 import { readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import picomatch from 'picomatch';
+import { mapsRuntime } from '../runtimes/detect.js';
 import type { ProcessFilter } from './config.js';
+
+/** How long a process that shows no runtime yet may still be loading one (a .NET apphost maps CoreCLR late). */
+const RUNTIME_LOAD_MS = 3000;
 
 /** What a filter may look at, read lazily. A process gone meanwhile reads as empty (and then matches nothing). */
 export class ProcessFacts {
@@ -12,10 +16,13 @@ export class ProcessFacts {
   #exe?: string;
   #uid?: number | null;
   #cgroup?: string[];
+  #runtime?: 'node' | 'dotnet' | null;
 
   constructor(
     readonly pid: number,
     readonly comm: string,
+    /** Milliseconds since the epoch, when the sweep knows it: a young process may not show its runtime yet. */
+    readonly startTime?: number,
   ) {}
 
   /** Facts known already (a crash's, from the handler's metadata): nothing is read from /proc. */
@@ -81,6 +88,19 @@ export class ProcessFacts {
     return this.#cgroup;
   }
 
+  /**
+   * The runtime the process runs: 'node', 'dotnet' or null (neither); undefined while it is too young to
+   * tell (its runtime may still be loading).
+   */
+  get runtime(): 'node' | 'dotnet' | null | undefined {
+    if (this.#runtime !== undefined) return this.#runtime;
+    const seen = mapsRuntime(this.pid);
+    if (seen) this.#runtime = seen;
+    else if (this.startTime !== undefined && Date.now() - this.startTime < RUNTIME_LOAD_MS) return undefined;
+    else this.#runtime = null;
+    return this.#runtime;
+  }
+
   /** A container id in the cgroup path (docker-<64 hex>.scope, /kubepods/…/<64 hex>, cri-containerd-…). */
   get containerId(): string | undefined {
     for (const c of this.cgroups) {
@@ -99,7 +119,8 @@ function parseCgroups(text: string): string[] {
     .map((l) => l.slice(l.indexOf(':', l.indexOf(':') + 1) + 1));
 }
 
-type Test = (f: ProcessFacts) => boolean;
+/** Whether a filter holds; undefined: not known yet (see ProcessFacts.runtime). */
+type Test = (f: ProcessFacts) => boolean | undefined;
 
 function globs(
   list: readonly string[] | undefined,
@@ -116,8 +137,11 @@ function globs(
   };
 }
 
-/** Compiles a rule's filter; every filter given must hold, the cheap ones (comm) are tried first. */
-export function compileFilter(filter: ProcessFilter, runtimeOf?: (pid: number) => string | undefined): Test {
+/**
+ * Compiles a rule's filter; every filter given must hold, the cheap ones (comm) are tried first. Undefined
+ * when none fails but one cannot tell yet (a young process's runtime).
+ */
+export function compileFilter(filter: ProcessFilter): Test {
   const tests: Test[] = [];
   const add = (t: Test | undefined) => {
     if (t) tests.push(t);
@@ -137,7 +161,18 @@ export function compileFilter(filter: ProcessFilter, runtimeOf?: (pid: number) =
   }
   if (filter.runtime) {
     const want = filter.runtime;
-    tests.push((f) => runtimeOf?.(f.pid) === want);
+    tests.push((f) => {
+      const r = f.runtime;
+      return r === undefined ? undefined : r === want;
+    });
   }
-  return (f) => tests.every((t) => t(f));
+  return (f) => {
+    let known = true;
+    for (const t of tests) {
+      const ok = t(f);
+      if (ok === false) return false;
+      if (ok === undefined) known = false;
+    }
+    return known ? true : undefined;
+  };
 }

@@ -23,7 +23,13 @@ export type TargetSpec =
   | { pid: number }
   | { name: string }
   | { pgid: number }
-  | { match: (process: { pid: number; comm: string }) => boolean };
+  | {
+      /**
+       * Whether the rule is about this process; undefined when it cannot tell yet (a runtime still
+       * loading): it is asked again at each sweep while the process lives.
+       */
+      match: (process: { pid: number; comm: string; startTime?: number | undefined }) => boolean | undefined;
+    };
 
 /** What to watch, what fires, what to do: one rule. */
 export interface MonitorRule {
@@ -167,6 +173,8 @@ export class Monitor {
   #failed = false;
   /** The rules changed: the next discovery sweep looks at every process, not only new ones. */
   #rescan = false;
+  /** Processes a rule's predicate could not decide yet: looked at again at the next sweep. */
+  #undecided = new Map<number, { startTime: number | undefined; rules: Set<Rule> }>();
   /** Ends the sampler's current wait, so the loop looks at the targets again. */
   #nudge: () => void = () => {};
 
@@ -297,6 +305,14 @@ export class Monitor {
           const changed = d.changed;
           const all = this.#rescan;
           this.#rescan = false;
+          const undecided = [...this.#undecided];
+          this.#undecided.clear();
+          for (const [pid, u] of undecided) {
+            const row = d.rowOf(pid);
+            const r = row < 0 ? undefined : d.record(row);
+            if (r && r.startTime === u.startTime)
+              for (const rule of u.rules) if (this.#rules.includes(rule)) this.#consider(sampler, rule, r);
+          }
           for (let row = 0; row < d.length; row++) {
             if (!all && !(changed[row]! & DISCOVERY_BITS)) continue;
             const r = d.record(row);
@@ -304,8 +320,7 @@ export class Monitor {
               if ('pid' in rule.spec) continue;
               const known = rule.targets.get(r.pid);
               if (known && known.info.startTime === r.startTime) continue;
-              if (this.#matches(rule, r.pid, r.comm, r.pgid))
-                this.#tryAdd(sampler, rule, r.pid, r.startTime ?? undefined);
+              this.#consider(sampler, rule, r);
             }
           }
         }
@@ -535,16 +550,32 @@ export class Monitor {
     if (t.rule.targets.get(t.info.pid) === t) t.rule.targets.delete(t.info.pid);
   }
 
+  /** A process a discovery sweep found: added to the rule if it matches, asked again if undecided. */
+  #consider(
+    sampler: Sampler,
+    rule: Rule,
+    r: { pid: number; comm?: string | null; pgid?: number | null; startTime?: number | null },
+  ): void {
+    const m = this.#matches(rule, r.pid, r.comm, r.pgid, r.startTime ?? undefined);
+    if (m) this.#tryAdd(sampler, rule, r.pid, r.startTime ?? undefined);
+    else if (m === undefined) {
+      const u = this.#undecided.get(r.pid) ?? { startTime: r.startTime ?? undefined, rules: new Set() };
+      u.rules.add(rule);
+      this.#undecided.set(r.pid, u);
+    }
+  }
+
   #matches(
     rule: Rule,
     pid: number,
     comm: string | null | undefined,
     pgid: number | null | undefined,
-  ): boolean {
+    startTime?: number,
+  ): boolean | undefined {
     const spec = rule.spec;
     if ('pgid' in spec) return pgid === spec.pgid;
     if (typeof comm !== 'string') return false;
-    if ('match' in spec) return spec.match({ pid, comm });
+    if ('match' in spec) return spec.match({ pid, comm, startTime });
     if (!('name' in spec)) return false;
     // comm is cut at 15 bytes; the name ProcDump matches is argv[0]'s basename.
     if (!spec.name.startsWith(comm) && comm !== spec.name) return false;

@@ -18,9 +18,11 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AgentStatus } from '../../src/agent/agent.js';
 import { install, uninstall } from '../../src/crash/install.js';
+import { dotnetAvailable, startDotnetTarget } from '../fixtures/dotnet/target.js';
 import { withCorePattern } from '../helpers/host-state.js';
 import { procStat, spawnTarget, trackProcesses, waitFor } from '../helpers/processes.js';
 import { hasTool, needsRoot } from '../helpers/requirements.js';
+import { listeningSockets, spawnNodeTarget } from '../native/node-target.js';
 import { cli, isCore, spawnCopy, start, uniqueFixture } from './run-cli.js';
 
 const track = trackProcesses();
@@ -486,4 +488,96 @@ open(sys.argv[2],'wb').write(s.recv(4096))`,
     expect(`${verify.stdout}${verify.stderr}`).toBe('');
     expect(verify.status).toBe(0);
   });
+
+  it('runtime rules: a Node process started later is matched by runtime, its heap trigger writes a heap snapshot; a shell with the same command line is not', async () => {
+    // A Node flag no other test uses marks this test's target (other tests' Node targets are not ours).
+    const marker = `--max-semi-space-size=${16 + Math.floor(Math.random() * 40)}`;
+    const out = path.join(dir, 'node');
+    mkdirSync(out);
+    const config = path.join(dir, 'agent.yaml');
+    writeRules(
+      config,
+      `metrics: 127.0.0.1:0
+poll: 200ms
+rules:
+  - name: node-heap
+    match: { runtime: node, cmdline: "*${marker}*" }
+    trigger: { heapUsed: 40, count: 1 }
+    actions: [ { node: { dir: ${out} } } ]
+`,
+    );
+    const agent = await startAgent(config);
+    const shell = track(spawn('sh', ['-c', 'exec sleep 60', marker], { stdio: 'ignore' }));
+    const t = track(await spawnNodeTarget({ nodeArgs: [marker] }));
+    await waitFor(
+      async () => (await agent.status()).rules[0]!.matched.some((x) => x.pid === t.pid),
+      10_000,
+      'the Node target matched',
+    );
+    expect((await agent.status()).rules[0]!.matched.map((x) => x.pid)).toEqual([t.pid]);
+    expect(readdirSync(out)).toEqual([]);
+    t.command('grow 60');
+    await t.line('grown');
+    await waitFor(() => readdirSync(out).length === 1, 30_000, 'the heap snapshot');
+    const [file] = readdirSync(out);
+    expect(file).toMatch(new RegExp(`^node_heapused_\\d{6}_\\d{6}\\.${t.pid}\\.heapsnapshot$`));
+    const snapshot = JSON.parse(readFileSync(path.join(out, file!), 'utf8'));
+    expect(snapshot.strings).toContain('TripdumpFixtureLeak');
+    // Its count reached, the target is let go: the inspector closes, the target runs on.
+    await waitFor(() => listeningSockets(t.pid).length === 0, 10_000, 'the inspector closed');
+    await t.beatsAfter(2);
+    const m = await agent.metrics();
+    expect(series(m, 'tripdump_agent_triggers_fired_total', { rule: 'node-heap', trigger: 'heapused' })).toBe(
+      1,
+    );
+    expect(procStat(shell.pid!)).toBeDefined();
+  });
+
+  it.runIf(dotnetAvailable())(
+    'runtime rules: a .NET process started later (through its apphost) is matched by runtime; a first-chance exception writes the runtime dump of the type asked for',
+    async () => {
+      const marker = `agent-test-${process.pid}-${Date.now()}`;
+      const out = path.join(dir, 'dotnet');
+      mkdirSync(out);
+      const config = path.join(dir, 'agent.yaml');
+      writeRules(
+        config,
+        `metrics: 127.0.0.1:0
+poll: 200ms
+rules:
+  - name: dotnet-orders
+    match: { runtime: dotnet, cmdline: "*${marker}*" }
+    trigger: { exception: ["*OrderFailed*"], count: 1 }
+    actions: [ { dump: { dir: ${out}, dotnet: triage } } ]
+`,
+      );
+      const agent = await startAgent(config);
+      const t = track(await startDotnetTarget({}, [marker]));
+      await waitFor(
+        async () => (await agent.status()).rules[0]!.matched.some((x) => x.pid === t.pid),
+        15_000,
+        'the .NET target matched',
+      );
+      // The EventPipe session starts once the process is matched: throw until the rule has fired.
+      // The runtime writes into a hidden folder of its own in there first (it writes as the target's user).
+      const dumps = () => readdirSync(out).filter((f) => !f.startsWith('.'));
+      for (let i = 0; i < 40 && dumps().length === 0; i++) {
+        await t.send('throw InvalidOperationException ignored', 'thrown');
+        await t.send('throw OrderFailedException agent order failed', 'thrown');
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      await waitFor(() => dumps().length === 1, 30_000, 'the runtime dump');
+      const [dump] = dumps();
+      expect(dump).toMatch(new RegExp(`^tripdump_fixture_exception_\\d{6}_\\d{6}\\.${t.pid}$`));
+      expect(isCore(path.join(out, dump!))).toBe(true);
+      const firing = await waitFor(
+        async () => (await agent.status()).recent.find((f) => f.rule === 'dotnet-orders' && f.files.length),
+        10_000,
+        'the firing in the status',
+      );
+      expect(firing.reason).toMatch(/OrderFailedException: agent order failed/);
+      expect(agent.out()).toMatch(/\.NET runtime dump, type triage/);
+    },
+    90_000,
+  );
 });

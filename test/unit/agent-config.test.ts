@@ -97,6 +97,36 @@ describe('agent rules file', () => {
     ]);
   });
 
+  it('reads the runtime triggers and actions, and refuses them on a rule not limited to their runtime', () => {
+    const c = loadConfig(fixture('runtime.yaml'));
+    expect(c.rules[0]).toMatchObject({
+      match: { runtime: 'node', name: ['api-*'] },
+      trigger: { heapUsed: 300, loopDelayMs: 2000, count: 2 },
+      actions: [{ node: { dir: '/var/lib/tripdump', outputs: ['heap', 'report'], profileSeconds: 3 } }],
+    });
+    expect(c.rules[1]).toMatchObject({
+      trigger: {
+        gcHeap: 'gen2:500',
+        exception: [],
+        counter: { name: 'System.Runtime:cpu-usage', direction: 'below', value: 1 },
+      },
+      actions: [{ dump: { dir: '/var/lib/tripdump', dotnet: 'withheap' } }],
+    });
+    const f = fixture('runtime-errors.yaml');
+    expect(problems('runtime-errors.yaml')).toEqual([
+      `${f}:4:16: heapUsed is a Node.js trigger: the rule needs match.runtime: node`,
+      `${f}:5:18: node actions need a Node.js process: the rule needs match.runtime: node`,
+      `${f}:8:16: gcHeap is a .NET trigger: the rule needs match.runtime: dotnet`,
+      `${f}:8:36: counter is a .NET trigger: the rule needs match.runtime: dotnet`,
+      `${f}:8:16: gcHeap: unknown generation or heap 'gen3' (gen0, gen1, gen2, LOH or POH)`,
+      `${f}:8:47: counter.name needs PROVIDER:COUNTER[pNN] (e.g. System.Runtime:gc-heap-size), got 'nocolon'`,
+      `${f}:12:84: loopDelay is a Node.js trigger: the rule needs match.runtime: node`,
+      `${f}:12:16: counter needs one of above or below`,
+      `${f}:12:84: loopDelay must be between 1ms and 1h, got 2h`,
+      `${f}:15:14: a crash rule cannot filter by runtime (the process is gone by the time it is matched)`,
+    ]);
+  });
+
   it('reads a missing file as an error naming it', () => {
     expect(() => loadConfig('/nonexistent/agent.yaml')).toThrow(/\/nonexistent\/agent\.yaml.*ENOENT/);
   });
