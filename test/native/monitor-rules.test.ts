@@ -73,6 +73,38 @@ describe('Monitor with several rules', () => {
     expect((await run).reason).toBe('aborted');
   });
 
+  it('asks an undecided predicate again at each sweep until it decides, for that process only', async () => {
+    const a = track(await spawnTarget('sampler_target', ['--comm', 'mr-later']));
+    const asked: number[] = [];
+    const rec = new Recording();
+    const { monitor, stop, run } = start({
+      pollMs: 50,
+      rules: [
+        {
+          name: 'later',
+          target: {
+            match: ({ pid, comm }) => {
+              if (comm !== 'mr-later') return false;
+              asked.push(pid);
+              // Undecided for the first three times it is asked, then a match.
+              return asked.length > 3 ? true : undefined;
+            },
+          },
+          triggers: [new ThresholdTrigger('threads', 'above', [0])],
+          actions: [rec],
+          count: 1,
+        },
+      ],
+    });
+    await waitFor(() => rec.runs.length === 1, 10_000, 'the rule to fire once decided');
+    expect(asked).toEqual([a.pid, a.pid, a.pid, a.pid]);
+    expect(monitor.targets().map((t) => t.pid)).toEqual([a.pid]);
+    stop();
+    await run;
+    // Once decided, never asked again.
+    expect(asked.length).toBe(4);
+  });
+
   it('setRules keeps the targets of a rule passed again, drops those of a rule left out, matches new ones', async () => {
     const a = track(await spawnTarget('sampler_target', ['--comm', 'mr-keep']));
     const b = track(await spawnTarget('sampler_target', ['--comm', 'mr-new']));
