@@ -11,6 +11,9 @@ export {
   sidecar,
   writeFileSafely,
 } from './actions/history.js';
+export { Agent, type AgentOptions, type AgentStatus } from './agent/agent.js';
+export { type AgentConfig, ConfigError, loadConfig, parseConfig } from './agent/config.js';
+export { AgentServer } from './agent/server.js';
 export { type CrashInfo, CrashListener, decodeCrash, encodeCrash } from './crash/protocol.js';
 export { CrashTrigger } from './crash/trigger.js';
 export { type CoreDumpOptions, type CoreDumpResult, type DumpMode, writeCoreDump } from './dump/core.js';
@@ -28,6 +31,7 @@ export {
   Monitor,
   type MonitorEvent,
   type MonitorOptions,
+  type MonitorRule,
   type MonitorSummary,
   type TargetSpec,
 } from './monitor/monitor.js';

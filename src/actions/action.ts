@@ -9,6 +9,8 @@ export interface TargetInfo {
   startTime: number;
   /** ProcDump's name for it: argv[0]'s basename, non-alphanumerics as `_`. */
   name: string;
+  /** The monitor rule that matched it, when the rule has a name (the agent's rules). */
+  rule?: string;
 }
 
 export interface HistoryEntry {

@@ -3,7 +3,7 @@
 import type { CoreDumpResult, DumpMode } from '../dump/core.js';
 import { dumpPath, historyPath, timestamp } from '../dump/naming.js';
 import { duringDump, SystemError } from '../errors.js';
-import { runtimeDumpNote, writeRuntimeAwareDump } from '../runtimes/dotnet/dump.js';
+import { type DotnetDumpType, runtimeDumpNote, writeRuntimeAwareDump } from '../runtimes/dotnet/dump.js';
 import type { DumpFn } from '../triggers/trigger.js';
 import type { Action, ActionContext, ActionResult } from './action.js';
 import { writeGcoreDump } from './gcore.js';
@@ -21,6 +21,8 @@ export interface DumpActionOptions {
   onProgress?: ((done: number, total: number) => void) | undefined;
   /** Write each dump's sample history to this folder as `<dump name>.json` (default: none). */
   historyDir?: string | undefined;
+  /** What a .NET target's runtime writes (default full). */
+  dotnetType?: DotnetDumpType | undefined;
   /** Who writes the core: tripdump's writer (default) or gdb's gcore (ProcDump's -usegcore). */
   writer?: 'native' | 'gcore';
 }
@@ -48,7 +50,10 @@ export class DumpAction implements Action {
       ((file, options) =>
         o.writer === 'gcore'
           ? writeGcoreDump(pid, file, options)
-          : writeRuntimeAwareDump(pid, file, options));
+          : writeRuntimeAwareDump(pid, file, {
+              ...options,
+              ...(o.dotnetType ? { dotnetType: o.dotnetType } : {}),
+            }));
     const second = timestamp(ctx.time);
     if (!o.file && second !== this.#takenSecond) {
       this.#taken.clear();

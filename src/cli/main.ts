@@ -2,6 +2,7 @@
 // The tripdump command line: dispatches to a command and turns errors into messages and exit codes.
 import { readFileSync } from 'node:fs';
 import { AbortError, TripdumpError, UsageError } from '../errors.js';
+import { AGENT_USAGE, agentCommand } from './agent.js';
 import { EXIT } from './common.js';
 import { COUNTERS_USAGE, countersCommand } from './counters.js';
 import { CRASH_USAGE, crashHandlerCommand } from './crash.js';
@@ -24,6 +25,7 @@ Commands:
   dump PID [FILE|DIR]     write a core dump now (tripdump dump --help)
   sample [PID...|--all]   print what the sampler sees (tripdump sample --help)
   counters PID            print a .NET process's counters (tripdump counters --help)
+  agent --config FILE     run rules on every process of the host, serve metrics (tripdump agent --help)
   crash-handler ...       capture every crash on the host (tripdump crash-handler --help)
   watch --on-crash ...    record processes and act when one crashes (tripdump watch --help)
   node snapshot|report|stack|profile PID   a Node.js process, from outside (tripdump node --help)
@@ -59,6 +61,8 @@ export async function main(argv: string[]): Promise<number> {
         return await dumpCommand(rest, process.stdout);
       case 'counters':
         return await countersCommand(rest, process.stdout);
+      case 'agent':
+        return await agentCommand(rest, process.stdout);
       case 'crash-handler':
         return await crashHandlerCommand(rest, process.stdout);
       case 'watch':
@@ -83,13 +87,14 @@ export async function main(argv: string[]): Promise<number> {
           sample: SAMPLE_USAGE,
           dump: DUMP_USAGE,
           counters: COUNTERS_USAGE,
+          agent: AGENT_USAGE,
           'crash-handler': CRASH_USAGE,
           watch: WATCH_USAGE,
           node: NODE_USAGE,
         }[command as string] ?? PROCDUMP_USAGE;
       say(e.message);
       process.stderr.write(
-        `${usage.split('\n')[0]}\n(tripdump ${['sample', 'dump', 'counters', 'crash-handler', 'watch', 'node'].includes(command as string) ? `${command} ` : ''}-h for details)\n`,
+        `${usage.split('\n')[0]}\n(tripdump ${['sample', 'dump', 'counters', 'crash-handler', 'watch', 'node', 'agent'].includes(command as string) ? `${command} ` : ''}-h for details)\n`,
       );
       return EXIT.usage;
     }

@@ -93,7 +93,7 @@ Exit codes: 0 done, interrupted or target exited; 1 a dump failed; 2 bad command
 `;
 
 /** A target as given: a pid, a name to look up now, a name to wait for, or a process group. */
-export type TargetArg = TargetSpec | { lookup: string };
+export type TargetArg = Exclude<TargetSpec, { match: unknown }> | { lookup: string };
 
 export interface ProcdumpConfig {
   target: TargetArg;

@@ -14,9 +14,27 @@ const DISCOVERY_BITS = (1 << FIELD_NAMES.indexOf('comm')) | (1 << FIELD_NAMES.in
 /** Paths the summary lists (the latest ones); `writtenTotal` counts them all. */
 const WRITTEN_KEPT = 1000;
 
-export type TargetSpec = { pid: number } | { name: string } | { pgid: number };
+/**
+ * Which processes a rule is about: one pid, every process with a name (ProcDump's -w) or in a process
+ * group (-pgid), or every process a predicate accepts (the agent's filters). A predicate is asked when a
+ * process appears or exec()s; a monitor with one runs until its signal aborts.
+ */
+export type TargetSpec =
+  | { pid: number }
+  | { name: string }
+  | { pgid: number }
+  | {
+      /**
+       * Whether the rule is about this process; undefined when it cannot tell yet (a runtime still
+       * loading): it is asked again at each sweep while the process lives.
+       */
+      match: (process: { pid: number; comm: string; startTime?: number | undefined }) => boolean | undefined;
+    };
 
-export interface MonitorOptions {
+/** What to watch, what fires, what to do: one rule. */
+export interface MonitorRule {
+  /** Names the rule in TargetInfo.rule (several rules in one monitor). */
+  name?: string;
   target: TargetSpec;
   /** Polled or event-driven triggers; at least one (use TimerTrigger for ProcDump's no-trigger mode). */
   triggers: readonly Trigger[];
@@ -25,10 +43,18 @@ export interface MonitorOptions {
   count?: number;
   /** Quiet time after each firing (-s), ms. Default 10,000. */
   cooldownMs?: number;
-  /** Sampling interval (-pf), ms. Default 1,000. */
-  pollMs?: number;
   /** How long a condition must hold before it fires (--for), ms. Default 0: the first sample that meets it. */
   sustainMs?: number;
+}
+
+/**
+ * One rule (target, triggers, actions…) or several (`rules`): every rule shares the monitor's two
+ * samplers — the watched processes', and one `all: true` sweep of the host that finds new matches.
+ */
+export interface MonitorOptions extends Partial<MonitorRule> {
+  rules?: readonly MonitorRule[];
+  /** Sampling interval (-pf), ms. Default 1,000. */
+  pollMs?: number;
   /** Samples kept per target for the history. Default 60. */
   historySize?: number;
   /**
@@ -38,6 +64,14 @@ export interface MonitorOptions {
    */
   live?: boolean;
   signal?: AbortSignal;
+  /** Fields to sample for every target besides what the triggers read (for 'sample' listeners). */
+  fields?: readonly FieldName[];
+  /**
+   * Asked once per firing, before its actions run: a reason to refuse it (a limit), or undefined. A refused
+   * firing runs no action, is reported as a 'suppressed' event and starts the cooldown like any firing;
+   * it does not count towards the rule's count.
+   */
+  admit?: (target: TargetInfo, firing: Firing) => string | undefined;
 }
 
 export type MonitorEvent =
@@ -45,6 +79,9 @@ export type MonitorEvent =
   | { type: 'exit'; target: TargetInfo }
   | { type: 'sample'; target: TargetInfo; record: ProcessRecord }
   | { type: 'fire'; target: TargetInfo; firing: Firing; index: number }
+  | { type: 'suppressed'; target: TargetInfo; firing: Firing; reason: string }
+  /** A sweep ended: of the targets, or of every process on the host (discovery). */
+  | { type: 'sweep'; of: 'targets' | 'host'; durationMs: number; processes: number }
   | { type: 'action'; target: TargetInfo; firing: Firing; kind: string; path?: string; message: string }
   | { type: 'error'; target: TargetInfo; firing: Firing | undefined; kind: string; error: Error };
 
@@ -65,7 +102,21 @@ interface TriggerSlot {
   since: number | undefined;
 }
 
+/** A rule with its defaults applied, and the targets it holds. */
+interface Rule {
+  source: MonitorRule;
+  spec: TargetSpec;
+  triggers: readonly Trigger[];
+  actions: readonly Action[];
+  count: number;
+  cooldownMs: number;
+  sustainMs: number;
+  /** By pid. */
+  targets: Map<number, Target>;
+}
+
 interface Target {
+  rule: Rule;
   info: TargetInfo;
   /** Ends the target's event-driven triggers. */
   events: AbortController;
@@ -78,14 +129,38 @@ interface Target {
   exited: boolean;
 }
 
+function positive(v: number | undefined, name: string, dflt: number, min: number): number {
+  const x = v ?? dflt;
+  if (!Number.isFinite(x) || x < min) throw new UsageError(`${name} must be ≥ ${min}, got ${x}`, name);
+  return x;
+}
+
+function makeRule(r: MonitorRule, external = false): Rule {
+  if (r.triggers.length === 0 && !external)
+    throw new UsageError(`a monitor${r.name ? ` rule (${r.name})` : ''} needs at least one trigger`);
+  return {
+    source: r,
+    spec: r.target,
+    triggers: r.triggers,
+    actions: r.actions,
+    count: positive(r.count, 'count', 1, 1),
+    cooldownMs: positive(r.cooldownMs, 'cooldownMs', 10_000, 0),
+    sustainMs: positive(r.sustainMs, 'sustainMs', 0, 0),
+    targets: new Map(),
+  };
+}
+
 export class Monitor {
-  readonly #o: Required<Omit<MonitorOptions, 'signal'>> & { signal: AbortSignal };
+  readonly #o: {
+    pollMs: number;
+    historySize: number;
+    live: boolean;
+    signal: AbortSignal;
+    admit: MonitorOptions['admit'];
+    fields: readonly FieldName[];
+  };
+  #rules: Rule[];
   readonly #listeners: ((e: MonitorEvent) => void)[] = [];
-  /**
-   * Live targets, and exited ones until their actions end: a target's state goes with its process, so
-   * churn leaves nothing behind. What outlives it is in the counters below.
-   */
-  readonly #targets = new Map<number, Target>();
   readonly #inflight = new Set<Promise<void>>();
   readonly #written: string[] = [];
   #writtenTotal = 0;
@@ -96,36 +171,79 @@ export class Monitor {
   #cutShort = false;
   /** An event-driven trigger could not start: the monitor ends. */
   #failed = false;
+  /** The rules changed: the next discovery sweep looks at every process, not only new ones. */
+  #rescan = false;
+  /** Processes a rule's predicate could not decide yet: looked at again at the next sweep. */
+  #undecided = new Map<number, { startTime: number | undefined; rules: Set<Rule> }>();
   /** Ends the sampler's current wait, so the loop looks at the targets again. */
   #nudge: () => void = () => {};
 
   constructor(options: MonitorOptions) {
-    if (options.triggers.length === 0) throw new UsageError('a monitor needs at least one trigger');
-    const positive = (v: number | undefined, name: string, dflt: number, min: number) => {
-      const x = v ?? dflt;
-      if (!Number.isFinite(x) || x < min) throw new UsageError(`${name} must be ≥ ${min}, got ${x}`, name);
-      return x;
-    };
+    const { rules, pollMs, historySize, live, signal, admit, fields, ...one } = options;
+    if (rules && one.target)
+      throw new UsageError('give either rules or one rule (target, triggers, actions), not both', 'rules');
+    if (!rules && !(one.target && one.triggers && one.actions))
+      throw new UsageError('a monitor needs a target, triggers and actions (or rules)', 'target');
+    this.#rules = (rules ?? [one as MonitorRule]).map((r) => makeRule(r));
     this.#o = {
-      target: options.target,
-      triggers: options.triggers,
-      actions: options.actions,
-      count: positive(options.count, 'count', 1, 1),
-      cooldownMs: positive(options.cooldownMs, 'cooldownMs', 10_000, 0),
-      pollMs: positive(options.pollMs, 'pollMs', 1000, 1),
-      sustainMs: positive(options.sustainMs, 'sustainMs', 0, 0),
-      historySize: positive(options.historySize, 'historySize', 60, 1),
-      live: options.live === true,
-      signal: options.signal ?? new AbortController().signal,
+      pollMs: positive(pollMs, 'pollMs', 1000, 1),
+      historySize: positive(historySize, 'historySize', 60, 1),
+      live: live === true,
+      signal: signal ?? new AbortController().signal,
+      admit,
+      fields: fields ?? [],
     };
   }
 
   /**
    * Targets the monitor holds state for now: the live ones (and exited ones whose actions are still
-   * running). It returns to the number of live matching processes after any amount of churn.
+   * running), one per rule that matched a process. It returns to the live matching processes after any
+   * amount of churn.
    */
   get tracked(): number {
-    return this.#targets.size;
+    let n = 0;
+    for (const r of this.#rules) n += r.targets.size;
+    return n;
+  }
+
+  /**
+   * Replaces the rules while the monitor runs. A rule passed again (the same object) keeps its targets, their
+   * histories and trigger states; the targets of rules left out are dropped (their event-driven triggers
+   * stop; actions in flight finish); new rules are matched against every process at the next poll. The
+   * samplers go on; only a new rule that reads a field not sampled so far makes the monitor open the
+   * targets' files again for it.
+   */
+  setRules(rules: readonly MonitorRule[]): void {
+    const next = rules.map((r) => this.#rules.find((x) => x.source === r) ?? makeRule(r));
+    for (const r of this.#rules) if (!next.includes(r)) for (const t of r.targets.values()) this.#drop(t);
+    this.#rules = next;
+    this.#rescan = true;
+    this.#nudge();
+  }
+
+  /** The fields the targets' sampler must read for these rules. */
+  #neededFields(): Set<FieldName> {
+    const fields = new Set<FieldName>(['comm', 'pgid', ...this.#o.fields]);
+    for (const r of this.#rules) for (const t of r.triggers) for (const f of t.fields) fields.add(f);
+    return fields;
+  }
+
+  /** The targets the monitor holds now (live processes a rule matched), one per rule. */
+  targets(): TargetInfo[] {
+    return [...this.#targets()].filter((t) => !t.exited).map((t) => t.info);
+  }
+
+  /**
+   * Runs actions for an event about a process the monitor does not track (a crash the crash handler
+   * reported, of a process no sweep may ever have seen): through the same admit hook, the same events and
+   * the same action sequence as a firing of a rule.
+   */
+  dispatch(info: TargetInfo, firing: Firing, actions: readonly Action[]): Promise<void> {
+    const rule = makeRule(
+      { target: { pid: info.pid }, triggers: [], actions, count: Number.MAX_SAFE_INTEGER, cooldownMs: 0 },
+      true,
+    );
+    return this.#fire(this.#newTarget(rule, info), undefined, firing);
   }
 
   on(listener: (e: MonitorEvent) => void): this {
@@ -137,34 +255,73 @@ export class Monitor {
     for (const l of this.#listeners) l(e);
   }
 
-  /** Runs until every target is done (count reached or triggers spent), has exited, or the signal aborts. */
+  *#targets(): Generator<Target> {
+    for (const r of this.#rules) yield* r.targets.values();
+  }
+
+  /**
+   * Runs until every target is done (count reached or triggers spent), has exited, or the signal aborts;
+   * with a `match` rule, until the signal aborts.
+   */
   async run(): Promise<MonitorSummary> {
-    const { target: spec, signal } = this.#o;
-    const fields = new Set<FieldName>(['comm', 'pgid']);
-    for (const t of this.#o.triggers) for (const f of t.fields) fields.add(f);
-    // One poll's sweeps come back in a batch: enough blocks to refill the whole history from one.
-    const sampler = new Sampler({ fields: [...fields], keep: this.#o.historySize + 1 });
+    const { signal } = this.#o;
+    let fields = this.#neededFields();
+    const discovering = this.#rules.some((r) => !('pid' in r.spec));
+    // One poll's sweeps come back in a batch: enough blocks to refill the whole history from one. With a
+    // discovery sweep (or a live listener) the loop wakes at every poll, so a batch is one sweep.
+    const open = () =>
+      new Sampler({ fields: [...fields], keep: discovering || this.#o.live ? 3 : this.#o.historySize + 1 });
+    let sampler = open();
     this.#nudge = () => sampler.wake();
-    signal.addEventListener('abort', this.#nudge, { once: true });
-    // Targets by name or process group are found by a stat-only sweep of every process.
-    // The start time tells a reused pid from the process first seen under it.
-    const discovery =
-      'pid' in spec ? undefined : new Sampler({ all: true, fields: ['comm', 'pgid', 'startTime'] });
+    const onAbort = () => this.#nudge();
+    signal.addEventListener('abort', onAbort, { once: true });
+    // Targets by name, process group or predicate are found by a stat-only sweep of every process. The
+    // start time tells a reused pid from the process first seen under it.
+    let discovery: Sampler | undefined;
     try {
-      if ('pid' in spec) this.#add(sampler, spec.pid);
-      else if ('pgid' in spec) this.#checkGroup(spec.pgid);
+      for (const r of this.#rules) {
+        if ('pid' in r.spec) this.#add(sampler, r, r.spec.pid);
+        else if ('pgid' in r.spec) this.#checkGroup(r.spec.pgid);
+      }
       while (!signal.aborted && !this.#failed && !this.#finished()) {
+        const needed = this.#neededFields();
+        if ([...needed].some((f) => !fields.has(f))) {
+          // New rules read more: a sampler with the new fields takes over the live targets.
+          fields = needed;
+          const old = sampler;
+          sampler = open();
+          const live = [...new Set([...this.#targets()].filter((t) => !t.exited).map((t) => t.info.pid))];
+          await sampler.watchAsync(live);
+          old.close();
+        }
+        if (!discovery && this.#rules.some((r) => !('pid' in r.spec)))
+          discovery = new Sampler({ all: true, fields: ['comm', 'pgid', 'startTime'] });
         if (discovery) {
           // A process can join later without being new: exec changes its name, setpgid its group. The
-          // change bits say which rows to look at (every bit is set on a new row).
+          // change bits say which rows to look at (every bit is set on a new row); after a rule change,
+          // every row.
           const d = await discovery.sampleAsync();
+          this.#emit({ type: 'sweep', of: 'host', durationMs: d.durationMs, processes: d.length });
           const changed = d.changed;
+          const all = this.#rescan;
+          this.#rescan = false;
+          const undecided = [...this.#undecided];
+          this.#undecided.clear();
+          for (const [pid, u] of undecided) {
+            const row = d.rowOf(pid);
+            const r = row < 0 ? undefined : d.record(row);
+            if (r && r.startTime === u.startTime)
+              for (const rule of u.rules) if (this.#rules.includes(rule)) this.#consider(sampler, rule, r);
+          }
           for (let row = 0; row < d.length; row++) {
-            if (!(changed[row]! & DISCOVERY_BITS)) continue;
+            if (!all && !(changed[row]! & DISCOVERY_BITS)) continue;
             const r = d.record(row);
-            const known = this.#targets.get(r.pid);
-            if (known && known.info.startTime === r.startTime) continue;
-            if (this.#matches(r.pid, r.comm, r.pgid)) this.#tryAdd(sampler, r.pid, r.startTime ?? undefined);
+            for (const rule of this.#rules) {
+              if ('pid' in rule.spec) continue;
+              const known = rule.targets.get(r.pid);
+              if (known && known.info.startTime === r.startTime) continue;
+              this.#consider(sampler, rule, r);
+            }
           }
         }
         // Discovery runs between polls and a live listener wants each one: a single sweep per call then.
@@ -178,16 +335,16 @@ export class Monitor {
         });
         for (const snap of batch) this.#take(snap);
       }
-      for (const t of this.#targets.values()) t.events.abort();
+      for (const t of this.#targets()) t.events.abort();
       await Promise.allSettled(this.#inflight);
     } finally {
-      signal.removeEventListener('abort', this.#nudge);
+      signal.removeEventListener('abort', onAbort);
       sampler.close();
       discovery?.close();
     }
     const reason = signal.aborted
       ? 'aborted'
-      : !this.#cutShort && [...this.#targets.values()].every((t) => this.#done(t))
+      : !this.#cutShort && [...this.#targets()].every((t) => this.#done(t))
         ? 'done'
         : 'exited';
     return { written: this.#written, writtenTotal: this.#writtenTotal, firings: this.#firings, reason };
@@ -198,7 +355,7 @@ export class Monitor {
     const conditions: WakeCondition[] = [];
     let waitMs = Number.POSITIVE_INFINITY;
     const now = Date.now();
-    for (const t of this.#targets.values()) {
+    for (const t of this.#targets()) {
       // A dump in flight nudges the loop when it ends.
       if (t.exited || t.busy || this.#done(t)) continue;
       if (now < t.cooldownUntil) {
@@ -217,11 +374,13 @@ export class Monitor {
 
   /** One sweep's worth of monitoring: exits, history, 'sample' events, judgements. */
   #take(snap: Snapshot): void {
-    for (const e of snap.exited) {
-      const t = this.#targets.get(e.pid);
-      if (t && t.info.startTime === e.startTime) this.#exited(t);
-    }
-    for (const t of this.#targets.values()) {
+    this.#emit({ type: 'sweep', of: 'targets', durationMs: snap.durationMs, processes: snap.length });
+    for (const e of snap.exited)
+      for (const r of this.#rules) {
+        const t = r.targets.get(e.pid);
+        if (t && t.info.startTime === e.startTime) this.#exited(t);
+      }
+    for (const t of this.#targets()) {
       const record = t.exited ? undefined : snap.get(t.info.pid);
       if (!record) continue;
       t.history.push({ time: snap.time, record });
@@ -242,7 +401,7 @@ export class Monitor {
         continue;
       }
       slot.since ??= now;
-      if (now - slot.since < this.#o.sustainMs) continue;
+      if (now - slot.since < t.rule.sustainMs) continue;
       void this.#fire(t, slot, { ...j, tag: slot.trigger.tag, reason: slot.trigger.describe(j) });
       return;
     }
@@ -253,17 +412,26 @@ export class Monitor {
     return !t.busy && !t.exited && Date.now() >= t.cooldownUntil && !this.#done(t) && !this.#o.signal.aborted;
   }
 
-  /** Runs the actions of one firing; the sustain timers restart and the cooldown starts when they end. */
-  #fire(t: Target, slot: TriggerSlot, firing: Firing): Promise<void> {
+  /**
+   * Runs the actions of one firing (unless `admit` refuses it); the sustain timers restart and the
+   * cooldown starts when they end.
+   */
+  #fire(t: Target, slot: TriggerSlot | undefined, firing: Firing): Promise<void> {
+    for (const s of t.slots) s.since = undefined;
+    const refused = this.#o.admit?.(t.info, firing);
+    if (refused !== undefined) {
+      t.cooldownUntil = Date.now() + t.rule.cooldownMs;
+      this.#emit({ type: 'suppressed', target: t.info, firing, reason: refused });
+      return Promise.resolve();
+    }
     t.busy = true;
     t.firings++;
     this.#firings++;
-    slot.state.fired++;
-    for (const s of t.slots) s.since = undefined;
+    if (slot) slot.state.fired++;
     this.#emit({ type: 'fire', target: t.info, firing, index: t.firings });
     const run = this.#runActions(t, firing).finally(() => {
       t.busy = false;
-      t.cooldownUntil = Date.now() + this.#o.cooldownMs;
+      t.cooldownUntil = Date.now() + t.rule.cooldownMs;
       this.#inflight.delete(run);
       if (this.#done(t)) t.events.abort();
       if (t.exited) this.#forget(t);
@@ -285,7 +453,7 @@ export class Monitor {
             return false;
           }
           slot.since ??= Date.now();
-          if (Date.now() - slot.since < this.#o.sustainMs) return false;
+          if (Date.now() - slot.since < t.rule.sustainMs) return false;
         }
         if (!this.#ready(t) || trigger.limit(slot.state) <= 0) return false;
         await this.#fire(t, slot, { ...j, tag: trigger.tag, reason, ...(dump ? { dump } : {}) });
@@ -322,7 +490,7 @@ export class Monitor {
       signal: this.#o.signal,
       written: new Map(),
     };
-    for (const action of this.#o.actions) {
+    for (const action of t.rule.actions) {
       try {
         const r = await action.run(ctx);
         if (r.path) {
@@ -348,13 +516,16 @@ export class Monitor {
 
   /** A target is done when it has its count, or every trigger is spent. */
   #done(t: Target): boolean {
-    return t.firings >= this.#o.count || t.slots.every((s) => s.trigger.limit(s.state) <= 0);
+    return t.firings >= t.rule.count || t.slots.every((s) => s.trigger.limit(s.state) <= 0);
   }
 
-  /** The monitor ends when every target seen is done or gone and none has work in flight. */
+  /**
+   * The monitor ends when every target seen is done or gone and none has work in flight; never while a
+   * rule matches by predicate (processes that match may start at any time).
+   */
   #finished(): boolean {
-    if (!this.#seen) return false; // -w and -pgid wait for a first match
-    for (const t of this.#targets.values()) if (t.busy || !(t.exited || this.#done(t))) return false;
+    if (!this.#seen || this.#rules.some((r) => 'match' in r.spec)) return false; // -w and -pgid wait for a first match
+    for (const t of this.#targets()) if (t.busy || !(t.exited || this.#done(t))) return false;
     return true;
   }
 
@@ -369,14 +540,43 @@ export class Monitor {
 
   #forget(t: Target): void {
     // A newer process may hold the pid already.
-    if (this.#targets.get(t.info.pid) === t) this.#targets.delete(t.info.pid);
+    if (t.rule.targets.get(t.info.pid) === t) t.rule.targets.delete(t.info.pid);
     if (!this.#done(t)) this.#cutShort = true;
   }
 
-  #matches(pid: number, comm: string | null | undefined, pgid: number | null | undefined): boolean {
-    const spec = this.#o.target;
+  /** The rule of a target went away (setRules): as if its process had, without cutting the run short. */
+  #drop(t: Target): void {
+    t.events.abort();
+    if (t.rule.targets.get(t.info.pid) === t) t.rule.targets.delete(t.info.pid);
+  }
+
+  /** A process a discovery sweep found: added to the rule if it matches, asked again if undecided. */
+  #consider(
+    sampler: Sampler,
+    rule: Rule,
+    r: { pid: number; comm?: string | null; pgid?: number | null; startTime?: number | null },
+  ): void {
+    const m = this.#matches(rule, r.pid, r.comm, r.pgid, r.startTime ?? undefined);
+    if (m) this.#tryAdd(sampler, rule, r.pid, r.startTime ?? undefined);
+    else if (m === undefined) {
+      const u = this.#undecided.get(r.pid) ?? { startTime: r.startTime ?? undefined, rules: new Set() };
+      u.rules.add(rule);
+      this.#undecided.set(r.pid, u);
+    }
+  }
+
+  #matches(
+    rule: Rule,
+    pid: number,
+    comm: string | null | undefined,
+    pgid: number | null | undefined,
+    startTime?: number,
+  ): boolean | undefined {
+    const spec = rule.spec;
     if ('pgid' in spec) return pgid === spec.pgid;
-    if (!('name' in spec) || typeof comm !== 'string') return false;
+    if (typeof comm !== 'string') return false;
+    if ('match' in spec) return spec.match({ pid, comm, startTime });
+    if (!('name' in spec)) return false;
     // comm is cut at 15 bytes; the name ProcDump matches is argv[0]'s basename.
     if (!spec.name.startsWith(comm) && comm !== spec.name) return false;
     return processName(pid) === spec.name.replace(/[^A-Za-z0-9]/g, '_') || comm === spec.name;
@@ -401,42 +601,65 @@ export class Monitor {
   }
 
   /** Adds a discovered process; one that is gone by now (or whose pid is another's already) is skipped. */
-  #tryAdd(sampler: Sampler, pid: number, startTime: number | undefined): void {
+  #tryAdd(sampler: Sampler, rule: Rule, pid: number, startTime: number | undefined): void {
     try {
-      this.#add(sampler, pid, startTime);
+      this.#add(sampler, rule, pid, startTime);
     } catch (e) {
       if (!(e instanceof ProcessGoneError)) throw e;
     }
   }
 
+  /** The live target another rule holds for this pid, if any: the process is watched already. */
+  #watchedBy(pid: number, except: Rule): Target | undefined {
+    for (const r of this.#rules) {
+      if (r === except) continue;
+      const t = r.targets.get(pid);
+      if (t && !t.exited) return t;
+    }
+    return undefined;
+  }
+
   /** `startTime`: the process the caller matched, when it knows (discovery); watch() then confirms it. */
-  #add(sampler: Sampler, pid: number, startTime?: number): void {
-    const known = this.#targets.get(pid);
+  #add(sampler: Sampler, rule: Rule, pid: number, startTime?: number): void {
+    const known = rule.targets.get(pid);
     if (known && !known.exited && known.info.startTime === startTime) return;
-    const id = sampler.watch(pid);
+    const other = this.#watchedBy(pid, rule);
+    const id =
+      other && (startTime === undefined || other.info.startTime === startTime)
+        ? { pid, startTime: other.info.startTime }
+        : sampler.watch(pid);
     // Whoever holds the pid now, a target with another start time has exited, whether or not a sweep
     // said so yet (the sampler drops its row when it takes in the new watch).
     if (known && known.info.startTime !== id.startTime) this.#exited(known);
     else if (known) return; // the same process: a target already
     if (startTime !== undefined && id.startTime !== startTime) {
       // The process matched is gone and its pid is another's, unmatched: not ours to sample.
-      sampler.unwatch(pid);
+      if (!this.#watchedBy(pid, rule)) sampler.unwatch(pid);
       return;
     }
-    const info: TargetInfo = { pid, startTime: id.startTime, name: processName(pid) };
-    const target: Target = {
+    const target = this.#newTarget(rule, {
+      pid,
+      startTime: id.startTime,
+      name: other?.info.name ?? processName(pid),
+      ...(rule.source.name !== undefined ? { rule: rule.source.name } : {}),
+    });
+    rule.targets.set(pid, target);
+    this.#seen = true;
+    this.#emit({ type: 'target', target: target.info });
+    this.#subscribe(target);
+  }
+
+  #newTarget(rule: Rule, info: TargetInfo): Target {
+    return {
+      rule,
       info,
       events: new AbortController(),
-      slots: this.#o.triggers.map((trigger) => ({ trigger, state: { fired: 0 }, since: undefined })),
+      slots: rule.triggers.map((trigger) => ({ trigger, state: { fired: 0 }, since: undefined })),
       history: [],
       firings: 0,
       busy: false,
       cooldownUntil: 0,
       exited: false,
     };
-    this.#targets.set(pid, target);
-    this.#seen = true;
-    this.#emit({ type: 'target', target: info });
-    this.#subscribe(target);
   }
 }

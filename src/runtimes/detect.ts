@@ -1,11 +1,26 @@
 // Which runtime a process runs (design §7): cheap, lazy checks, one branch per runtime, so `sample`, `-w`
 // and the crash watcher can pick the right dump writer. Each runtime's own module knows its signs.
+import path from 'node:path';
 import { type DotnetFacts, detectDotnet } from './dotnet/detect.js';
-import { detectNode, type NodeFacts } from './node/detect.js';
+import { mapsCoreclr } from './dotnet/socket.js';
+import { detectNode, executable, isNodeProcess, type NodeFacts } from './node/detect.js';
 
 export type RuntimeFacts = DotnetFacts | NodeFacts | { kind: 'native' };
 
 /** The runtime of `pid` and what is known about it; 'native' when no runtime was recognised. */
 export async function detectRuntime(pid: number, signal?: AbortSignal): Promise<RuntimeFacts> {
   return (await detectDotnet(pid, signal)) ?? detectNode(pid) ?? { kind: 'native' };
+}
+
+/**
+ * The runtime a process has loaded, from its executable and its maps alone (no connection, synchronous):
+ * for filters that look at every new process of a host. undefined when neither, or when it is gone.
+ */
+export function mapsRuntime(pid: number): 'node' | 'dotnet' | undefined {
+  try {
+    if (isNodeProcess(pid)) return 'node';
+  } catch {
+    return undefined; // gone
+  }
+  return mapsCoreclr(pid) || path.basename(executable(pid) ?? '') === 'dotnet' ? 'dotnet' : undefined;
 }
