@@ -8,7 +8,7 @@ import { mapsRuntime } from '../runtimes/detect.js';
 import type { ProcessFilter } from './config.js';
 
 /** How long a process that shows no runtime yet may still be loading one (a .NET apphost maps CoreCLR late). */
-const RUNTIME_LOAD_MS = 3000;
+const RUNTIME_LOAD_MS = 10_000;
 
 /** What a filter may look at, read lazily. A process gone meanwhile reads as empty (and then matches nothing). */
 export class ProcessFacts {

@@ -1,8 +1,8 @@
 // Which runtime a process runs (design §7): cheap, lazy checks, one branch per runtime, so `sample`, `-w`
 // and the crash watcher can pick the right dump writer. Each runtime's own module knows its signs.
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { type DotnetFacts, detectDotnet } from './dotnet/detect.js';
-import { mapsCoreclr } from './dotnet/socket.js';
 import { detectNode, executable, isNodeProcess, type NodeFacts } from './node/detect.js';
 
 export type RuntimeFacts = DotnetFacts | NodeFacts | { kind: 'native' };
@@ -14,13 +14,17 @@ export async function detectRuntime(pid: number, signal?: AbortSignal): Promise<
 
 /**
  * The runtime a process has loaded, from its executable and its maps alone (no connection, synchronous):
- * for filters that look at every new process of a host. undefined when neither, or when it is gone.
+ * for filters that look at every new process of a host. undefined when neither, or when it is gone. A
+ * .NET app started through its apphost shows libhostfxr first, CoreCLR a little later.
  */
 export function mapsRuntime(pid: number): 'node' | 'dotnet' | undefined {
   try {
     if (isNodeProcess(pid)) return 'node';
+    if (path.basename(executable(pid) ?? '') === 'dotnet') return 'dotnet';
+    return /\/lib(coreclr|hostfxr)\.so$/m.test(readFileSync(`/proc/${pid}/maps`, 'latin1'))
+      ? 'dotnet'
+      : undefined;
   } catch {
-    return undefined; // gone
+    return undefined; // gone, or not ours to read
   }
-  return mapsCoreclr(pid) || path.basename(executable(pid) ?? '') === 'dotnet' ? 'dotnet' : undefined;
 }
