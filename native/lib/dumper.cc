@@ -20,7 +20,6 @@ namespace {
 
 // The page shared between the calling thread and its dumper process.
 struct Shared {
-  std::atomic<bool> cancel;
   // Set by the dumper once a cancelled dump has let the target go; its clean-up goes on.
   std::atomic<bool> abandoned;
   std::atomic<uint64_t> done, total;
@@ -44,7 +43,6 @@ struct Job {
 void* dumper(void* arg) {
   auto* job = static_cast<Job*>(arg);
   Shared* sh = job->sh;
-  job->options.cancel = &sh->cancel;
   const int wake = job->wake;
   job->options.abandoned = [sh, wake] {
     // From here on the clean-up must finish even if the caller exits: no death signal (a snapshot child
@@ -104,7 +102,7 @@ dump::Result dump_in_process(int pid, const std::string& path, const dump::Optio
   if (::pipe2(wake, O_CLOEXEC) < 0) throw SysError(errno, "pipe2", {}, pid);
   Fd wake_read(wake[0]), wake_write(wake[1]);
   Job job{sh.get(), pid, &path, options, wake_write.get()};
-  job.options.cancel = nullptr;
+  job.options.cancel = cancel;  // shared memory: the dumper reads the caller's flag itself
   job.options.progress = nullptr;
   job.options.abandoned = nullptr;
   const pid_t child = fork_worker(
@@ -139,14 +137,12 @@ dump::Result dump_in_process(int pid, const std::string& path, const dump::Optio
       *cleaning = child;
       throw SysError(ECANCELED, "write_core_dump", path, pid);
     }
-    if (cancel && cancel->load()) sh->cancel.store(true);
     const uint64_t done = sh->done.load(std::memory_order_relaxed);
     if (progress && done != last_done && sh->total.load(std::memory_order_relaxed)) {
       last_done = done;
       progress(done, sh->total.load(std::memory_order_relaxed));
     }
-    // Woken by `abandoned` or the dumper's exit (the pipe hangs up); every 5 ms otherwise, for the cancel
-    // flag and progress.
+    // Woken by `abandoned` or the dumper's exit (the pipe hangs up); every 5 ms otherwise, for progress.
     pollfd p{wake_read.get(), POLLIN, 0};
     if (::poll(&p, 1, 5) > 0 && (p.revents & POLLIN)) {
       char drain[16];

@@ -15,7 +15,9 @@ namespace tripdump::lib {
 
 // Forks the dumper, which writes the core of `pid` to `path` (dump::write_core_dump on a thread of its own
 // with an 8 MiB stack: the stack it inherits from the calling thread may be small), and follows it until it
-// exits: `cancel` (polled every 5 ms) is passed down, `progress` is called on the calling thread. Returns
+// exits; `progress` is called on the calling thread. `cancel` is read by the dumper itself, so setting it
+// reaches the dump at once with no thread in between: it must live in memory shared with child processes
+// (a SharedPage mapped before the call; a private flag is not seen once the dumper runs). Returns
 // the result or throws the dumper's SysError; a dumper that died without a word (killed, crashed) is
 // ECHILD, and its temporary file is removed. A caller that reaps children with waitpid(-1) elsewhere may
 // reap the dumper first: the result is read from shared memory all the same.

@@ -13,6 +13,7 @@
 
 #include "dump/core_dump.h"
 #include "lib/dumper.h"
+#include "lib/worker_process.h"
 #include "napi/addon.h"
 #include "napi/errors.h"
 
@@ -26,7 +27,8 @@ struct DumpJob {
   int pid = 0;
   std::string path;
   dump::Options options;
-  std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
+  // Shared with the dumper process, which reads it: cancel() from JS reaches the dump directly.
+  std::shared_ptr<lib::SharedPage<std::atomic<bool>>> cancel;
   std::thread thread;
   // The promise is settled and the thread only waits for the dumper to finish its clean-up: the
   // finalizer detaches the thread instead of joining it, and the thread no longer touches the job.
@@ -94,7 +96,7 @@ void run(DumpJob* job) {
   }
   try {
     job->result =
-        lib::dump_in_process(job->pid, job->path, job->options, job->cancel.get(), progress, &cleaning);
+        lib::dump_in_process(job->pid, job->path, job->options, job->cancel->get(), progress, &cleaning);
   } catch (const SysError& e) {
     job->error = std::make_unique<SysError>(e);
   } catch (const std::exception& e) {
@@ -121,7 +123,10 @@ void run(DumpJob* job) {
 // writeCoreDump(pid, path, {mode, filter, overwrite}, onProgress?) -> {promise, cancel()}
 Napi::Value write_core_dump(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  std::shared_ptr<lib::SharedPage<std::atomic<bool>>> cancel_page;
+  guarded(env, [&] { cancel_page = std::make_shared<lib::SharedPage<std::atomic<bool>>>(); });
   auto* job = new DumpJob(env);
+  job->cancel = cancel_page;
   job->pid = info[0].As<Napi::Number>().Int32Value();
   job->path = info[1].As<Napi::String>().Utf8Value();
   Napi::Object o = info[2].As<Napi::Object>();
@@ -144,9 +149,9 @@ Napi::Value write_core_dump(const Napi::CallbackInfo& info) {
                                             });
   Napi::Object handle = Napi::Object::New(env);
   handle.Set("promise", job->deferred.Promise());
-  std::shared_ptr<std::atomic<bool>> cancel = job->cancel;
+  std::shared_ptr<lib::SharedPage<std::atomic<bool>>> cancel = job->cancel;
   handle.Set("cancel", Napi::Function::New(env, [cancel](const Napi::CallbackInfo& ci) {
-               cancel->store(true);
+               (*cancel)->store(true);
                return ci.Env().Undefined();
              }));
   job->thread = std::thread(run, job);

@@ -6,6 +6,7 @@ import {
   chmodSync,
   cpSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -224,7 +225,11 @@ describe.runIf(ok)('.NET runtime dumps', () => {
 
   it('reaches a target in its own mount and pid namespaces', async () => {
     if (!needsRoot('unshare --mount --pid') || !hasTool('unshare', 'util-linux')) return;
-    // The target gets its own /tmp (a tmpfs): its socket is only reachable through /proc/PID/root.
+    // The target gets a temporary folder of its own (a tmpfs mounted in its namespace only, named by its
+    // TMPDIR): its socket is only reachable through /proc/PID/root. Not /tmp itself: the checkout (and the
+    // fixture) may live below /tmp.
+    const ownTmp = path.join(dir, 'ns-tmp');
+    mkdirSync(ownTmp);
     const t = track(
       await startDotnetTarget({
         wrapper: [
@@ -236,15 +241,20 @@ describe.runIf(ok)('.NET runtime dumps', () => {
           '--mount-proc',
           'sh',
           '-c',
-          'mount -t tmpfs tmpfs /tmp && exec "$0"',
+          'mount -t tmpfs tmpfs "$TMPDIR" && exec "$0"',
         ],
+        env: { ...process.env, TMPDIR: ownTmp },
       }),
     );
     const pid = await waitFor(() => descendant(t.pid, 'tripdump-fixtu'), 10_000, 'the namespaced target');
     expect(readFileSync(`/proc/${pid}/status`, 'utf8')).toMatch(/^NSpid:\s+\d+\s+1$/m);
     const info = await dotnetProcessInfo(pid);
     expect(info.processId).toBe(1);
-    expect(info.socket).toBe(`/proc/${pid}/root/tmp/dotnet-diagnostic-1-${procStat(pid).fields[19]}-socket`);
+    expect(info.socket).toBe(
+      `/proc/${pid}/root${ownTmp}/dotnet-diagnostic-1-${procStat(pid).fields[19]}-socket`,
+    );
+    // Not visible outside the target's namespace.
+    expect(readdirSync(ownTmp)).toEqual([]);
     const file = path.join(dir, 'namespaced.dmp');
     await writeDotnetDump(pid, file, { type: 'triage' });
     expect(statSync(file).size).toBeGreaterThan(0);
