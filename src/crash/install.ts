@@ -384,6 +384,7 @@ export function install(opts: InstallOptions = {}): InstallResult {
     );
   if (opts.coreSocket && !kernelSupportsSocketMode())
     throw new UsageError('core_pattern socket mode (@/path) needs Linux 6.16 or later');
+
   const pattern = opts.coreSocket
     ? `@${path.resolve(opts.coreSocket)}`
     : pipePattern(configPath, installedHandlerPath(configPath));
@@ -416,7 +417,18 @@ export function install(opts: InstallOptions = {}): InstallResult {
     undo.push(replaceFile(statePath(configPath), `${JSON.stringify(saved, null, 2)}\n`, 0o600));
     writeProc(CORE_PIPE_LIMIT, String(pipeLimit));
     undo.push(() => writeProc(CORE_PIPE_LIMIT, currentLimit));
-    writeProc(CORE_PATTERN, pattern);
+    try {
+      writeProc(CORE_PATTERN, pattern);
+    } catch (e) {
+      // The kernel takes an @/path pattern only from its initial mount namespace (not from a container,
+      // nor after unshare -m), and says no more than EINVAL.
+      if (opts.coreSocket && e instanceof SystemError && e.code === 'EINVAL')
+        throw new SystemError(
+          { errno: e.errno, code: e.code, syscall: e.syscall, path: CORE_PATTERN },
+          `the kernel refused core_pattern ${pattern} (EINVAL): socket mode can only be set from the host's initial mount namespace`,
+        );
+      throw e;
+    }
   } catch (e) {
     for (const step of undo.reverse()) {
       try {

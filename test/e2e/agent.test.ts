@@ -196,11 +196,12 @@ rules:
       );
     };
     await waitFor(settled, 15_000, 'the 20 sleepers', 100);
-    // What the agent holds open besides sockets (the test's own HTTP connections to it come and go).
+    // The files of processes the agent holds open (/proc/PID/...): what a process that went away would
+    // leave behind. (Sockets and libuv's own pipes and eventfds come and go with the test's requests.)
     const files = () =>
       readdirSync(`/proc/${agent.child.pid}/fd`).filter((fd) => {
         try {
-          return !readlinkSync(`/proc/${agent.child.pid}/fd/${fd}`).startsWith('socket:');
+          return /^\/proc\/\d+\//.test(readlinkSync(`/proc/${agent.child.pid}/fd/${fd}`));
         } catch {
           return false;
         }
