@@ -5,6 +5,7 @@ import { readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import picomatch from 'picomatch';
 import { mapsRuntime } from '../runtimes/detect.js';
+import { handlesSigusr1 } from '../runtimes/node/detect.js';
 import type { ProcessFilter } from './config.js';
 
 /** How long a process that shows no runtime yet may still be loading one (a .NET apphost maps CoreCLR late). */
@@ -95,8 +96,13 @@ export class ProcessFacts {
   get runtime(): 'node' | 'dotnet' | null | undefined {
     if (this.#runtime !== undefined) return this.#runtime;
     const seen = mapsRuntime(this.pid);
+    const young = this.startTime !== undefined && Date.now() - this.startTime < RUNTIME_LOAD_MS;
+    // A Node process that has not installed its SIGUSR1 handler yet is still starting: its inspector
+    // cannot be opened (and the signal would end it). One that never does (--disable-sigusr1) is decided
+    // once it is no longer young, and its Node triggers then say why they cannot watch it.
+    if (seen === 'node' && young && !sigusr1Handled(this.pid)) return undefined;
     if (seen) this.#runtime = seen;
-    else if (this.startTime !== undefined && Date.now() - this.startTime < RUNTIME_LOAD_MS) return undefined;
+    else if (young) return undefined;
     else this.#runtime = null;
     return this.#runtime;
   }
@@ -108,6 +114,14 @@ export class ProcessFacts {
       if (m) return m[1];
     }
     return undefined;
+  }
+}
+
+function sigusr1Handled(pid: number): boolean {
+  try {
+    return handlesSigusr1(pid);
+  } catch {
+    return false; // gone: the next sweep will not see it
   }
 }
 

@@ -473,8 +473,14 @@ export class Monitor {
           kind: trigger.tag,
           error: e as Error,
         });
-        this.#failed = true;
-        this.#nudge();
+        // A process a predicate found (the agent's rules over a host) is let go: one process whose
+        // runtime cannot be reached must not end the watch over all the others. A process named on the
+        // command line cannot be watched as asked: the monitor fails.
+        if ('match' in t.rule.spec) this.#drop(t);
+        else {
+          this.#failed = true;
+          this.#nudge();
+        }
       });
       this.#inflight.add(watching);
       void watching.finally(() => this.#inflight.delete(watching));
@@ -544,7 +550,10 @@ export class Monitor {
     if (!this.#done(t)) this.#cutShort = true;
   }
 
-  /** The rule of a target went away (setRules): as if its process had, without cutting the run short. */
+  /**
+   * The rule of a target went away (setRules), or its trigger cannot watch it: as if its process had,
+   * without cutting the run short.
+   */
   #drop(t: Target): void {
     t.events.abort();
     if (t.rule.targets.get(t.info.pid) === t) t.rule.targets.delete(t.info.pid);

@@ -4,6 +4,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Action, ActionContext } from '../../src/actions/action.js';
 import { Monitor, type MonitorEvent, type MonitorRule, ThresholdTrigger } from '../../src/index.js';
+import { HeapUsedTrigger } from '../../src/runtimes/node/triggers.js';
 import { spawnTarget, trackProcesses, waitFor } from '../helpers/processes.js';
 
 const track = trackProcesses();
@@ -103,6 +104,39 @@ describe('Monitor with several rules', () => {
     await run;
     // Once decided, never asked again.
     expect(asked.length).toBe(4);
+  });
+
+  it('a process whose event trigger cannot watch it is let go with an error; the monitor watches on', async () => {
+    const a = track(await spawnTarget('sampler_target', ['--comm', 'mr-refuse']));
+    const b = track(await spawnTarget('sampler_target', ['--comm', 'mr-accept', '--threads', '3']));
+    const rec = new Recording();
+    const { monitor, events, stop, run } = start({
+      pollMs: 50,
+      rules: [
+        {
+          // A Node trigger on a process that is not Node: its inspector cannot be reached.
+          name: 'heap',
+          target: { match: ({ comm }) => comm === 'mr-refuse' },
+          triggers: [new HeapUsedTrigger([1])],
+          actions: [rec],
+        },
+        {
+          name: 'threads',
+          target: { match: ({ comm }) => comm === 'mr-accept' },
+          triggers: [new ThresholdTrigger('threads', 'above', [2])],
+          actions: [rec],
+          count: 1,
+        },
+      ],
+    });
+    await waitFor(() => events.some((e) => e.type === 'error'), 10_000, 'the error');
+    await waitFor(() => rec.runs.length === 1, 10_000, 'the other rule to fire');
+    expect(rec.runs[0]!.target).toMatchObject({ pid: b.pid, rule: 'threads' });
+    const errors = events.flatMap((e) => (e.type === 'error' ? [e] : []));
+    expect(errors.map((e) => [e.target.pid, e.kind])).toEqual([[a.pid, 'heapused']]);
+    expect(monitor.targets().some((t) => t.pid === a.pid)).toBe(false);
+    stop();
+    expect((await run).reason).toBe('aborted');
   });
 
   it('setRules keeps the targets of a rule passed again, drops those of a rule left out, matches new ones', async () => {
