@@ -4,8 +4,7 @@
 import { readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import picomatch from 'picomatch';
-import { mapsRuntime } from '../runtimes/detect.js';
-import { handlesSigusr1 } from '../runtimes/node/detect.js';
+import { mapsRuntime, runtimeReachable } from '../runtimes/detect.js';
 import type { ProcessFilter } from './config.js';
 
 /** How long a process that shows no runtime yet may still be loading one (a .NET apphost maps CoreCLR late). */
@@ -97,10 +96,11 @@ export class ProcessFacts {
     if (this.#runtime !== undefined) return this.#runtime;
     const seen = mapsRuntime(this.pid);
     const young = this.startTime !== undefined && Date.now() - this.startTime < RUNTIME_LOAD_MS;
-    // A Node process that has not installed its SIGUSR1 handler yet is still starting: its inspector
-    // cannot be opened (and the signal would end it). One that never does (--disable-sigusr1) is decided
-    // once it is no longer young, and its Node triggers then say why they cannot watch it.
-    if (seen === 'node' && young && !sigusr1Handled(this.pid)) return undefined;
+    // A runtime still starting cannot be reached yet (Node has not installed its SIGUSR1 handler, .NET
+    // has not made its diagnostics socket): asked again later. One that never can be (--disable-sigusr1,
+    // DOTNET_EnableDiagnostics=0) is decided once it is no longer young, and its runtime triggers then
+    // say why they cannot watch it.
+    if (seen && young && !runtimeReachable(this.pid, seen)) return undefined;
     if (seen) this.#runtime = seen;
     else if (young) return undefined;
     else this.#runtime = null;
@@ -114,14 +114,6 @@ export class ProcessFacts {
       if (m) return m[1];
     }
     return undefined;
-  }
-}
-
-function sigusr1Handled(pid: number): boolean {
-  try {
-    return handlesSigusr1(pid);
-  } catch {
-    return false; // gone: the next sweep will not see it
   }
 }
 

@@ -3,7 +3,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { type DotnetFacts, detectDotnet } from './dotnet/detect.js';
-import { detectNode, executable, isNodeProcess, type NodeFacts } from './node/detect.js';
+import { locateSocket } from './dotnet/socket.js';
+import { detectNode, executable, handlesSigusr1, isNodeProcess, type NodeFacts } from './node/detect.js';
 
 export type RuntimeFacts = DotnetFacts | NodeFacts | { kind: 'native' };
 
@@ -26,5 +27,20 @@ export function mapsRuntime(pid: number): 'node' | 'dotnet' | undefined {
       : undefined;
   } catch {
     return undefined; // gone, or not ours to read
+  }
+}
+
+/**
+ * Whether tripdump can reach the runtime of a process mapsRuntime() recognised: a Node process handles
+ * SIGUSR1 (what opens its inspector), a .NET one has its diagnostics socket. A process just started has
+ * neither yet; one started with --disable-sigusr1 or DOTNET_EnableDiagnostics=0 never will.
+ */
+export function runtimeReachable(pid: number, runtime: 'node' | 'dotnet'): boolean {
+  try {
+    if (runtime === 'node') return handlesSigusr1(pid);
+    locateSocket(pid);
+    return true;
+  } catch {
+    return false; // gone, or no socket (yet)
   }
 }

@@ -589,7 +589,9 @@ rules:
         async () => (await agent.status()).rules[0]!.matched.some((x) => x.pid === t.pid),
         15_000,
         'the .NET target matched',
-      );
+      ).catch((e) => {
+        throw new Error(`${(e as Error).message}; the agent said:\n${agent.out()}`);
+      });
       // The EventPipe session starts once the process is matched: throw until the rule has fired.
       // The runtime writes into a hidden folder of its own in there first (it writes as the target's user).
       const dumps = () => readdirSync(out).filter((f) => !f.startsWith('.'));
