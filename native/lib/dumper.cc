@@ -37,6 +37,10 @@ struct Job {
   const std::string* path;
   dump::Options options;
   int wake;  // write end of the pipe the calling thread polls
+  // Between the dumper's two threads (run_dumper says why): the dump thread writes 'a' when it abandons
+  // a cancelled dump and 'f' when it ends; the main thread clears its death signal on 'a' and says so.
+  int to_main = -1;
+  std::atomic<bool> released{false};
 };
 
 // Runs in the dumper process, on a thread of its own.
@@ -44,10 +48,12 @@ void* dumper(void* arg) {
   auto* job = static_cast<Job*>(arg);
   Shared* sh = job->sh;
   const int wake = job->wake;
-  job->options.abandoned = [sh, wake] {
+  job->options.abandoned = [job, sh, wake] {
     // From here on the clean-up must finish even if the caller exits: no death signal (a snapshot child
-    // is still to be reaped from the target; if we died now it would stay there as a zombie).
-    ::prctl(PR_SET_PDEATHSIG, 0);
+    // is still to be reaped from the target; if we died now it would stay there as a zombie). The death
+    // signal is the main thread's (a thread's own setting): it clears it, and only then is the caller told.
+    [[maybe_unused]] const ssize_t a = ::write(job->to_main, "a", 1);
+    while (!job->released.load()) ::usleep(50);
     sh->abandoned.store(true);
     [[maybe_unused]] const ssize_t n = ::write(wake, "a", 1);
   };
@@ -65,12 +71,20 @@ void* dumper(void* arg) {
     sh->error.store(e);
     sh->state.store(Shared::kError);
   }
+  [[maybe_unused]] const ssize_t f = ::write(job->to_main, "f", 1);
   return nullptr;
 }
 
 constexpr size_t kDumperStack = 8 << 20;
 
+// The dump runs on a thread with a stack of its own size (the forked main thread has the caller's, which
+// may be small). The main thread keeps the death signal fork_worker set (it is per thread: the new one has
+// none) and drops it when the dump thread abandons a cancelled dump.
 void run_dumper(Job& job) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) < 0) throw SysError(errno, "pipe2", *job.path, job.pid);
+  Fd from_dump(fds[0]), to_main(fds[1]);
+  job.to_main = to_main.get();
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setstacksize(&attr, kDumperStack);
@@ -78,6 +92,15 @@ void run_dumper(Job& job) {
   const int err = pthread_create(&t, &attr, dumper, &job);
   pthread_attr_destroy(&attr);
   if (err) throw SysError(err, "pthread_create", *job.path, job.pid);
+  for (char c = 0; c != 'f';) {
+    const ssize_t n = ::read(from_dump.get(), &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    if (c == 'a') {
+      ::prctl(PR_SET_PDEATHSIG, 0);
+      job.released.store(true);
+    }
+  }
   pthread_join(t, nullptr);
 }
 
