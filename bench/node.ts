@@ -264,11 +264,13 @@ async function benchLoopDelay(work: string): Promise<LoopRow> {
       .sort()
       .map(
         (f) =>
+          // The stack file: the process and the trigger, then the stack's own fields.
           JSON.parse(readFileSync(path.join(dir, f), 'utf8')) as {
-            stack: { time: string; latencyMs: number; pausedMs: number };
+            time: string;
+            latencyMs: number;
+            pausedMs: number;
           },
       )
-      .map((s) => s.stack)
       .sort((a, b) => Date.parse(a.time) - Date.parse(b.time))[i]!;
     row.blockToStackMs.push(Date.parse(file.time) - blocking);
     row.askToStackMs.push(file.latencyMs);
