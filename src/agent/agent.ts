@@ -333,6 +333,7 @@ export class Agent {
       case 'exit':
         this.metrics.watched.dec({ rule: e.target.rule ?? '' });
         this.#latest.delete(e.target.pid);
+        this.#open.delete(`${e.target.rule}:${e.target.pid}`); // its firing stays in #recent
         this.metrics.forget(e.target.pid);
         return;
       case 'fire': {
