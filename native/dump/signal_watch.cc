@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <set>
 
 #include "core/error.h"
 #include "dump/memory_map.h"
@@ -74,6 +75,8 @@ SignalWatch::SignalWatch(int pid, uint64_t watched) : pid_(pid), watched_(watche
   if (!sigchld_) throw_errno("signalfd", "", pid_);
 
   const long opts = PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC;
+  // Tasks whose exit is under way: never seized, not looked at again.
+  std::set<pid_t> exiting;
   auto seize = [&](pid_t tid) {
     if (::ptrace(PTRACE_SEIZE, tid, nullptr, reinterpret_cast<void*>(opts)) == 0) {
       threads_.try_emplace(tid);
@@ -86,18 +89,24 @@ SignalWatch::SignalWatch(int pid, uint64_t watched) : pid_(pid), watched_(watche
       threads_.try_emplace(tid);
       return;
     }
-    if (tid != pid_ && (e == ESRCH || tracer < 0)) return;  // the thread exited meanwhile
-    // The kernel refuses to seize a task whose exit is over (EPERM once exit_state is set). A main thread
-    // in that state with no other thread left (a zombie counts itself as its one thread) means the
-    // process exited while we were attaching: gone, not a permission problem.
-    if (tid == pid_) {
-      const char st = proc_state(pid_);
-      if (st == '?' || st == 'X' || (st == 'Z' && status_field(pid_, "Threads") <= 1))
-        throw SysError(ESRCH, "ptrace", "", pid_, "the process exited");
+    // The kernel refuses to seize a task whose exit is under way (EPERM once exit_state is set). A thread
+    // exiting is skipped. So is a zombie main thread while other threads remain: it called pthread_exit
+    // (they are seized), or the whole process is exiting (they are skipped too, and none is left). A main
+    // thread gone, or a zombie alone, means the process exited while we were attaching: not a permission
+    // problem.
+    const char st = proc_state(pid_, tid);
+    const bool ended = e == ESRCH || st == '?' || st == 'Z' || st == 'X';
+    if (tid != pid_ && (ended || tracer < 0)) {
+      exiting.insert(tid);
+      return;
     }
+    if (tid == pid_ && st == 'Z' && status_field(pid_, "Threads") > 1) {
+      exiting.insert(tid);
+      return;
+    }
+    if (ended) throw SysError(ESRCH, "ptrace", "", pid_, "the process exited");
     if (tid == pid_ && e == EPERM && tracer > 0)
       throw SysError(EPERM, "ptrace", "", pid_, "already traced by pid " + std::to_string(tracer));
-    if (e == ESRCH && proc_state(pid_) == '?') throw SysError(ESRCH, "ptrace", "", pid_);
     throw SysError(e, "ptrace", "", pid_, "PTRACE_SEIZE of thread " + std::to_string(tid));
   };
   try {
@@ -108,11 +117,12 @@ SignalWatch::SignalWatch(int pid, uint64_t watched) : pid_(pid), watched_(watche
     for (bool found = true; found;) {
       found = false;
       for (pid_t tid : list_tasks(pid_)) {
-        if (threads_.count(tid)) continue;
+        if (threads_.count(tid) || exiting.count(tid)) continue;
         found = true;
         seize(tid);
       }
     }
+    if (threads_.empty()) throw SysError(ESRCH, "ptrace", "", pid_, "the process exited");
   } catch (...) {
     detach_all();
     throw;
@@ -153,7 +163,9 @@ void SignalWatch::handle(pid_t tid, int status, bool holding) {
     threads_.erase(tid);
     std::erase(queue_, tid);
     // The leader's exit is reported once the whole thread group is gone, with the group's exit status.
-    if (tid == pid_) {
+    // With the main thread not seized (a zombie after pthread_exit), the last thread's end is the
+    // process's: a group exit gives every thread the group's status.
+    if (tid == pid_ || threads_.empty()) {
       exited_ = true;
       exit_status_ = status;
     }

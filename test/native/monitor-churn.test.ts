@@ -76,8 +76,9 @@ async function churnAndSettle(opts: {
   await waitFor(() => churn.lines.includes('done') || ended, 120_000, 'the churn to end');
   // Every short-lived child has been reaped: the monitor is back to the sleepers once it has swept.
   await waitFor(() => monitor.tracked === opts.sleepers || ended, 10_000, 'the monitor to settle');
-  expect(ended).toBeUndefined();
+  // The errors first: when the monitor ended early, they say why.
   expect(errors).toEqual([]);
+  expect(ended).toBeUndefined();
   expect(monitor.tracked).toBe(opts.sleepers);
   // It did see the churn (how much of it depends on the host's load: many live less than a poll), and
   // saw each one it added go.

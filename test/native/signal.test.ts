@@ -254,4 +254,19 @@ describe('watchSignals', () => {
     }
     expect(untraced(t.pid)).toBe(true);
   });
+  it('a process whose main thread called pthread_exit is watched through its other threads', async () => {
+    // The kernel refuses to seize a zombie main thread (EPERM); the process is alive all the same.
+    const t = track(await spawnTarget('signal_target', ['leader-exits'], { stdin: true }));
+    await waitFor(() => state(t.pid).startsWith('Z'), 5000, 'the main thread to exit');
+    const { w, events } = rawWatch(t.pid, [SIGUSR1], () => null);
+    await waitFor(() => events.length > 0, 5000, 'the watch to attach');
+    expect(procStatus(t.pid).TracerPid).toBe('0'); // the main thread: not seized
+    process.kill(t.pid, 'SIGUSR1');
+    await waitFor(() => usr1Lines(t).length > 0, 5000, 'the handler');
+    expect(events.map((e) => e.type)).toEqual(['attached', 'signal']);
+    // Its end is seen through the last thread: the watch reports the exit and settles.
+    process.kill(t.pid, 'SIGKILL');
+    await w.done;
+    expect(events.at(-1)).toMatchObject({ type: 'exit', signal: 9 });
+  });
 });
