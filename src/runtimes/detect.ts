@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { type DotnetFacts, detectDotnet } from './dotnet/detect.js';
 import { locateSocket } from './dotnet/socket.js';
-import { detectNode, executable, handlesSigusr1, isNodeProcess, type NodeFacts } from './node/detect.js';
+import { detectNode, executable, handlesSigusr1, type NodeFacts, nodeSigns } from './node/detect.js';
 
 export type RuntimeFacts = DotnetFacts | NodeFacts | { kind: 'native' };
 
@@ -20,11 +20,13 @@ export async function detectRuntime(pid: number, signal?: AbortSignal): Promise<
  */
 export function mapsRuntime(pid: number): 'node' | 'dotnet' | undefined {
   try {
-    if (isNodeProcess(pid)) return 'node';
-    if (path.basename(executable(pid) ?? '') === 'dotnet') return 'dotnet';
-    return /\/lib(coreclr|hostfxr)\.so$/m.test(readFileSync(`/proc/${pid}/maps`, 'latin1'))
-      ? 'dotnet'
-      : undefined;
+    const exe = executable(pid);
+    if (path.basename(exe ?? '') === 'dotnet') return 'dotnet';
+    // One read of the maps for both runtimes' signs: this runs for every new process of a host.
+    let text: string | undefined;
+    const maps = () => (text ??= readFileSync(`/proc/${pid}/maps`, 'latin1'));
+    if (nodeSigns(exe, maps)) return 'node';
+    return /\/lib(coreclr|hostfxr)\.so$/m.test(maps()) ? 'dotnet' : undefined;
   } catch {
     return undefined; // gone, or not ours to read
   }

@@ -36,10 +36,14 @@ export function executable(pid: number): string | undefined {
  * libnode mapped (embedders, Electron-style builds). Throws ProcessGoneError when there is no such process.
  */
 export function isNodeProcess(pid: number): boolean {
-  const exe = executable(pid);
+  return nodeSigns(executable(pid), () => read(pid, 'maps'));
+}
+
+/** Node's signs in an executable path, then (only when the name says nothing) in the process's maps. */
+export function nodeSigns(exe: string | undefined, maps: () => string | undefined): boolean {
   if (exe && /^node(js)?[\d.-]*$/.test(path.basename(exe))) return true;
-  const maps = read(pid, 'maps');
-  return maps !== undefined && /\/libnode\.so[.\d]*$/m.test(maps);
+  const m = maps();
+  return m !== undefined && /\/libnode\.so[.\d]*$/m.test(m);
 }
 
 export interface NodeFacts {
