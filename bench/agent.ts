@@ -296,6 +296,15 @@ async function churn(): Promise<void> {
     console.log(
       `RSS drift from 10 s to the end: ${(last.rss - first.rss).toFixed(1)} MiB over ${((last.t - first.t) / 60).toFixed(1)} min`,
     );
+    // Whether it levels off: the RSS at each minute, and the drift over the second half.
+    const atMinute = samples.filter(
+      (s, i) => i === 0 || Math.floor(s.t / 60) > Math.floor(samples[i - 1]!.t / 60),
+    );
+    console.log(`RSS MiB by minute: ${atMinute.map((s) => s.rss.toFixed(1)).join(' ')}`);
+    const half = samples.find((s) => s.t >= last.t / 2) ?? first;
+    console.log(
+      `RSS drift over the second half: ${(((last.rss - half.rss) / (last.t - half.t)) * 60).toFixed(2)} MiB/min`,
+    );
   } finally {
     await stop(churner.child);
     await stop(agent.child);

@@ -22,7 +22,10 @@ export interface ActionContext {
   target: TargetInfo;
   firing: Firing;
   time: Date;
-  /** The samples leading up to the firing, oldest first (the monitor keeps the last 60 by default). */
+  /**
+   * The samples leading up to the firing, oldest first (the monitor keeps the last 60 by default); empty
+   * unless an action of the rule uses it (Action.usesHistory).
+   */
   history: readonly HistoryEntry[];
   /** Aborted on Ctrl-C/SIGTERM: an action in flight stops and leaves nothing half-written. */
   signal: AbortSignal;
@@ -39,5 +42,10 @@ export interface ActionResult {
 
 export interface Action {
   readonly kind: string;
+  /**
+   * The action reads `ctx.history`. The monitor keeps each target's last samples only for rules that have
+   * such an action: on a host with thousands of targets they would be most of its memory.
+   */
+  readonly usesHistory?: boolean;
   run(ctx: ActionContext): Promise<ActionResult>;
 }

@@ -38,7 +38,10 @@ export class DumpAction implements Action {
    */
   #taken = new Set<string>();
   #takenSecond = '';
-  constructor(readonly options: DumpActionOptions) {}
+  readonly usesHistory: boolean;
+  constructor(readonly options: DumpActionOptions) {
+    this.usesHistory = options.historyDir !== undefined;
+  }
 
   async run(ctx: ActionContext): Promise<ActionResult> {
     const o = this.options;

@@ -99,6 +99,7 @@ export async function writeFileSafely(file: string, data: string, overwrite = fa
 /** Writes the sample history alone (no dump), to the file `path` names for this firing. */
 export class HistoryAction implements Action {
   readonly kind = 'history';
+  readonly usesHistory = true;
   constructor(private readonly path: (ctx: ActionContext) => string) {}
 
   async run(ctx: ActionContext): Promise<ActionResult> {

@@ -55,7 +55,7 @@ export interface MonitorOptions extends Partial<MonitorRule> {
   rules?: readonly MonitorRule[];
   /** Sampling interval (-pf), ms. Default 1,000. */
   pollMs?: number;
-  /** Samples kept per target for the history. Default 60. */
+  /** Samples kept per target for actions that use them (Action.usesHistory). Default 60. */
   historySize?: number;
   /**
    * Emit every sample as it is taken. By default the event loop sleeps through polls that have nothing to
@@ -111,6 +111,8 @@ interface Rule {
   count: number;
   cooldownMs: number;
   sustainMs: number;
+  /** An action reads the samples before a firing: only then are they kept. */
+  keepsHistory: boolean;
   /** By pid. */
   targets: Map<number, Target>;
 }
@@ -146,6 +148,7 @@ function makeRule(r: MonitorRule, external = false): Rule {
     count: positive(r.count, 'count', 1, 1),
     cooldownMs: positive(r.cooldownMs, 'cooldownMs', 10_000, 0),
     sustainMs: positive(r.sustainMs, 'sustainMs', 0, 0),
+    keepsHistory: r.actions.some((a) => a.usesHistory === true),
     targets: new Map(),
   };
 }
@@ -383,8 +386,10 @@ export class Monitor {
     for (const t of this.#targets()) {
       const record = t.exited ? undefined : snap.get(t.info.pid);
       if (!record) continue;
-      t.history.push({ time: snap.time, record });
-      if (t.history.length > this.#o.historySize) t.history.shift();
+      if (t.rule.keepsHistory) {
+        t.history.push({ time: snap.time, record });
+        if (t.history.length > this.#o.historySize) t.history.shift();
+      }
       this.#emit({ type: 'sample', target: t.info, record });
       if (t.busy || snap.time < t.cooldownUntil || this.#done(t)) continue;
       this.#judge(t, record, snap.time);

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
+  type ActionContext,
   ExecAction,
   HistoryAction,
   Monitor,
@@ -51,6 +52,29 @@ describe('Monitor', () => {
       'action',
       'action',
     ]);
+  });
+
+  it('keeps the samples before a firing only for rules with an action that reads them', async () => {
+    const t = track(await spawnTarget('workload', ['--delay', '300', '--threads', '4']));
+    const seen: Record<string, number> = {};
+    const probe = (name: string, usesHistory: boolean) => ({
+      kind: name,
+      usesHistory,
+      run: async (ctx: ActionContext) => {
+        seen[name] = ctx.history.length;
+        return { message: '' };
+      },
+    });
+    const rule = (name: string, usesHistory: boolean) => ({
+      name,
+      target: { pid: t.pid },
+      triggers: [new ThresholdTrigger('threads', 'above', [5])],
+      actions: [probe(name, usesHistory)],
+    });
+    await new Monitor({ rules: [rule('reads', true), rule('ignores', false)], pollMs: 50 }).run();
+    // The workload starts a thread every 300 ms: several polls of history before the crossing.
+    expect(seen.reads).toBeGreaterThan(2);
+    expect(seen.ignores).toBe(0);
   });
 
   it('sleeps through quiet polls: they reach JS in one batch with the firing one, none lost', async () => {

@@ -372,6 +372,7 @@ const EXTENSIONS = {
  */
 export class NodeOutputAction implements Action {
   readonly kind: string;
+  readonly usesHistory: boolean;
   #count = 0;
   /** Names this action wrote in the current second (default names) or at all (custom names): a counter. */
   #taken = new Set<string>();
@@ -382,6 +383,7 @@ export class NodeOutputAction implements Action {
     readonly options: NodeOutputOptions,
   ) {
     this.kind = output;
+    this.usesHistory = options.historyDir !== undefined;
   }
 
   async run(ctx: ActionContext): Promise<ActionResult> {
@@ -470,11 +472,13 @@ function wants(o: NodeOutputOptions, ctx: ActionContext, output: NodeOutput): bo
 /** Runs the core dump action only for firings that want a core (see NodeOutputOptions). */
 export class NodeCoreAction implements Action {
   readonly kind: string;
+  readonly usesHistory: boolean;
   constructor(
     readonly core: Action,
     readonly options: Pick<NodeOutputOptions, 'outputs'>,
   ) {
     this.kind = core.kind;
+    this.usesHistory = core.usesHistory === true;
   }
   run(ctx: ActionContext): Promise<ActionResult> {
     return wants({ dir: '', ...this.options }, ctx, 'core')
