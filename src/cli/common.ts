@@ -113,16 +113,32 @@ export function requireProcess(pid: number, what = 'PID'): number {
   return pid;
 }
 
+const interrupt = new AbortController();
+let signalsHandled = false;
+
 /** One AbortSignal for the whole command: the first SIGINT/SIGTERM aborts it, a second exits at once. */
 export function interruptSignal(): AbortSignal {
-  const ctl = new AbortController();
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (ctl.signal.aborted) process.exit(EXIT.ok);
-    ctl.abort(new Error(`interrupted by ${sig}`));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  return ctl.signal;
+  if (!signalsHandled) {
+    signalsHandled = true;
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (interrupt.signal.aborted) process.exit(EXIT.ok);
+      interrupt.abort(new Error(`interrupted by ${sig}`));
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
+  return interrupt.signal;
+}
+
+/**
+ * The reader of stdout went away (`tripdump sample --all | head`): the command stops as on Ctrl-C, with no
+ * stack, and whatever it still writes is dropped.
+ */
+export function stopWhenStdoutCloses(): void {
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    if (!interrupt.signal.aborted) interrupt.abort(new Error('stdout was closed'));
+  });
 }
 
 /** A coredump_filter mask in hex, with or without 0x (ProcDump's -mc takes `33` and `0x33`): 0 to 0x1ff. */

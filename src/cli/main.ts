@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { AbortError, TripdumpError, UsageError } from '../errors.js';
 import { AGENT_USAGE, agentCommand } from './agent.js';
-import { EXIT } from './common.js';
+import { EXIT, stopWhenStdoutCloses } from './common.js';
 import { COUNTERS_USAGE, countersCommand } from './counters.js';
 import { CRASH_USAGE, crashHandlerCommand } from './crash.js';
 import { DUMP_USAGE, dumpCommand } from './dump.js';
@@ -44,6 +44,7 @@ function version(): string {
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  stopWhenStdoutCloses();
   try {
     switch (command) {
       case undefined:

@@ -173,4 +173,21 @@ describe('tripdump sample', () => {
     const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
     expect(code).toBe(0);
   });
+  it('stops quietly with exit 0 when the reader of its output goes away (| head)', async () => {
+    const child = spawn(process.execPath, [cli, 'sample', '--all', '--count', '0', '--interval', '50']);
+    try {
+      let err = '';
+      child.stderr.on('data', (d: Buffer) => {
+        err += d.toString();
+      });
+      // The first screen read, then the pipe closed: its next write fails with EPIPE.
+      await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+      child.stdout.destroy();
+      const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+      expect(err).toBe('');
+      expect(code).toBe(0);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+  });
 });
