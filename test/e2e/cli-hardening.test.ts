@@ -20,7 +20,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { encodeCrash } from '../../src/crash/protocol.js';
 import { procStatus, spawnTarget, type Target, trackProcesses, waitFor } from '../helpers/processes.js';
-import { hasTool, needsRoot } from '../helpers/requirements.js';
+import { hasTool, nobodyCanRun } from '../helpers/requirements.js';
 import { cli, isCore, runSync, spawnCopy, start, uniqueFixture } from './run-cli.js';
 
 const track = trackProcesses();
@@ -146,7 +146,7 @@ describe('output paths', () => {
   });
 
   it('an unwritable folder is named as such, not reported as a process permission problem', async () => {
-    if (!needsRoot('running tripdump as another user')) return;
+    if (!nobodyCanRun('running tripdump as another user')) return;
     const t = track(
       await spawnTarget('workload', [], {
         wrapper: ['setpriv', ...NOBODY],
@@ -358,7 +358,7 @@ describe('faults', () => {
   });
 
   it('a non-dumpable process of your own: the message says so and says what allows it', async () => {
-    if (!needsRoot('running tripdump as another user')) return;
+    if (!nobodyCanRun('running tripdump as another user')) return;
     chmodSync(dir, 0o777);
     const script =
       'import ctypes, sys, time\nctypes.CDLL(None).prctl(4, 0, 0, 0, 0)\nprint("ready", flush=True)\ntime.sleep(60)';

@@ -3,6 +3,7 @@
 // CI sets TRIPDUMP_NO_SKIP=1: everything is installed there, so a missing requirement is an error instead
 // (and test/no-skip-reporter.ts fails the run if any test was skipped).
 import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 
 export const strict = process.env.TRIPDUMP_NO_SKIP === '1';
 export const isRoot = process.getuid?.() === 0;
@@ -25,4 +26,21 @@ export function hasTool(tool: string, pkg: string): boolean {
 /** Whether we run as root; if not, says what needed it. */
 export function needsRoot(what: string): boolean {
   return requirement(isRoot, `${what} needs root`);
+}
+
+/**
+ * Whether the unprivileged user nobody can run this checkout's code, for tests that run tripdump as another
+ * user: a clone below a folder only its owner may enter (root's home, `mktemp -d`) cannot be. Needs root and
+ * setpriv; says why not otherwise.
+ */
+export function nobodyCanRun(what: string): boolean {
+  if (!needsRoot(what) || !hasTool('setpriv', 'util-linux')) return false;
+  const entry = path.resolve(import.meta.dirname, '../../dist/cli/main.js');
+  const readable =
+    spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'test', '-r', entry]).status ===
+    0;
+  return requirement(
+    readable,
+    `${what}: user nobody cannot read ${entry} (a folder above it is closed to other users); clone where others may read to run it`,
+  );
 }

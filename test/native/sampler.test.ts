@@ -28,7 +28,7 @@ import {
   trackProcesses,
   waitFor,
 } from '../helpers/processes.js';
-import { hasTool, needsRoot } from '../helpers/requirements.js';
+import { needsRoot, nobodyCanRun } from '../helpers/requirements.js';
 
 const track = trackProcesses();
 const isRoot = process.getuid?.() === 0;
@@ -178,7 +178,7 @@ describe('Sampler: unavailable is null, never 0', () => {
       return;
     }
     // As root everything is readable, so the sampler runs as nobody against a target of root's.
-    if (!hasTool('setpriv', 'util-linux')) return;
+    if (!nobodyCanRun('sampling as another user')) return;
     const dist = path.resolve(import.meta.dirname, '../../dist/index.js');
     expect(existsSync(dist), `${dist} is missing: run npm run build`).toBe(true);
     const t = await target(['--threads', '2']);
