@@ -35,6 +35,9 @@ function alive(child: ChildProcess): boolean {
   return child.exitCode === null && child.signalCode === null;
 }
 
+/** How each target spawned here ended, by pid: a target that dies mid-test is reported with its reason. */
+const endings = new Map<number, () => string>();
+
 export async function spawnNodeTarget(options: NodeTargetOptions = {}): Promise<NodeTarget> {
   const command = [...(options.wrapper ?? []), process.execPath, ...(options.nodeArgs ?? []), TARGET_SCRIPT];
   const child = spawn(command[0]!, command.slice(1), {
@@ -63,6 +66,11 @@ export async function spawnNodeTarget(options: NodeTargetOptions = {}): Promise<
     for (const w of waiters) w();
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  if (child.pid !== undefined)
+    endings.set(
+      child.pid,
+      () => `exit code ${child.exitCode}, signal ${child.signalCode}; stderr: ${stderr}`,
+    );
   const until = <T>(get: () => T | undefined, timeoutMs: number, what: string): Promise<T> =>
     new Promise((resolve, reject) => {
       const check = () => {
@@ -140,7 +148,15 @@ export function withoutSigusr1(): NodeTargetOptions {
 /** The target's listening TCP sockets, read from /proc here (not through tripdump): "addr:port" in hex. */
 export function listeningSockets(pid: number): string[] {
   const inodes = new Set<string>();
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch (e) {
+    const ending = endings.get(pid);
+    if (ending === undefined || (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    throw new Error(`node target ${pid} is gone: ${ending()}`);
+  }
+  for (const fd of fds) {
     try {
       const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
       if (m) inodes.add(m[1]!);
