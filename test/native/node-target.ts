@@ -66,11 +66,8 @@ export async function spawnNodeTarget(options: NodeTargetOptions = {}): Promise<
     for (const w of waiters) w();
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  if (child.pid !== undefined)
-    endings.set(
-      child.pid,
-      () => `exit code ${child.exitCode}, signal ${child.signalCode}; stderr: ${stderr}`,
-    );
+  const ending = () => `exit code ${child.exitCode}, signal ${child.signalCode}; stderr: ${stderr}`;
+  if (child.pid !== undefined) endings.set(child.pid, ending);
   const until = <T>(get: () => T | undefined, timeoutMs: number, what: string): Promise<T> =>
     new Promise((resolve, reject) => {
       const check = () => {
@@ -82,7 +79,7 @@ export async function spawnNodeTarget(options: NodeTargetOptions = {}): Promise<
         } else if (!alive(child)) {
           waiters.delete(check);
           clearTimeout(timer);
-          reject(new Error(`the node target exited while waiting for ${what}; stderr: ${stderr}`));
+          reject(new Error(`the node target exited while waiting for ${what}: ${ending()}`));
         }
       };
       const timer = setTimeout(() => {
