@@ -1,7 +1,7 @@
 // Built instead of native/dump on CPU architectures the core writer has no port for yet (binding.gyp:
 // everything but x64). The sampler and the crash handler work there; every dump entry point — the addon's
-// writeCoreDump and watchSignals, libtripdump's tripdump_write_core — fails with ENOTSUP saying so, through
-// the same error path as any other failure.
+// writeCoreDump and watchSignals, libtripdump's tripdump_write_core and pdWriteDump — fails with ENOTSUP
+// saying so, through the same error path as any other failure.
 #include <sys/utsname.h>
 
 #include <string>

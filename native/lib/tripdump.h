@@ -12,9 +12,9 @@
  * dumped), and a caller that dies mid-dump takes the dumper with it (the kernel then lets the target go).
  * Thread-safe; the caller's stack may be small (the dump runs on a thread of the dumper's own).
  *
- * Compared with ProcDump 3.x's pdWriteDump(pid, path, mask, overwrite, &error): the file is written at
- * exactly `path` (no ".<pid>" appended), the filter is used for this dump only (the target's
- * /proc/PID/coredump_filter is never changed), and failures return an errno value.
+ * libtripdump also exports ProcDump 3.x's pdWriteDump and pdFreeError (header procdump/ProcDumpLib.h),
+ * over the same dumper. Compared with pdWriteDump, tripdump_write_core writes the file at exactly `path`
+ * (no ".<pid>" appended), returns the errno value itself, and can keep the target stopped (flags).
  */
 #ifndef TRIPDUMP_H
 #define TRIPDUMP_H
