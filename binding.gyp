@@ -94,7 +94,8 @@
       "conditions": [["'<!(node -p \"process.env.TRIPDUMP_PREBUILD || ''\")'=='1'", { "ldflags": ["-static"] }]]
     },
     {
-      # libtripdump.so: the C API of native/lib/tripdump.h; only its functions are exported.
+      # libtripdump.so: the C APIs of native/lib/tripdump.h and native/lib/procdump/ProcDumpLib.h (ProcDump
+      # 3.x's); only their functions are exported (native/lib/libtripdump.map).
       "target_name": "libtripdump",
       "product_name": "tripdump",
       "product_prefix": "lib",
