@@ -31,7 +31,8 @@ Commands:
   node snapshot|report|stack|profile PID   a Node.js process, from outside (tripdump node --help)
 
 Options (each command refuses an option given twice):
-  -h, --help              this text
+  --help                  this text
+  -h, -?                  the monitoring switches (ProcDump's -h)
   -v, --version           the version
 `;
 
