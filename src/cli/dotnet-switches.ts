@@ -95,10 +95,7 @@ export function checkDotnetTarget(pid: number, b: Pick<Building, 'triggers' | 'd
     if (triggers)
       throw new UsageError(`.NET triggers need a .NET process with diagnostics: ${e.message}`, 'PID');
     if (e.reason === 'not-dotnet')
-      throw new UsageError(
-        `--type chooses what a .NET runtime writes, and process ${pid} is ${e.message}`,
-        '--type',
-      );
+      throw new UsageError(`--type chooses what a .NET runtime writes: ${e.message}`, '--type');
   }
 }
 

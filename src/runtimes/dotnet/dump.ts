@@ -326,11 +326,13 @@ export function hasDiagnosticsSocket(pid: number): boolean {
 /**
  * The coredump_filter bits SOS (dotnet-dump analyze) needs in a core of a .NET process: anonymous private
  * memory (0x1: the GC heap), anonymous shared memory (0x2: the runtime's code and loader heaps, which it
- * maps twice from a memfd under W^X) and file-backed private mappings (0x4: without the images of
- * libcoreclr.so and the assemblies, SOS finds no runtime). Measured on .NET 10: with the default 0x33
- * `dumpheap -stat` says "No CLR runtime found", without 0x2 stack walks fail; 0x7 and 0x37 load.
+ * maps twice from a memfd under W^X), file-backed private mappings (0x4: without the images of
+ * libcoreclr.so and the ReadyToRun assemblies SOS finds no runtime) and file-backed shared ones (0x8: the
+ * runtime maps IL-only assemblies, the application's own, shared; without them its methods are
+ * `app.dll!Unknown`). Measured on .NET 10: 0x33 (the kernel's default) "No CLR runtime found", 0x35 stack
+ * walks fail, 0x37 the application's frames unnamed, 0xf and 0x3f load whole.
  */
-export const SOS_FILTER_BITS = 0x7;
+export const SOS_FILTER_BITS = 0xf;
 
 /** The filter a ptrace core of .NET process `pid` gets when none is given: its own, plus what SOS needs. */
 export function sosFilter(pid: number): number {
