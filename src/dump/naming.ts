@@ -11,17 +11,20 @@ import path from 'node:path';
  */
 export const NAME_MAX = 255;
 
-/** argv[0]'s basename, raw (it may hold anything but '/'), falling back to comm, then 'unknown'. */
-function argv0Basename(pid: number): string {
+/**
+ * argv[0]'s basename, raw (it may hold anything but '/'), falling back to comm, then 'unknown'. Read byte
+ * by byte (latin1) where each byte counts, as in ProcDump's sanitized names; as UTF-8 for a name kept whole.
+ */
+function argv0Basename(pid: number, encoding: 'latin1' | 'utf8' = 'latin1'): string {
   let argv0 = '';
   try {
-    argv0 = readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0')[0] ?? '';
+    argv0 = readFileSync(`/proc/${pid}/cmdline`, encoding).split('\0')[0] ?? '';
   } catch {
     // gone or unreadable: comm below, or 'unknown'
   }
   if (!argv0) {
     try {
-      argv0 = readFileSync(`/proc/${pid}/comm`, 'latin1').replace(/\n$/, '');
+      argv0 = readFileSync(`/proc/${pid}/comm`, encoding).replace(/\n$/, '');
     } catch {
       return 'unknown';
     }
@@ -94,7 +97,7 @@ export function profilerTimestamp(d: Date): string {
  * control and bidirectional-format characters, which would disguise the file in a listing, as `_`.
  */
 export function profilerProcessName(pid: number): string {
-  return argv0Basename(pid).replace(/[\p{Cc}\p{Cf}]/gu, '_') || 'unknown';
+  return argv0Basename(pid, 'utf8').replace(/[\p{Cc}\p{Cf}]/gu, '_') || 'unknown';
 }
 
 /**
