@@ -24,6 +24,9 @@ export const DOTNET_USAGE = `.NET triggers (over the runtime's diagnostics socke
   -pc PROVIDER:COUNTER[pNN] VALUE   an EventCounter or Metrics instrument at or above VALUE (its own
                 unit; [p95] for a histogram percentile); tripdump counters PID lists them
   -pcl PROVIDER:COUNTER[pNN] VALUE  the same, below VALUE
+  Their dumps get ProcDump's names, without a pid: <name>_<N>_<exception type>_<YYYY-MM-DD_HH_MM_SS>
+  (-e, N from 0), <name>_<N>_gc_size_<...> (-gcm, N the threshold from 1), <name>_<1|2>_gc_gen_<...>
+  (-gcgen: start, end), <name>_perfcounter_<yymmdd_HHMMSS> (-pc, -pcl); DUMP_FILE_<N> with a DUMP_FILE
 `;
 
 function counter(direction: 'above' | 'below'): Switch {
