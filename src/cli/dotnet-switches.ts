@@ -124,12 +124,17 @@ export function dumpWriterOf(pid: number, filter: number | undefined): DumpWrite
  * processes (-w, -pgid), .NET ones or not.
  */
 export function dumpModeSetting(
-  c: { gcore: boolean; mode: string | undefined; dotnetType: string | undefined },
+  c: {
+    gcore: boolean;
+    mode: string | undefined;
+    dotnetType: string | undefined;
+    filter?: number | undefined;
+  },
   writer: DumpWriterKind | undefined,
 ): string {
   if (c.gcore) return 'gcore (stop)';
   const mode = c.mode ?? 'snapshot';
-  const runtime = `.NET runtime dump of type ${c.dotnetType ?? 'full'} over the diagnostics socket, the process suspended while it is written`;
+  const runtime = `.NET runtime dump of type ${c.dotnetType ?? 'full'} over the diagnostics socket, the process suspended while it is written${c.filter !== undefined ? ' (-mc does not apply to it)' : ''}`;
   if (!writer) return `${mode}; a .NET process: ${runtime}`;
   if (writer.kind === 'runtime') return runtime;
   if (writer.kind === 'dotnet-core')

@@ -223,6 +223,9 @@ describe('the monitor command line', () => {
       'snapshot; a .NET process: .NET runtime dump of type full over the diagnostics socket, the process suspended while it is written',
     );
     expect(dumpModeSetting({ ...c, gcore: true }, { kind: 'runtime' })).toBe('gcore (stop)');
+    expect(dumpModeSetting({ ...c, filter: 0x33 }, { kind: 'runtime' })).toMatch(
+      /while it is written \(-mc does not apply to it\)$/,
+    );
   });
 });
 
