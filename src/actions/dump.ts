@@ -1,7 +1,15 @@
 // The dump action: a core file named as ProcDump 3.x names it, and, when asked for, the sample history that
 // led up to it (trigger, value, process identity, the last samples) as JSON in a folder of its own.
 import type { CoreDumpResult, DumpMode } from '../dump/core.js';
-import { dumpPath, historyPath, timestamp } from '../dump/naming.js';
+import {
+  type DotnetDumpName,
+  dotnetDumpPath,
+  dumpPath,
+  exceptionLabel,
+  historyPath,
+  profilerProcessName,
+  timestamp,
+} from '../dump/naming.js';
 import { duringDump, SystemError } from '../errors.js';
 import { type DotnetDumpType, runtimeDumpNote, writeRuntimeAwareDump } from '../runtimes/dotnet/dump.js';
 import type { DumpFn } from '../triggers/trigger.js';
@@ -25,6 +33,18 @@ export interface DumpActionOptions {
   dotnetType?: DotnetDumpType | undefined;
   /** Who writes the core: tripdump's writer (default) or gdb's gcore (ProcDump's -usegcore). */
   writer?: 'native' | 'gcore';
+  /**
+   * Name the dumps of .NET triggers as ProcDump 3.x does (the ProcDump command line): no pid, and
+   * `<name>_<N>_<exception type|gc_size|gc_gen>_<YYYY-MM-DD_HH_MM_SS>` for -e, -gcm, -gcgen. Off (the
+   * agent's rules), every dump is `<name>_<trigger>_<time>.<pid>`, which two processes never share.
+   */
+  procdumpDotnetNames?: boolean;
+}
+
+/** Per target: how many dumps each ProcDump-numbered .NET trigger has named (ProcDump's N). */
+interface Ordinals {
+  exception: number;
+  gcSize: number;
 }
 
 export class DumpAction implements Action {
@@ -38,6 +58,8 @@ export class DumpAction implements Action {
    */
   #taken = new Set<string>();
   #takenSecond = '';
+  /** By target (pid and start time); only targets whose .NET triggers fired have one. */
+  #ordinals = new Map<string, Ordinals>();
   readonly usesHistory: boolean;
   constructor(readonly options: DumpActionOptions) {
     this.usesHistory = options.historyDir !== undefined;
@@ -62,8 +84,11 @@ export class DumpAction implements Action {
       this.#taken.clear();
       this.#takenSecond = second;
     }
+    const dotnet = o.procdumpDotnetNames ? this.#dotnetName(ctx) : undefined;
     const name = (n: number) =>
-      dumpPath({ dir: o.dir, file: o.file }, ctx.target.name, ctx.firing.tag, pid, ctx.time, n);
+      dotnet
+        ? dotnetDumpPath({ dir: o.dir, file: o.file }, dotnet.process, dotnet.what, ctx.time, n)
+        : dumpPath({ dir: o.dir, file: o.file }, ctx.target.name, ctx.firing.tag, pid, ctx.time, n);
     let n = 0;
     while (this.#taken.has(name(n))) n++;
     const file = name(n);
@@ -100,5 +125,27 @@ export class DumpAction implements Action {
       runtimeDumpNote(result) ?? `target paused ${result.pauseMs.toFixed(1)} ms, ${result.mode} mode`;
     const warn = result.warnings.length ? ` (${result.warnings.join('; ')})` : '';
     return { path: result.path, message: `Core dump ${index} generated: ${result.path} (${paused})${warn}` };
+  }
+
+  /**
+   * ProcDump 3.x's name for a .NET trigger's dump, undefined for other triggers. Its profiler (-e, -gcm,
+   * -gcgen) numbers them: N is, per process, the exception dumps before this one (from 0), the threshold
+   * reached (from 1: one dump per threshold), 1 for a collection's start and 2 for its end; its writer
+   * (-pc/-pcl) names them `<name>_perfcounter_<time>`.
+   */
+  #dotnetName(ctx: ActionContext): { process: string; what: DotnetDumpName } | undefined {
+    const { firing, target } = ctx;
+    if (firing.tag === 'perfcounter') return { process: target.name, what: { tag: 'perfcounter' } };
+    if (firing.tag !== 'exception' && firing.tag !== 'gc_size' && firing.tag !== 'gc_gen') return undefined;
+    const key = `${target.pid}:${target.startTime}`;
+    const counts = this.#ordinals.get(key) ?? { exception: 0, gcSize: 0 };
+    this.#ordinals.set(key, counts);
+    const what: DotnetDumpName =
+      firing.tag === 'exception'
+        ? { ordinal: counts.exception++, label: exceptionLabel(String(firing.details?.type ?? '')) }
+        : firing.tag === 'gc_size'
+          ? { ordinal: ++counts.gcSize, label: 'gc_size' }
+          : { ordinal: firing.details?.phase === 'end' ? 2 : 1, label: 'gc_gen' };
+    return { process: profilerProcessName(target.pid), what };
   }
 }

@@ -3,6 +3,7 @@
 // bytes per window, and a free-space floor on the filesystem a dump goes to. A crash loop or a fleet of
 // processes all crossing a threshold at once can then neither fill the disk nor keep the host dumping.
 import { statfsSync } from 'node:fs';
+import { plural } from '../plural.js';
 import type { AgentConfig, Rule } from './config.js';
 
 export type SuppressReason = 'rule-limit' | 'host-bytes' | 'disk-floor';
@@ -56,7 +57,7 @@ export class Limiter {
       if (times.length >= rule.limit.count)
         return {
           reason: 'rule-limit',
-          message: `rule ${rule.name} already fired ${times.length} times in the last ${rule.limit.windowMs / 1000} s (limit ${rule.limit.count})`,
+          message: `rule ${rule.name} already fired ${plural(times.length, 'time')} in the last ${rule.limit.windowMs / 1000} s (limit ${rule.limit.count})`,
         };
     }
     if (dumpDirs.length) {

@@ -8,6 +8,7 @@ import { Agent, type AgentStatus } from '../agent/agent.js';
 import { loadConfig, parseListen } from '../agent/config.js';
 import { AgentServer } from '../agent/server.js';
 import { UsageError } from '../errors.js';
+import { plural } from '../plural.js';
 import { EXIT, interruptSignal, parseOptions } from './common.js';
 import { escapeControl } from './format.js';
 import { logLine } from './output.js';
@@ -48,9 +49,7 @@ export async function agentCommand(argv: string[], out: NodeJS.WriteStream): Pro
   if (values.config === undefined) throw new UsageError('--config FILE is required', '--config');
   if (sub === 'check') {
     const c = loadConfig(values.config);
-    out.write(
-      `${c.file}: ${c.rules.length} rule${c.rules.length === 1 ? '' : 's'} (${c.rules.map((r) => r.name).join(', ')})\n`,
-    );
+    out.write(`${c.file}: ${plural(c.rules.length, 'rule')} (${c.rules.map((r) => r.name).join(', ')})\n`);
     return EXIT.ok;
   }
   if (values.json) throw new UsageError('--json is for agent status', '--json');
@@ -79,7 +78,7 @@ async function run(
   const running = agent.run();
   log(
     'info',
-    `agent ready: ${agent.config.rules.length} rules from ${agent.config.file}; metrics on http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}/metrics`,
+    `agent ready: ${plural(agent.config.rules.length, 'rule')} from ${agent.config.file}; metrics on http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}/metrics`,
   );
   notifySystemd('READY=1');
   try {

@@ -5,7 +5,8 @@ import path from 'node:path';
 import type { DumpMode } from '../dump/core.js';
 import { dumpPath, processName } from '../dump/naming.js';
 import { duringDump, UsageError } from '../errors.js';
-import { parseDumpType, writeRuntimeAwareDump } from '../runtimes/dotnet/dump.js';
+import { plural } from '../plural.js';
+import { hasDiagnosticsSocket, parseDumpType, writeRuntimeAwareDump } from '../runtimes/dotnet/dump.js';
 import { checkPid } from '../sampler/sampler.js';
 import { EXIT, interruptSignal, parseMask, parseOptions, requireProcess } from './common.js';
 import { toJson } from './format.js';
@@ -14,8 +15,9 @@ import { progressBar } from './output.js';
 export const DUMP_USAGE = `Usage: tripdump dump PID [FILE|DIR] [options]
 
 Writes an ELF core of a running process, without gdb. Default name (in DIR, default the current
-folder): <name>_manual_<yymmdd_HHMMSS>.<pid>, as ProcDump names it. A path ending in / is a folder
-and must exist; FILE is written under exactly that name, in an existing folder.
+folder): <name>_manual_<yymmdd_HHMMSS>.<pid>, as ProcDump names it, or <name>_<type>_<yymmdd_HHMMSS>.<pid>
+when a .NET runtime writes a dump of that --type. A path ending in / is a folder and must exist; FILE
+is written under exactly that name, in an existing folder.
 
   --mode snapshot|stop  snapshot (default): the target pauses only while a copy-on-write child is
                         forked, which is then dumped; stop: the target stays stopped for the whole dump
@@ -110,15 +112,21 @@ export async function dumpCommand(argv: string[], out: NodeJS.WriteStream): Prom
   const dotnetType = values.type === undefined ? undefined : parseDumpType(values.type, '--type');
   const target = outputTarget(where, 'FILE|DIR');
   requireProcess(pid);
+  const now = new Date();
+  const manual = dumpPath(target, processName(pid), 'manual', pid, now, 0);
+  // A runtime's dump says its type where a ptrace core says `manual`: the two hold different things.
   const file = target.file
     ? path.join(target.dir, target.file)
-    : dumpPath(target, processName(pid), 'manual', pid, new Date(), 0);
+    : hasDiagnosticsSocket(pid)
+      ? dumpPath(target, processName(pid), dotnetType ?? 'full', pid, now, 0)
+      : manual;
   checkExisting(file, values.overwrite === true);
   const signal = interruptSignal();
   const bar = values.json ? progressBar({ isTTY: false } as NodeJS.WriteStream) : progressBar(process.stderr);
   try {
     const r = await writeRuntimeAwareDump(pid, file, {
       dotnetType,
+      ...(target.file ? {} : { fallbackFile: manual }),
       ...(values.mode ? { mode: values.mode as DumpMode } : {}),
       ...(filter !== undefined ? { filter } : {}),
       overwrite: values.overwrite === true,
@@ -131,12 +139,12 @@ export async function dumpCommand(argv: string[], out: NodeJS.WriteStream): Prom
     if (values.json) out.write(`${toJson(r)}\n`);
     else if (r.writer === 'dotnet')
       out.write(
-        `Core dump written: ${r.path}\n  by the .NET ${r.runtimeVersion ?? ''} runtime, type ${r.dotnetType}: ${r.threads} threads, ` +
+        `Core dump written: ${r.path}\n  by the .NET ${r.runtimeVersion ?? ''} runtime, type ${r.dotnetType}: ${plural(r.threads, 'thread')}, ` +
           `${(r.bytesWritten / 2 ** 20).toFixed(1)} MiB (${(r.bytesOnDisk / 2 ** 20).toFixed(1)} MiB on disk) in ${(r.pauseMs / 1000).toFixed(2)} s\n`,
       );
     else {
       out.write(
-        `Core dump written: ${r.path}\n  ${r.threads} threads, ${r.mappingsWritten} mappings (${r.mappingsSkipped} skipped), ` +
+        `Core dump written: ${r.path}\n  ${plural(r.threads, 'thread')}, ${plural(r.mappingsWritten, 'mapping')} (${r.mappingsSkipped} skipped), ` +
           `${(r.bytesWritten / 2 ** 20).toFixed(1)} MiB (${(r.bytesOnDisk / 2 ** 20).toFixed(1)} MiB on disk), ` +
           `target paused ${r.pauseMs.toFixed(1)} ms in ${r.mode} mode\n`,
       );

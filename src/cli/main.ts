@@ -20,6 +20,7 @@ const USAGE = `Usage: tripdump [options] {PID | [-w] NAME | [-pgid] PGID} [DUMP_
 Monitoring (ProcDump for Linux 3.x's command line; tripdump -h lists the switches):
   tripdump -c 90 -n 3 1234    a dump each time CPU is at or above 90%, three in all
   tripdump -w -m 500 myapp    a dump of every process named myapp once its memory reaches 500 MB
+  tripdump -e -n 3 1234       a .NET process's own runtime dump at each of 3 first-chance exceptions
 
 Commands:
   dump PID [FILE|DIR]     write a core dump now (tripdump dump --help)
@@ -31,7 +32,8 @@ Commands:
   node snapshot|report|stack|profile PID   a Node.js process, from outside (tripdump node --help)
 
 Options (each command refuses an option given twice):
-  -h, --help              this text
+  --help                  this text
+  -h, -?                  the monitoring switches (ProcDump's -h)
   -v, --version           the version
 `;
 

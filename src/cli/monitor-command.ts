@@ -6,8 +6,10 @@ import { GCORE_MISSING, gcoreOnPath } from '../actions/gcore.js';
 import { pidsNamed, processName } from '../dump/naming.js';
 import { AbortError, UsageError } from '../errors.js';
 import { Monitor, type MonitorEvent, type TargetSpec } from '../monitor/monitor.js';
+import { plural } from '../plural.js';
 import { nodeActions } from '../runtimes/node/actions.js';
 import { EXIT, interruptSignal, requireProcess } from './common.js';
+import { dumpWriterOf } from './dotnet-switches.js';
 import { escapeControl, toJson } from './format.js';
 import { logLine } from './output.js';
 import { PROCDUMP_USAGE, type ProcdumpConfig, parseProcdumpArgs, settingsBlock } from './procdump.js';
@@ -69,6 +71,8 @@ export async function monitorCommand(argv: string[], out: NodeJS.WriteStream): P
     overwrite: config.overwrite,
     historyDir: config.historyDir,
     writer: config.gcore ? 'gcore' : 'native',
+    dotnetType: config.dotnetType,
+    procdumpDotnetNames: true,
   });
   const monitor = new Monitor({
     target,
@@ -95,8 +99,9 @@ export async function monitorCommand(argv: string[], out: NodeJS.WriteStream): P
     switch (e.type) {
       case 'target':
         if (!started) {
+          const writer = 'pid' in target ? dumpWriterOf(target.pid, config.filter) : undefined;
           out.write(
-            `${settingsBlock(config, processLine)}\nPress Ctrl-C to end monitoring without terminating the process(es).\n\n`,
+            `${settingsBlock(config, processLine, writer)}\nPress Ctrl-C to end monitoring without terminating the process(es).\n\n`,
           );
           started = true;
         }
@@ -141,7 +146,7 @@ export async function monitorCommand(argv: string[], out: NodeJS.WriteStream): P
   out.write(
     logLine(
       'INFO',
-      `Stopped (${why}${failures ? `, ${failures} failed` : ''}): ${files.length} dump${files.length === 1 ? '' : 's'} written${files.length ? `: ${files.join(', ')}` : ''}`,
+      `Stopped (${why}${failures ? `, ${failures} failed` : ''}): ${plural(files.length, 'dump')} written${files.length ? `: ${files.join(', ')}` : ''}`,
     ),
   );
   return failures ? EXIT.failure : EXIT.ok;

@@ -11,6 +11,7 @@ import { cpus } from 'node:os';
 import type { DumpMode } from '../dump/core.js';
 import { UsageError } from '../errors.js';
 import type { TargetSpec } from '../monitor/monitor.js';
+import { type DotnetDumpType, parseDumpType } from '../runtimes/dotnet/dump.js';
 import { checkPid } from '../sampler/sampler.js';
 import { SignalTrigger } from '../triggers/signal.js';
 import { KINDS, type ThresholdKind, ThresholdTrigger, TimerTrigger } from '../triggers/threshold.js';
@@ -20,6 +21,8 @@ import {
   checkDotnetTarget,
   DOTNET_SWITCHES,
   DOTNET_USAGE,
+  type DumpWriterKind,
+  dumpModeSetting,
   finishDotnetSwitches,
   isDotnetTrigger,
 } from './dotnet-switches.js';
@@ -80,6 +83,9 @@ ${DOTNET_USAGE}${NODE_USAGE_LINES}Options:
                 existing name is not overwritten: "already exists", nothing written
   -mc HEX       coredump_filter mask for the dumps (0 to 0x1ff, as 33 or 0x33)
   --mode M      snapshot (default: the target pauses for milliseconds) or stop
+  --type T      a .NET process is dumped by its own runtime over its diagnostics socket (the process
+                suspended while it is written, whatever --mode says): normal, withheap, triage or
+                full (default full); with diagnostics disabled, the core writer instead
   -usegcore     write the dumps with gdb's gcore (stop mode; needs gcore on PATH)
   -log STREAM   extended tracing, every sample judged, to syslog or stdout
   --history DIR also write each dump's sample history (trigger, value, process identity, the last 60
@@ -88,7 +94,8 @@ ${DOTNET_USAGE}${NODE_USAGE_LINES}Options:
   -h, -?        this text
 
 Not available yet (refused, exit 2): -restrack, -sr, -fx (resource tracking, a later release).
-Other commands: tripdump sample --help, tripdump dump --help, tripdump node --help.
+Other commands (tripdump --help lists them): dump, sample, counters, agent, crash-handler, watch, node;
+each has its own --help.
 Exit codes: 0 done, interrupted or target exited; 1 a dump failed; 2 bad command line.
 `;
 
@@ -113,6 +120,8 @@ export interface ProcdumpConfig {
   historyDir: string | undefined;
   /** The Node switches (node-switches.ts); undefined when none was given. */
   node: NodeConfig | undefined;
+  /** --type: what a .NET target's runtime writes (undefined: full). */
+  dotnetType: DotnetDumpType | undefined;
 }
 
 /** What the switches build up, before the target and output are known. */
@@ -137,6 +146,7 @@ export interface Building {
   gcore: boolean;
   historyDir?: string;
   node?: NodeBuilding;
+  dotnetType?: DotnetDumpType;
 }
 
 export interface Switch {
@@ -218,6 +228,9 @@ export const SWITCHES: Record<string, Switch> = {
     b.mode = v;
   }),
   usegcore: { ...flag((b) => (b.gcore = true)), dashOnly: true },
+  type: value((b, v, s) => {
+    b.dotnetType = parseDumpType(v, s);
+  }),
   log: value((b, v, s) => {
     const stream = v.toLowerCase();
     if (stream !== 'syslog' && stream !== 'stdout')
@@ -315,7 +328,9 @@ export function parseProcdumpArgs(argv: readonly string[]): ProcdumpConfig | und
           ? ['-mc', "gcore uses the target's own coredump_filter"]
           : signal
             ? ['-sig', 'the signal watcher holds the target, gcore could not attach']
-            : undefined;
+            : b.dotnetType
+              ? ['--type', "gcore writes every dump, a .NET runtime none (--type chooses the runtime's)"]
+              : undefined;
     if (why) throw new UsageError(`-usegcore cannot be used with ${why[0]}: ${why[1]}`, '-usegcore');
   }
   if (b.triggers.length === 0) b.triggers.push(new TimerTrigger());
@@ -337,6 +352,7 @@ export function parseProcdumpArgs(argv: readonly string[]): ProcdumpConfig | und
     gcore: b.gcore,
     historyDir: b.historyDir,
     node,
+    dotnetType: b.dotnetType,
   };
 }
 
@@ -370,7 +386,7 @@ function parseTarget(
   }
   if (!numeric) return { lookup: checkName(arg) };
   const pid = checkPid(Number(arg), 'PID');
-  checkDotnetTarget(pid, b.triggers);
+  checkDotnetTarget(pid, b);
   checkNodeTarget(pid, b);
   return { pid };
 }
@@ -410,8 +426,15 @@ function parseOutput(b: Building, positionals: readonly string[]): { dir: string
   return out;
 }
 
-/** ProcDump's settings block: labels padded to 40 columns. */
-export function settingsBlock(c: ProcdumpConfig, processLine: string): string {
+/**
+ * ProcDump's settings block: labels padded to 40 columns. `writer`: who writes the one target's dumps
+ * (undefined for -w and -pgid).
+ */
+export function settingsBlock(
+  c: ProcdumpConfig,
+  processLine: string,
+  writer?: DumpWriterKind | undefined,
+): string {
   const row = (label: string, value: string) => `${label.padEnd(40)}${escapeControl(value)}\n`;
   let s = processLine;
   for (const kind of Object.values(KINDS)) {
@@ -428,7 +451,7 @@ export function settingsBlock(c: ProcdumpConfig, processLine: string): string {
   s += row('Threshold (s):', String(c.cooldownMs / 1000));
   if (c.sustainMs) s += row('Sustain (s):', String(c.sustainMs / 1000));
   s += row('Number of Dumps:', String(c.count));
-  s += row('Dump Mode:', c.gcore ? 'gcore (stop)' : (c.mode ?? 'snapshot'));
+  s += row('Dump Mode:', dumpModeSetting(c, writer));
   s += row('Output directory:', c.out.dir);
   if (c.out.file)
     s += row('Custom name for core dumps:', `${c.out.file}.<pid>, then ${c.out.file}_<n>.<pid>`);

@@ -1,13 +1,13 @@
 // The ProcDump-style command line against real workloads: one scenario per trigger and per quit path.
 // Each dump must load in gdb; the dump folder holds the dumps and nothing else, and the sample history
 // asked for with --history (in a folder of its own) names the trigger and value.
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { fixture, procStatus, spawnTarget, trackProcesses, waitFor } from '../helpers/processes.js';
-import { cli, spawnCopy, start as startCli, uniqueFixture } from './run-cli.js';
+import { cli, runSync, spawnCopy, start as startCli, uniqueFixture } from './run-cli.js';
 
 const track = trackProcesses();
 let dir: string;
@@ -292,5 +292,42 @@ describe('bad input', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('Usage: tripdump [options]');
     expect(existsSync(path.join(dir, 'x'))).toBe(false);
+  });
+});
+
+describe('help, and counted nouns in what the commands print', () => {
+  it('-h names every other command and the switches tripdump has; --help lists counters and agent', () => {
+    const h = runSync(['-h']);
+    expect(h.code).toBe(0);
+    const others = /Other commands[^\n]*\n[^\n]*/.exec(h.stdout)?.[0] ?? '';
+    for (const c of ['dump', 'sample', 'counters', 'agent', 'crash-handler', 'watch', 'node'])
+      expect(others, c).toMatch(new RegExp(`[ :]${c}[,;]`));
+    expect(h.stdout).toMatch(/\n {2}--type T {6}a \.NET process is dumped by its own runtime/);
+    // The .NET switches are there, and nothing says they are refused.
+    for (const s of ['-gcm', '-gcgen', '-e ', '-f ', '-pc ', '-pcl ']) expect(h.stdout).toContain(`\n  ${s}`);
+    expect(h.stdout).toMatch(/Not available yet \(refused, exit 2\): -restrack, -sr, -fx \(/);
+    const help = runSync(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/\n {2}counters PID /);
+    expect(help.stdout).toMatch(/\n {2}agent --config FILE /);
+    expect(help.stdout).toMatch(/\n {2}-h, -\? +the monitoring switches/);
+  });
+
+  it('says "1 thread", "1 rule", "1 dump": a count of one is singular', () => {
+    const one = track(spawn('sleep', ['60'], { stdio: 'ignore' }));
+    const d = runSync(['dump', String(one.pid), `${dir}/`]);
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.stdout).toMatch(/\n {2}1 thread, \d+ mappings? \(/);
+    const config = path.join(hist, 'agent.yaml');
+    writeFileSync(
+      config,
+      `rules:\n  - name: only\n    match: { comm: "nothing-${process.pid}" }\n    trigger: { memory: 100 }\n    actions: [ { exec: [ "/bin/true" ] } ]\n`,
+    );
+    const check = runSync(['agent', 'check', '--config', config]);
+    expect(check.code, check.stderr).toBe(0);
+    expect(check.stdout).toContain(': 1 rule (only)');
+    const m = runSync(['-n', '1', String(one.pid), dir], { timeout: 60_000 });
+    expect(m.code, m.stderr).toBe(0);
+    expect(m.stdout).toMatch(/Stopped \(all dumps written\): 1 dump written: /);
   });
 });

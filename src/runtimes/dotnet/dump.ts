@@ -313,17 +313,54 @@ function threadCount(pid: number): number {
   }
 }
 
+/** Whether `pid` is a .NET process whose runtime can write its dump (its diagnostics socket is there). */
+export function hasDiagnosticsSocket(pid: number): boolean {
+  try {
+    locateSocket(pid);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The coredump_filter bits SOS (dotnet-dump analyze) needs in a core of a .NET process: anonymous private
+ * memory (0x1: the GC heap), anonymous shared memory (0x2: the runtime's code and loader heaps, which it
+ * maps twice from a memfd under W^X), file-backed private mappings (0x4: without the images of
+ * libcoreclr.so and the ReadyToRun assemblies SOS finds no runtime) and file-backed shared ones (0x8: the
+ * runtime maps IL-only assemblies, the application's own, shared; without them its methods are
+ * `app.dll!Unknown`). Measured on .NET 10: 0x33 (the kernel's default) "No CLR runtime found", 0x35 stack
+ * walks fail, 0x37 the application's frames unnamed, 0xf and 0x3f load whole.
+ */
+export const SOS_FILTER_BITS = 0xf;
+
+/** The filter a ptrace core of .NET process `pid` gets when none is given: its own, plus what SOS needs. */
+export function sosFilter(pid: number): number {
+  let own = 0x33; // the kernel's default, if the target's cannot be read
+  try {
+    own = Number.parseInt(readFileSync(`/proc/${pid}/coredump_filter`, 'latin1'), 16);
+  } catch {
+    // gone: the writer says so
+  }
+  return (own | SOS_FILTER_BITS) & 0x1ff;
+}
+
 /**
  * The dump writer for `tripdump dump` and the dump action: a .NET target's own runtime writes it (type
  * `dotnetType`, default full); any other process, or a .NET target whose runtime cannot (diagnostics
- * disabled, createdump failed), gets the ptrace core writer, and `fallback` says why.
+ * disabled, createdump failed), gets the ptrace core writer, and `fallback` says why. A .NET target's
+ * ptrace core gets sosFilter() unless a filter is given, and goes to `fallbackFile` when given (a name
+ * that says what it is), else to `file`.
  */
 export async function writeRuntimeAwareDump(
   pid: number,
   file: string,
-  options: CoreDumpOptions & { dotnetType?: DotnetDumpType | undefined } = {},
+  options: CoreDumpOptions & {
+    dotnetType?: DotnetDumpType | undefined;
+    fallbackFile?: string | undefined;
+  } = {},
 ): Promise<RuntimeDumpResult> {
-  const { dotnetType, ...core } = options;
+  const { dotnetType, fallbackFile, ...core } = options;
   let fallback: string | undefined;
   try {
     locateSocket(pid);
@@ -354,12 +391,19 @@ export async function writeRuntimeAwareDump(
   } catch (e) {
     if (e instanceof AbortError || e instanceof ProcessGoneError || e instanceof UsageError) throw e;
     if (e instanceof SystemError && e.code === 'EEXIST') throw e;
-    if (e instanceof DotnetUnavailableError && e.reason === 'not-dotnet') fallback = undefined;
-    else
-      fallback = `the .NET runtime could not write the dump (${(e as Error).message}); written by the ptrace writer instead`;
+    if (e instanceof DotnetUnavailableError && e.reason === 'not-dotnet') {
+      const r = await writeCoreDump(pid, file, core);
+      return { ...r, writer: 'ptrace' };
+    }
+    fallback = `the .NET runtime could not write the dump (${(e as Error).message}); written by the ptrace writer instead`;
   }
-  const r = await writeCoreDump(pid, file, core);
-  return { ...r, writer: 'ptrace', ...(fallback ? { fallback, warnings: [...r.warnings, fallback] } : {}) };
+  let filter = core.filter;
+  if (filter === undefined) {
+    filter = sosFilter(pid);
+    fallback += `, coredump_filter 0x${filter.toString(16)} (with the mappings SOS needs)`;
+  }
+  const r = await writeCoreDump(pid, fallbackFile ?? file, { ...core, filter });
+  return { ...r, writer: 'ptrace', fallback, warnings: [...r.warnings, fallback] };
 }
 
 /** How a runtime dump is described in the monitor's log line; undefined for a ptrace core. */

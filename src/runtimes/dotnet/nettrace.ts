@@ -5,6 +5,7 @@
 // (nothing is allocated from an untrusted length first). Blocks of unknown types, stacks and sequence
 // points are skipped by their size; metadata defines the payload layouts, events are handed out with
 // their metadata and raw payload (decoded on demand by events.ts).
+import { plural } from '../../plural.js';
 import { DotnetProtocolError } from './errors.js';
 
 const NETTRACE_MAGIC = Buffer.from('Nettrace', 'latin1');
@@ -490,7 +491,7 @@ function readFieldsV1(c: Cursor, depth: number): FieldDef[] {
     throw new DotnetProtocolError(c.pid, `${c.what}: fields nested deeper than ${MAX_NESTING}`);
   const count = c.i32();
   if (count < 0 || count * 6 > c.remaining)
-    throw new DotnetProtocolError(c.pid, `${c.what}: ${count} fields in ${c.remaining} bytes`);
+    throw new DotnetProtocolError(c.pid, `${c.what}: ${plural(count, 'field')} in ${c.remaining} bytes`);
   const fields: FieldDef[] = [];
   for (let i = 0; i < count; i++) {
     const type = c.i32();
@@ -512,7 +513,7 @@ function readFieldsV2(c: Cursor, depth: number): FieldDef[] {
     throw new DotnetProtocolError(c.pid, `${c.what}: fields nested deeper than ${MAX_NESTING}`);
   const count = c.i32();
   if (count < 0 || count * 8 > c.remaining)
-    throw new DotnetProtocolError(c.pid, `${c.what}: ${count} fields in ${c.remaining} bytes`);
+    throw new DotnetProtocolError(c.pid, `${c.what}: ${plural(count, 'field')} in ${c.remaining} bytes`);
   const fields: FieldDef[] = [];
   for (let i = 0; i < count; i++) {
     const start = c.at;
