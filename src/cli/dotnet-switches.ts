@@ -87,7 +87,8 @@ export function checkDotnetTarget(pid: number, triggers: readonly Trigger[]): vo
   try {
     locateSocket(pid);
   } catch (e) {
-    if (e instanceof DotnetUnavailableError)
+    // A planted socket is not a command-line mistake: its own error, exit 1.
+    if (e instanceof DotnetUnavailableError && e.reason !== 'untrusted')
       throw new UsageError(`.NET triggers need a .NET process with diagnostics: ${e.message}`, 'PID');
     throw e;
   }
