@@ -90,7 +90,7 @@ export async function countersCommand(argv: string[], out: NodeJS.WritableStream
   };
   for await (const c of dotnetCounters(pid, { ...(providers ? { providers } : {}), intervalSec, signal })) {
     if (c.kind === 'notice') {
-      process.stderr.write(`tripdump: process ${pid}: ${c.event} ${c.text}\n`);
+      process.stderr.write(`tripdump: process ${pid}: ${c.text} (${c.event})\n`);
       continue;
     }
     if (table.has(key(c))) {
