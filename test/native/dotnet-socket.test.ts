@@ -14,7 +14,7 @@ import { DotnetUntrustedSocketError } from '../../src/runtimes/dotnet/errors.js'
 import { start } from '../e2e/run-cli.js';
 import { dotnetAvailable, startDotnetTarget } from '../fixtures/dotnet/target.js';
 import { spawnTarget, type Target, trackProcesses, waitFor } from '../helpers/processes.js';
-import { nobodyCanRun } from '../helpers/requirements.js';
+import { hasTool, needsRoot, nobodyCanRun } from '../helpers/requirements.js';
 
 const track = trackProcesses();
 const AS_NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
@@ -140,6 +140,42 @@ describe('a diagnostics socket that is not the target own', () => {
     expect(await squatter.report()).toEqual({ bytes: 0, accepted: 0 });
   });
 
+  it.runIf(rootAndNobody() && hasTool('unshare', 'util-linux') && hasTool('nsenter', 'util-linux'))(
+    "another user's socket in the /tmp of a target in its own mount namespace (a container) is refused",
+    async () => {
+      // The target gets a /tmp of its own; the squatter plants the socket there, from inside.
+      const target = track(
+        await spawnTarget('sampler_target', [], {
+          wrapper: [
+            'unshare',
+            '--mount',
+            '--propagation',
+            'private',
+            '/bin/sh',
+            '-c',
+            'mount -t tmpfs -o mode=1777 tripdump-test /tmp && exec "$0" "$@"',
+          ],
+        }),
+      );
+      const inside = socketPath(target.pid);
+      const at = `/proc/${target.pid}/root${inside}`;
+      const squatter = track(
+        await spawnTarget('socket_squatter', [inside], {
+          stdin: true,
+          wrapper: ['nsenter', `--target=${target.pid}`, '--mount', ...AS_NOBODY],
+        }),
+      );
+      expect(statSync(at).uid).toBe(65534);
+      const counters = await run(['counters', String(target.pid), '--count', '1']);
+      expect(counters.code).toBe(1);
+      expect(counters.err).toContain(at);
+      expect(counters.err).toContain('uid 65534 (nobody)');
+      squatter.child.stdin!.write('report\n');
+      const line = await waitFor(() => squatter.lines.find((l) => l.startsWith('total ')), 10_000, 'report');
+      expect(line).toBe('total 0 accepted 0');
+    },
+  );
+
   it('a listener of the target own user that is not the target is refused after connecting, before a byte is sent (SO_PEERCRED)', async () => {
     // Same owner as the target, so the file check passes: only the listener's pid tells them apart.
     const shared = mkdtempSync(path.join(dir, 'tmp-'));
@@ -174,4 +210,26 @@ describe('a diagnostics socket that is not the target own', () => {
     expect(counters.code).toBe(0);
     expect(counters.out).toMatch(/System\.Runtime:cpu-usage/);
   });
+
+  it.runIf(dotnetAvailable() && needsRoot('a private mount namespace') && hasTool('unshare', 'util-linux'))(
+    'the own socket of a .NET target in its own mount namespace still works, through /proc/PID/root',
+    async () => {
+      const t = track(
+        await startDotnetTarget({
+          wrapper: [
+            'unshare',
+            '--mount',
+            '--propagation',
+            'private',
+            '/bin/sh',
+            '-c',
+            'mount -t tmpfs -o mode=1777 tripdump-test /tmp && exec "$0" "$@"',
+          ],
+        }),
+      );
+      const info = await dotnetProcessInfo(t.pid);
+      expect(info.socket).toBe(`/proc/${t.pid}/root${socketPath(t.pid)}`);
+      expect(info.processId).toBe(t.pid);
+    },
+  );
 });
