@@ -210,5 +210,15 @@ describe.runIf(ok)('tripdump counters beside dotnet-counters', () => {
     expect(td.run.err()).toContain('holds the System.Diagnostics.Metrics session of this process for itself');
     expect(td.run.err()).toContain('dotnet-counters collect');
     expect(td.rows()).toEqual([]);
+
+    // A -pc trigger on the Meter would never fire: it says so and the monitor exits 1.
+    const pc = start(['-pc', 'Tripdump.Fixture:fixture.gauge', '5', '-n', '1', String(t.pid), dir], {
+      cwd: dir,
+    });
+    track(pc.child);
+    expect(await pc.exit).toBe(1);
+    expect(pc.out() + pc.err()).toContain(
+      'holds the System.Diagnostics.Metrics session of this process for itself',
+    );
   });
 });

@@ -226,10 +226,13 @@ export class DotnetConnection implements RuntimeConnection {
         this.#restart();
         return true;
       }
+      const limits = `MaxHistograms ${running.MaxHistograms}, MaxTimeSeries ${running.MaxTimeSeries}`;
       error = new DotnetMetricsSessionError(
         this.pid,
         'settings',
-        `another tool reads the System.Diagnostics.Metrics of this process every ${running.interval} s (MaxHistograms ${running.MaxHistograms}, MaxTimeSeries ${running.MaxTimeSeries}); tripdump asked for every ${asked} s${this.#sharedLimits ? ` with those limits` : ''}, and the runtime shares its Metrics session only between clients that ask for the same: use an interval of ${running.interval} s, or stop the other tool`,
+        Number(running.interval) === Number(asked)
+          ? `another tool shares the System.Diagnostics.Metrics session of this process with limits (${limits}) that still differ from tripdump's after it took theirs: stop the other tool`
+          : `another tool reads the System.Diagnostics.Metrics of this process every ${running.interval} s (${limits}); tripdump asked for every ${asked} s, and the runtime shares its Metrics session only between clients that ask for the same interval: use an interval of ${running.interval} s, or stop the other tool`,
       );
     }
     const readers = [...this.#subscribers].filter((s) =>
