@@ -29,6 +29,7 @@
         "native/core/process_table.cc",
         "native/core/worker_pool.cc",
         "native/core/system_stats.cc",
+        "native/core/peer_cred.cc",
         # Architecture-neutral parts of native/dump: every output file (the addon's OutputFile) and the
         # page size it needs.
         "native/dump/memory_map.cc",
@@ -67,6 +68,7 @@
         "native/napi/errors.cc",
         "native/napi/inspector_wrap.cc",
         "native/napi/output_file_wrap.cc",
+        "native/napi/peer_wrap.cc",
         "native/napi/signal_wrap.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -154,6 +154,8 @@ export interface NativeBinding {
   otherNetns(pid: number): boolean;
   /** A socket connected to address:port from inside pid's network namespace; the caller owns the fd. */
   connectTcp(pid: number, address: string, port: number, timeoutMs: number): number;
+  /** SO_PEERCRED of a connected Unix socket: the listener's pid (0 if not visible from here) and ids. */
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number };
   /**
    * Starts the inspector guard (inspector/guard.h), which sends SIGUSR1 to open the target's inspector at
    * once; returns our end of its control socket (EOF: the guard has exited).

@@ -20,6 +20,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   init_signal(env, exports);
   init_inspector(env, exports);
   init_output_file(env, exports);
+  init_peer(env, exports);
   return exports;
 }
 

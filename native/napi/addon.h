@@ -30,6 +30,7 @@ void init_dump(Napi::Env env, Napi::Object exports);
 void init_signal(Napi::Env env, Napi::Object exports);
 void init_inspector(Napi::Env env, Napi::Object exports);
 void init_output_file(Napi::Env env, Napi::Object exports);
+void init_peer(Napi::Env env, Napi::Object exports);
 
 // The JS CoreDumpResult of a dump (shared by writeCoreDump and watchSignals' 'dumped' event).
 Napi::Object dump_result_object(Napi::Env env, const dump::Result& r);

@@ -20,6 +20,9 @@ over its diagnostics socket without injecting anything.
   --json            one JSON object per value instead of a table
 
 A counter is named PROVIDER:COUNTER in -pc/-pcl (add [p95] for a histogram percentile).
+Meter instruments come from the runtime's shared Metrics session (.NET 8+): dotnet-counters monitor and
+dotnet-monitor read beside tripdump at the same interval. When another tool holds that session alone
+(dotnet-counters collect, dotnet-trace) or reads at another interval, tripdump says which and exits 1.
 `;
 
 function key(c: CounterValue): string {
@@ -90,7 +93,7 @@ export async function countersCommand(argv: string[], out: NodeJS.WritableStream
   };
   for await (const c of dotnetCounters(pid, { ...(providers ? { providers } : {}), intervalSec, signal })) {
     if (c.kind === 'notice') {
-      process.stderr.write(`tripdump: process ${pid}: ${c.event} ${c.text}\n`);
+      process.stderr.write(`tripdump: process ${pid}: ${c.text} (${c.event})\n`);
       continue;
     }
     if (table.has(key(c))) {

@@ -95,6 +95,8 @@ export function checkDotnetTarget(pid: number, b: Pick<Building, 'triggers' | 'd
     locateSocket(pid);
   } catch (e) {
     if (!(e instanceof DotnetUnavailableError)) throw e;
+    // A planted socket is not a command-line mistake: its own error, exit 1.
+    if (e.reason === 'untrusted') throw e;
     if (triggers)
       throw new UsageError(`.NET triggers need a .NET process with diagnostics: ${e.message}`, 'PID');
     if (e.reason === 'not-dotnet')

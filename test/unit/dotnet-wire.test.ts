@@ -12,6 +12,7 @@ import {
   DotnetProtocolError,
   DotnetRuntimeError,
   DotnetTimeoutError,
+  DotnetUntrustedSocketError,
 } from '../../src/runtimes/dotnet/errors.js';
 import { EventPipeSession, type Provider } from '../../src/runtimes/dotnet/eventpipe.js';
 import { counterEvent, parseQuantiles, runtimeEvent } from '../../src/runtimes/dotnet/events.js';
@@ -350,6 +351,33 @@ describe('IPC client against a fake diagnostics server', () => {
     );
     expect(performance.now() - t0).toBeLessThan(2000);
     await f.close();
+  });
+
+  it('a server that is not the process asked about is refused before a byte is sent (SO_PEERCRED)', async () => {
+    // This process listens; the command is for our parent (same user, so only the pid tells them apart).
+    const file = path.join(dir, `s${n++}`);
+    let received = 0;
+    let closed!: () => void;
+    const peerClosed = new Promise<void>((r) => {
+      closed = r;
+    });
+    const server = net.createServer((s) => {
+      s.once('close', () => closed());
+      s.on('data', (d: Buffer) => {
+        received += d.length;
+      });
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => server.listen(file, r));
+    const e = await request(file, process.ppid, 'ProcessInfo2', msg).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(DotnetUntrustedSocketError);
+    expect((e as DotnetUntrustedSocketError).holder).toEqual({ pid: process.pid, uid: process.getuid!() });
+    expect((e as Error).message).toContain(`held by process ${process.pid}`);
+    expect((e as Error).message).toContain(`not by the target (process ${process.ppid}`);
+    // Once the server saw the connection close, everything the client wrote has arrived: nothing.
+    await peerClosed;
+    expect(received).toBe(0);
+    await new Promise<void>((r) => server.close(() => r()));
   });
 
   it("an error reply is the runtime's refusal, with createdump's message when the command carries one", async () => {

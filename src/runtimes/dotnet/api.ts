@@ -35,10 +35,31 @@ export interface DotnetCountersOptions {
 }
 
 /**
+ * The connection handles refusals of tripdump's own Metrics session (they end the iteration with a
+ * DotnetMetricsSessionError): the session-sharing notices that still arrive are other clients', refused
+ * because tripdump holds the session.
+ */
+function explainNotice(n: MetricsNotice): MetricsNotice {
+  if (n.event === 'MultipleSessionsNotSupportedError')
+    return {
+      ...n,
+      text: 'another tool asked for the Metrics session for itself and was refused: tripdump holds it, shared (dotnet-counters monitor can run beside tripdump; dotnet-counters collect cannot)',
+    };
+  if (n.event === 'MultipleSessionsConfiguredIncorrectlyError')
+    return {
+      ...n,
+      text: `another tool asked to share the Metrics session with other settings and was refused (${n.text})`,
+    };
+  return n;
+}
+
+/**
  * Counter values of a .NET process, as they arrive: EventCounters and System.Diagnostics.Metrics
  * instruments of the given providers. Ends when the signal aborts, the caller breaks out, or the target
- * exits; throws a typed error when the stream is malformed or the target cannot be reached. Metrics
- * session problems (another tool holding it with other settings, limits reached) come as notices.
+ * exits; throws a typed error when the stream is malformed or the target cannot be reached, and a
+ * DotnetMetricsSessionError when the runtime will not share its Metrics session (another tool holds it
+ * alone or with another interval). Other Metrics messages (limits reached, another tool refused) come as
+ * notices.
  */
 export async function* dotnetCounters(
   pid: number,
@@ -66,7 +87,8 @@ export async function* dotnetCounters(
       onEvent: (e) => {
         try {
           const c = counterEvent(e, conn.metricsSession, pid);
-          if (c && (c.kind === 'notice' || providers.includes(c.provider))) queue.push(c);
+          if (c?.kind === 'notice') queue.push(explainNotice(c));
+          else if (c && providers.includes(c.provider)) queue.push(c);
         } catch (err) {
           failure = err as Error;
           ended = true;

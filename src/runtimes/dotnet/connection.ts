@@ -3,11 +3,22 @@
 // union of what the subscribers need. Subscribers added in the same tick (the monitor subscribes all of a
 // target's triggers at once) share the first session; one that needs more later restarts the session with
 // the union (the runtime cannot add providers to a running session). The last subscriber gone stops it.
+//
+// System.Diagnostics.Metrics (Meter instruments) has one aggregation per process. Since .NET 8 several
+// clients may share it when each asks for SessionId "SHARED" with its own ClientId and all agree on
+// RefreshInterval, MaxHistograms and MaxTimeSeries (what dotnet-counters monitor and dotnet-monitor do);
+// a client that asks for a private session id, or disagrees, is refused by an event on every session
+// (MultipleSessionsNotSupportedError, MultipleSessionsConfiguredIncorrectlyError). So: tripdump asks for
+// the shared session; when another client's limits differ it takes theirs (they only bound the target's
+// memory) and asks again; when the interval differs, or the running session is private, the subscribers
+// that read Metrics end with a DotnetMetricsSessionError saying which tool to align or stop. Refusals
+// of other clients (tripdump holds the session, they asked for it alone) are theirs, not ours.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ConnectionPool, type ProcessKey, type RuntimeConnection } from '../connections.js';
-import { DotnetProtocolError, DotnetUnavailableError } from './errors.js';
+import { DotnetMetricsSessionError, DotnetProtocolError, DotnetUnavailableError } from './errors.js';
 import { EventPipeSession, type Provider } from './eventpipe.js';
+import { decodePayload, type FieldValue, METRICS_PROVIDER } from './events.js';
 import { type ProcessInfo, processInfo } from './ipc.js';
 import type { TraceEvent } from './nettrace.js';
 import { locateSocket, type SocketLocation } from './socket.js';
@@ -68,9 +79,19 @@ export function coversProviders(have: readonly Provider[], want: readonly Provid
 
 export class DotnetConnection implements RuntimeConnection {
   readonly closed: Promise<void>;
-  /** The System.Diagnostics.Metrics session: "SHARED" with our client id, so dotnet-counters can run too. */
+  /** The System.Diagnostics.Metrics session: "SHARED", so dotnet-counters monitor can run too. */
   readonly metricsSession = 'SHARED';
+  /**
+   * The ClientId subscribers put in their providers; each EventPipe session gets a fresh one instead
+   * (#metricsArgs), because the runtime counts a client id once for the aggregation's whole life: a
+   * restarted session reusing it would leave the count one short and the aggregation could be stopped
+   * under us when another client leaves.
+   */
   readonly metricsClient = randomUUID();
+  /** The ClientId of the running session's Metrics provider. */
+  #sessionClient: string | undefined;
+  /** Limits taken from the shared session another client started (it refused ours once). */
+  #sharedLimits: { MaxHistograms: string; MaxTimeSeries: string } | undefined;
   #endClosed!: () => void;
   readonly #subscribers = new Set<Subscriber>();
   #session: EventPipeSession | undefined;
@@ -127,13 +148,15 @@ export class DotnetConnection implements RuntimeConnection {
     const want = mergeProviders(subs.map((s) => s.providers));
     if (this.#session && coversProviders(this.#sessionProviders, want)) return;
     await this.#stopSession();
+    const client = randomUUID();
     let session: EventPipeSession;
     try {
       session = await EventPipeSession.start({
         socketPath: this.location.path,
         pid: this.pid,
-        providers: want,
+        providers: this.#metricsArgs(want, client),
         onEvent: (e) => {
+          if (e.metadata.provider === METRICS_PROVIDER && this.#metricsRefusal(e, client)) return;
           for (const s of this.#subscribers) s.listener.onEvent(e);
         },
       });
@@ -146,10 +169,89 @@ export class DotnetConnection implements RuntimeConnection {
     }
     this.#session = session;
     this.#sessionProviders = want;
+    this.#sessionClient = client;
     session.ended.then(
       () => this.#ended(session, undefined),
       (e: Error) => this.#ended(session, e),
     );
+  }
+
+  /** The providers as sent: the Metrics provider with this session's client id and the shared limits. */
+  #metricsArgs(providers: readonly Provider[], client: string): Provider[] {
+    return providers.map((p) =>
+      p.name === METRICS_PROVIDER && p.args?.SessionId === this.metricsSession
+        ? { ...p, args: { ...p.args, ClientId: client, ...this.#sharedLimits } }
+        : p,
+    );
+  }
+
+  /**
+   * Whether a Metrics event refuses this session's Metrics (then handled here: the limits are adopted
+   * and the session restarted, or the Metrics subscribers end with the reason). Refusals of other
+   * clients pass on to the subscribers as notices.
+   */
+  #metricsRefusal(e: TraceEvent, client: string): boolean {
+    const name = e.metadata.eventName;
+    if (name !== 'MultipleSessionsNotSupportedError' && name !== 'MultipleSessionsConfiguredIncorrectlyError')
+      return false;
+    if (this.#sessionClient !== undefined && this.#sessionClient !== client) return false;
+    let p: { [name: string]: FieldValue };
+    try {
+      p = decodePayload(e, this.pid);
+    } catch {
+      return false; // the subscribers' own decoding reports the malformed event
+    }
+    const field = (k: string) => (typeof p[k] === 'string' ? (p[k] as string) : String(p[k] ?? ''));
+    let error: DotnetMetricsSessionError;
+    if (name === 'MultipleSessionsNotSupportedError') {
+      // Names the session that runs: ours (SHARED) means another client was refused, not us.
+      const running = field('runningSessionId');
+      if (running === this.metricsSession) return false;
+      error = new DotnetMetricsSessionError(
+        this.pid,
+        'private',
+        `another tool holds the System.Diagnostics.Metrics session of this process for itself (session ${running || 'unnamed'}): the runtime shares it only between clients that ask for the shared session (dotnet-counters monitor, dotnet-monitor); dotnet-counters collect, dotnet-trace and tools for .NET before 8 do not. Its Meter instruments cannot be read until that tool stops`,
+      );
+    } else {
+      if (field('clientId') !== client) return false;
+      const running = {
+        MaxHistograms: field('expectedMaxHistograms'),
+        MaxTimeSeries: field('expectedMaxTimeSeries'),
+        interval: field('expectedRefreshInterval'),
+      };
+      const asked = field('actualRefreshInterval');
+      if (Number(running.interval) === Number(asked) && !this.#sharedLimits) {
+        // Only the limits differ: take the running session's and ask again (once).
+        this.#sharedLimits = { MaxHistograms: running.MaxHistograms, MaxTimeSeries: running.MaxTimeSeries };
+        this.#restart();
+        return true;
+      }
+      const limits = `MaxHistograms ${running.MaxHistograms}, MaxTimeSeries ${running.MaxTimeSeries}`;
+      error = new DotnetMetricsSessionError(
+        this.pid,
+        'settings',
+        Number(running.interval) === Number(asked)
+          ? `another tool shares the System.Diagnostics.Metrics session of this process with limits (${limits}) that still differ from tripdump's after it took theirs: stop the other tool`
+          : `another tool reads the System.Diagnostics.Metrics of this process every ${running.interval} s (${limits}); tripdump asked for every ${asked} s, and the runtime shares its Metrics session only between clients that ask for the same interval: use an interval of ${running.interval} s, or stop the other tool`,
+      );
+    }
+    const readers = [...this.#subscribers].filter((s) =>
+      s.providers.some((p) => p.name === METRICS_PROVIDER),
+    );
+    for (const s of readers) {
+      this.#subscribers.delete(s);
+      s.listener.onEnd(error);
+    }
+    if (readers.length) this.#schedule();
+    return true;
+  }
+
+  /** Stops the session and starts it again with what the subscribers need now. */
+  #restart(): void {
+    this.#ops = this.#ops.then(async () => {
+      await this.#stopSession();
+      await this.#reconcile();
+    });
   }
 
   #ended(session: EventPipeSession, error: Error | undefined): void {
@@ -169,6 +271,7 @@ export class DotnetConnection implements RuntimeConnection {
     const s = this.#session;
     this.#session = undefined;
     this.#sessionProviders = [];
+    this.#sessionClient = undefined;
     await s?.stop();
   }
 

@@ -3,7 +3,7 @@
 import { ProcessGoneError } from '../../errors.js';
 import { DotnetUnavailableError } from './errors.js';
 import { processInfo } from './ipc.js';
-import { locateSocket } from './socket.js';
+import { locateSocket, mapsCoreclr } from './socket.js';
 
 export interface DotnetFacts {
   kind: 'dotnet';
@@ -21,8 +21,11 @@ export async function detectDotnet(pid: number, signal?: AbortSignal): Promise<D
   try {
     loc = locateSocket(pid);
   } catch (e) {
-    if (e instanceof DotnetUnavailableError)
-      return e.reason === 'not-dotnet' ? undefined : { kind: 'dotnet', unavailable: e.message };
+    if (e instanceof DotnetUnavailableError) {
+      // A socket planted for a process that is not .NET does not make it one.
+      const dotnet = e.reason !== 'not-dotnet' && (e.reason !== 'untrusted' || mapsCoreclr(pid));
+      return dotnet ? { kind: 'dotnet', unavailable: e.message } : undefined;
+    }
     throw e;
   }
   try {

@@ -10,15 +10,63 @@ export type NoPortReason =
   /** A .NET process started with DOTNET_EnableDiagnostics=0 (or its _IPC variant): no socket, by choice. */
   | 'disabled'
   /** A .NET process whose socket is missing or refuses connections (deleted, or the runtime is starting). */
-  | 'no-socket';
+  | 'no-socket'
+  /** Something is at the socket's path that is not the target's own: refused before a byte is sent. */
+  | 'untrusted';
 
 export class DotnetUnavailableError extends TripdumpError {
   override name = 'DotnetUnavailableError';
-  readonly code = 'ENOTDOTNET';
+  readonly code: string = 'ENOTDOTNET';
   constructor(
     readonly pid: number,
     readonly reason: NoPortReason,
     readonly path: string | undefined,
+    detail: string,
+  ) {
+    super(`process ${pid}: ${detail}`);
+  }
+}
+
+/** Who holds a diagnostics socket: the file's owner, or the process listening on it (SO_PEERCRED). */
+export interface SocketHolder {
+  uid: number;
+  /** The listening process (its pid as tripdump sees it; 0 when it is not visible from here). */
+  pid?: number;
+}
+
+/**
+ * A diagnostics socket that is not the target's runtime's: a file at its path owned by another user, or a
+ * listener that is another process. Anyone may create a file in /tmp, so the path alone proves nothing;
+ * nothing was sent to it. Places that fall back when a process has no usable port (the ptrace dump
+ * writer) fall back on this too, since it is a DotnetUnavailableError.
+ */
+export class DotnetUntrustedSocketError extends DotnetUnavailableError {
+  override name = 'DotnetUntrustedSocketError';
+  override readonly code = 'EDOTNETUNTRUSTED';
+  constructor(
+    pid: number,
+    path: string,
+    /** Who holds it; undefined when that could not be found out. */
+    readonly holder: SocketHolder | undefined,
+    readonly targetUid: number,
+    why: string,
+  ) {
+    super(pid, 'untrusted', path, `refusing the diagnostics socket ${path}: ${why}; nothing was sent to it`);
+  }
+}
+
+/**
+ * The runtime would not share its System.Diagnostics.Metrics session (Meter instruments) with tripdump:
+ * another tool holds it privately, or shares it with another interval. Ends the subscribers that read
+ * Meters; EventCounters and runtime events are not affected.
+ */
+export class DotnetMetricsSessionError extends TripdumpError {
+  override name = 'DotnetMetricsSessionError';
+  readonly code = 'EDOTNETMETRICS';
+  constructor(
+    readonly pid: number,
+    /** private: another client's own session runs; settings: the shared one runs with another interval. */
+    readonly reason: 'private' | 'settings',
     detail: string,
   ) {
     super(`process ${pid}: ${detail}`);

@@ -17,11 +17,14 @@ export {
   writeRuntimeAwareDump,
 } from './dump.js';
 export {
+  DotnetMetricsSessionError,
   DotnetProtocolError,
   DotnetRuntimeError,
   DotnetTimeoutError,
   DotnetUnavailableError,
+  DotnetUntrustedSocketError,
   type NoPortReason,
+  type SocketHolder,
 } from './errors.js';
 export type { CounterValue, MetricsNotice } from './events.js';
 export type { ProcessInfo } from './ipc.js';

@@ -11,7 +11,7 @@ import {
   DotnetUnavailableError,
   HRESULT,
 } from './errors.js';
-import { connectablePath } from './socket.js';
+import { checkPeer, connectablePath } from './socket.js';
 
 export const MAGIC = Buffer.from('DOTNET_IPC_V1\0', 'latin1');
 export const HEADER_SIZE = 20;
@@ -210,6 +210,12 @@ export async function exchange(
     socket.on('close', onClose);
     socket.once('connect', () => {
       target.release();
+      try {
+        checkPeer(socket, pid, socketPath);
+      } catch (e) {
+        finish(e as Error);
+        return;
+      }
       socket.write(message);
     });
     socket.once('error', () => target.release());
