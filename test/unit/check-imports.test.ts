@@ -24,12 +24,12 @@ describe('check-imports', () => {
     const r = await run('--root', path.join(fixtures, 'violation'));
     expect(r.code).toBe(1);
     // import type, export-from, typeof import(), import(): all dependencies. The comment and the string
-    // that look like an import of cli (actions/dump.ts lines 8-9) are not.
+    // that look like an import of cli (actions/dump.ts lines 9-10) are not.
     expect(r.lines).toEqual([
-      'actions/dump.ts:2: room actions may not import room runtimes (../runtimes/dotnet/dump.js)',
-      'actions/dump.ts:5: room actions may not import room runtimes (../runtimes/dotnet/dump.js)',
-      'actions/dump.ts:7: room actions may not import room runtimes (../runtimes/node/detect.js)',
-      'actions/dump.ts:11: room actions may not import room runtimes (../runtimes/node/detect.js)',
+      'actions/dump.ts:4: room actions may not import room runtimes (../runtimes/dotnet/dump.js)',
+      'actions/dump.ts:6: room actions may not import room runtimes (../runtimes/dotnet/dump.js)',
+      'actions/dump.ts:8: room actions may not import room runtimes (../runtimes/node/detect.js)',
+      'actions/dump.ts:12: room actions may not import room runtimes (../runtimes/node/detect.js)',
       'dump/core.ts:2: room dump may not import room cli (../cli/main.js)',
       'runtimes/dotnet/dump.ts:2: room runtimes/dotnet may not import room runtimes/node (../node/detect.js)',
     ]);
