@@ -205,7 +205,7 @@ async function main(): Promise<void> {
       'median ms',
       'fastest ms',
       'vs node -e 0',
-      'modules loaded',
+      'module files loaded',
       'heavy packages loaded',
     ];
     const widths = head.map((h, k) => Math.max(h.length, ...rows.map((r) => r[k]!.length)));
