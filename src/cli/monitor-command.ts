@@ -93,7 +93,8 @@ export async function monitorCommand(argv: string[], out: NodeJS.WriteStream): P
   let started = false;
   monitor.on((e: MonitorEvent) => {
     switch (e.type) {
-      case 'target':
+      // Said once every trigger watches the target: an event from then on is never missed.
+      case 'armed':
         if (!started) {
           out.write(
             `${settingsBlock(config, processLine)}\nPress Ctrl-C to end monitoring without terminating the process(es).\n\n`,
@@ -137,12 +138,18 @@ export async function monitorCommand(argv: string[], out: NodeJS.WriteStream): P
     done: failures ? 'every trigger has fired' : 'all dumps written',
     exited: 'the target exited',
     aborted: 'interrupted',
+    failed: summary.failures
+      .map(
+        (f) =>
+          `the ${f.kind} trigger could not watch ${f.target.name} (${f.target.pid}), which still runs: ${f.error.message}`,
+      )
+      .join('; '),
   }[summary.reason];
   out.write(
     logLine(
       'INFO',
-      `Stopped (${why}${failures ? `, ${failures} failed` : ''}): ${files.length} dump${files.length === 1 ? '' : 's'} written${files.length ? `: ${files.join(', ')}` : ''}`,
+      `Stopped (${why}${failures && summary.reason !== 'failed' ? `, ${failures} failed` : ''}): ${files.length} dump${files.length === 1 ? '' : 's'} written${files.length ? `: ${files.join(', ')}` : ''}`,
     ),
   );
-  return failures ? EXIT.failure : EXIT.ok;
+  return failures || summary.reason === 'failed' ? EXIT.failure : EXIT.ok;
 }

@@ -13,6 +13,8 @@ import type { TraceEvent } from './nettrace.js';
 import { locateSocket, type SocketLocation } from './socket.js';
 
 export interface SessionListener {
+  /** A session carrying this subscriber's providers runs: its events flow from here on. Called once. */
+  onStart?(): void;
   onEvent(e: TraceEvent): void;
   /** The session ended by itself: `error` when the stream was malformed or the runtime dropped it. */
   onEnd(error?: Error): void;
@@ -21,6 +23,15 @@ export interface SessionListener {
 interface Subscriber {
   providers: readonly Provider[];
   listener: SessionListener;
+  started?: boolean;
+}
+
+function started(subs: readonly Subscriber[]): void {
+  for (const s of subs)
+    if (!s.started) {
+      s.started = true;
+      s.listener.onStart?.();
+    }
 }
 
 /** The keys of provider arguments that take the smallest / the union of all subscribers' values. */
@@ -125,7 +136,10 @@ export class DotnetConnection implements RuntimeConnection {
       return;
     }
     const want = mergeProviders(subs.map((s) => s.providers));
-    if (this.#session && coversProviders(this.#sessionProviders, want)) return;
+    if (this.#session && coversProviders(this.#sessionProviders, want)) {
+      started(subs);
+      return;
+    }
     await this.#stopSession();
     let session: EventPipeSession;
     try {
@@ -146,6 +160,7 @@ export class DotnetConnection implements RuntimeConnection {
     }
     this.#session = session;
     this.#sessionProviders = want;
+    started(subs.filter((s) => this.#subscribers.has(s)));
     session.ended.then(
       () => this.#ended(session, undefined),
       (e: Error) => this.#ended(session, e),
