@@ -6,6 +6,7 @@ import { GCORE_MISSING, gcoreOnPath } from '../actions/gcore.js';
 import { pidsNamed, processName } from '../dump/naming.js';
 import { AbortError, UsageError } from '../errors.js';
 import { Monitor, type MonitorEvent, type TargetSpec } from '../monitor/monitor.js';
+import { EXCEPTION_DUMP_NOTE } from '../runtimes/dotnet/triggers.js';
 import { nodeActions } from '../runtimes/node/actions.js';
 import { EXIT, interruptSignal, requireProcess } from './common.js';
 import { escapeControl, toJson } from './format.js';
@@ -91,6 +92,7 @@ export async function monitorCommand(argv: string[], out: NodeJS.WriteStream): P
   });
   let failures = 0;
   let started = false;
+  let exceptionNoted = false;
   monitor.on((e: MonitorEvent) => {
     switch (e.type) {
       // Said once every trigger watches the target: an event from then on is never missed.
@@ -106,9 +108,19 @@ export async function monitorCommand(argv: string[], out: NodeJS.WriteStream): P
       case 'sample':
         trace?.(logLine('INFO', `${e.target.name} (${e.target.pid}): ${toJson(e.record)}`));
         break;
-      case 'fire':
-        out.write(logLine('INFO', `Trigger: ${e.firing.reason} on process ID: ${e.target.pid}`));
+      case 'fire': {
+        const thrown = (e.firing.details as { time?: unknown } | undefined)?.time;
+        const late =
+          e.firing.tag === 'exception' && typeof thrown === 'number'
+            ? ` (${Math.max(0, Date.now() - thrown).toFixed(0)} ms after the throw)`
+            : '';
+        out.write(logLine('INFO', `Trigger: ${e.firing.reason} on process ID: ${e.target.pid}${late}`));
+        if (e.firing.tag === 'exception' && !exceptionNoted) {
+          exceptionNoted = true;
+          out.write(logLine('INFO', EXCEPTION_DUMP_NOTE));
+        }
         break;
+      }
       case 'action':
         // An output a firing does not want (nodeActions) says nothing.
         if (e.message) out.write(logLine('INFO', e.message));

@@ -320,6 +320,11 @@ describe.runIf(ok)('.NET triggers through the CLI: armed before the settings blo
       await t.send('throw InvalidOperationException at once', 'thrown');
       expect(await run.code(60_000, 'the exception dump')).toBe(0);
       expect(run.dumps()).toHaveLength(1);
+      // What the dump holds, and how late it is, said at the firing.
+      expect(run.out()).toMatch(
+        /Trigger: Exception System\.InvalidOperationException: at once on process ID: \d+ \(\d+ ms after the throw\)/,
+      );
+      expect(run.out()).toMatch(/holds the exception object .* not the throw on the thread's stack/);
     }
     {
       const run = cli(['-gcgen', '0', '-n', '1', String(t.pid)]);

@@ -371,6 +371,10 @@ export class ExceptionTrigger extends DotnetTrigger {
   }
 }
 
+/** Said once with the first exception dump: what it holds and what it cannot. */
+export const EXCEPTION_DUMP_NOTE =
+  "the exception dump starts ~100-250 ms after the throw (the runtime sends its events every 100 ms; tripdump loads nothing into the target): it holds the exception object while it is still referenced (dotnet-dump analyze: dumpheap -type TYPE), not the throw on the thread's stack, which has usually moved on (pe and clrthreads show no current exception)";
+
 export interface CounterSpec {
   provider: string;
   counter: string;
