@@ -4,13 +4,17 @@
 //     runtime writes both: the ratio shows what tripdump adds), and the ptrace writer's core for size;
 //  2. counter trigger latency, gauge set → dump complete: tripdump's -pc monitor against the triggerdump
 //     approach (dotnet-counters at 1 s, then `dotnet-dump collect` when the value crosses);
-//  3. the target's CPU with a session attached (counters at 1 s + GC and exception events) against none.
+//  3. the target's CPU with a session attached (counters at 1 s + GC and exception events) against none;
+//  4. exception trigger latency (-e): the throw → tripdump sees it (the monitor fires) → the runtime's
+//     dump writer holds the target (createdump ptrace-attaches: the state the dump shows) → the file
+//     appears. The first two are the EventPipe path; the rest is the runtime's dump writer.
 // Figures only; the design's targets (≤ 1.05× dotnet-dump's time, one interval + 100 ms, ≤ 1 % CPU) are
 // printed next to them.
 //
-// Run: npm run bench:dotnet   (BENCH_DOTNET_ROUNDS=3, BENCH_DOTNET_MB=300, BENCH_DOTNET_PARTS=dumps,latency,cpu)
+// Run: npm run bench:dotnet   (BENCH_DOTNET_ROUNDS=3, BENCH_DOTNET_MB=300,
+//      BENCH_DOTNET_PARTS=dumps,latency,cpu,exception; the exception part alone: BENCH_DOTNET_PARTS=exception)
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, watch } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +37,8 @@ const TOOLS = path.join(ROOT, '.cache', 'dotnet-tools');
 const ROUNDS = Number(process.env.BENCH_DOTNET_ROUNDS ?? 3);
 const MB = Number(process.env.BENCH_DOTNET_MB ?? 300);
 const TYPES = ['normal', 'withheap', 'triage', 'full'] as const;
+/** Quiet time between the exception trigger's session start and the throw (BENCH_DOTNET_IDLE_MS). */
+const IDLE_MS = Number(process.env.BENCH_DOTNET_IDLE_MS ?? 2500);
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -333,6 +339,80 @@ async function overhead(t: Target): Promise<void> {
   console.log('target: ≤ 1 % of a core');
 }
 
+/** The TracerPid line of /proc/PID/status: who holds the target under ptrace (0: nobody). */
+function tracer(pid: number): string {
+  return /^TracerPid:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'latin1'))?.[1] ?? '0';
+}
+
+/** One -e firing, ms from writing `throw` to the target: seen (fire), target held by the writer, file there. */
+async function exceptionLatency(t: Target, dir: string): Promise<[number, number, number]> {
+  const ctl = new AbortController();
+  let fired = 0;
+  let held = 0;
+  let file = 0;
+  const m = new Monitor({
+    target: { pid: t.pid },
+    triggers: [new ExceptionTrigger(['*Timeout*'])],
+    actions: [new DumpAction({ dir, overwrite: true })],
+    cooldownMs: 0,
+    signal: ctl.signal,
+  });
+  let armed: () => void = () => {};
+  const ready = new Promise<void>((r) => {
+    armed = r;
+  });
+  m.on((e) => {
+    // Versions before the 'armed' event: the session is up 3 s after the start at the latest.
+    if ((e.type as string) === 'armed') armed();
+    if (e.type === 'fire') fired = performance.now();
+  });
+  const watcher = watch(dir, () => {
+    file ||= performance.now();
+  });
+  const running = m.run();
+  await Promise.race([ready, sleep(3000)]);
+  // The throw comes into a quiet session, as in a service (right after the session starts, the runtime's
+  // streaming thread is still busy and hands events over sooner).
+  await sleep(IDLE_MS);
+  // A 1 ms poll of TracerPid from the throw on: when createdump attaches, the dump's moment is fixed.
+  let polling = true;
+  const poll = (async () => {
+    while (polling && !held) {
+      if (tracer(t.pid) !== '0') held = performance.now();
+      await sleep(1);
+    }
+  })();
+  const t0 = performance.now();
+  await t.send('throw InvalidOperationException request Timeout', 'thrown');
+  await running;
+  polling = false;
+  await poll;
+  watcher.close();
+  for (const f of readdirSync(dir)) rmSync(path.join(dir, f), { force: true, recursive: true });
+  return [fired - t0, held - t0, file - t0];
+}
+
+async function exceptionTrigger(t: Target, dir: string): Promise<void> {
+  console.log(
+    `\n4. Exception trigger (-e -f '*Timeout*'), ms from the throw (median of ${ROUNDS}, ${MB} MB heap, full dump)`,
+  );
+  const xs: [number, number, number][] = [];
+  for (let r = 0; r < ROUNDS; r++) xs.push(await exceptionLatency(t, dir));
+  const cell = (i: number) => {
+    const v = xs.map((x) => x[i]!);
+    return [median(v).toFixed(0), `${Math.min(...v).toFixed(0)}-${Math.max(...v).toFixed(0)}`];
+  };
+  print([
+    ['step', 'median ms', 'range'],
+    ['tripdump sees the exception (fire)', ...cell(0)],
+    ['the dump writer holds the target', ...cell(1)],
+    ['the dump file appears', ...cell(2)],
+  ]);
+  console.log(
+    "the EventPipe floor: the runtime's streaming thread sends buffered events every 100 ms; the dump shows the target from the moment it is held",
+  );
+}
+
 function print(rows: string[][]): void {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const [n, r] of rows.entries()) {
@@ -357,10 +437,11 @@ async function main(): Promise<void> {
         .map((l) => l.toFixed(2))
         .join(' ')}`,
     );
-    const parts = (process.env.BENCH_DOTNET_PARTS ?? 'dumps,latency,cpu').split(',');
+    const parts = (process.env.BENCH_DOTNET_PARTS ?? 'dumps,latency,cpu,exception').split(',');
     if (parts.includes('dumps')) await dumps(t, dir);
     if (parts.includes('latency')) await latency(t, dir);
     if (parts.includes('cpu')) await overhead(t);
+    if (parts.includes('exception')) await exceptionTrigger(t, dir);
     console.log(
       `\nload at the end: ${os
         .loadavg()

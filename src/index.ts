@@ -30,6 +30,7 @@ export {
 export {
   Monitor,
   type MonitorEvent,
+  type MonitorFailure,
   type MonitorOptions,
   type MonitorRule,
   type MonitorSummary,
@@ -59,6 +60,7 @@ export { KINDS, type ThresholdKind, ThresholdTrigger, TimerTrigger } from './tri
 export type {
   DumpFn,
   FireFn,
+  FireOptions,
   Firing,
   Judgement,
   Trigger,

@@ -7,6 +7,7 @@ import { pidsNamed, processName } from '../dump/naming.js';
 import { AbortError, UsageError } from '../errors.js';
 import { Monitor, type MonitorEvent, type TargetSpec } from '../monitor/monitor.js';
 import { plural } from '../plural.js';
+import { EXCEPTION_DUMP_NOTE } from '../runtimes/dotnet/triggers.js';
 import { nodeActions } from '../runtimes/node/actions.js';
 import { EXIT, interruptSignal, requireProcess } from './common.js';
 import { dumpWriterOf } from './dotnet-switches.js';
@@ -95,9 +96,11 @@ export async function monitorCommand(argv: string[], out: NodeJS.WriteStream): P
   });
   let failures = 0;
   let started = false;
+  let exceptionNoted = false;
   monitor.on((e: MonitorEvent) => {
     switch (e.type) {
-      case 'target':
+      // Said once every trigger watches the target: an event from then on is never missed.
+      case 'armed':
         if (!started) {
           const writer = 'pid' in target ? dumpWriterOf(target.pid, config.filter) : undefined;
           out.write(
@@ -110,9 +113,19 @@ export async function monitorCommand(argv: string[], out: NodeJS.WriteStream): P
       case 'sample':
         trace?.(logLine('INFO', `${e.target.name} (${e.target.pid}): ${toJson(e.record)}`));
         break;
-      case 'fire':
-        out.write(logLine('INFO', `Trigger: ${e.firing.reason} on process ID: ${e.target.pid}`));
+      case 'fire': {
+        const thrown = (e.firing.details as { time?: unknown } | undefined)?.time;
+        const late =
+          e.firing.tag === 'exception' && typeof thrown === 'number'
+            ? ` (${Math.max(0, Date.now() - thrown).toFixed(0)} ms after the throw)`
+            : '';
+        out.write(logLine('INFO', `Trigger: ${e.firing.reason} on process ID: ${e.target.pid}${late}`));
+        if (e.firing.tag === 'exception' && !exceptionNoted) {
+          exceptionNoted = true;
+          out.write(logLine('INFO', EXCEPTION_DUMP_NOTE));
+        }
         break;
+      }
       case 'action':
         // An output a firing does not want (nodeActions) says nothing.
         if (e.message) out.write(logLine('INFO', e.message));
@@ -142,12 +155,18 @@ export async function monitorCommand(argv: string[], out: NodeJS.WriteStream): P
     done: failures ? 'every trigger has fired' : 'all dumps written',
     exited: 'the target exited',
     aborted: 'interrupted',
+    failed: summary.failures
+      .map(
+        (f) =>
+          `the ${f.kind} trigger could not watch ${f.target.name} (${f.target.pid}), which still runs: ${f.error.message}`,
+      )
+      .join('; '),
   }[summary.reason];
   out.write(
     logLine(
       'INFO',
-      `Stopped (${why}${failures ? `, ${failures} failed` : ''}): ${plural(files.length, 'dump')} written${files.length ? `: ${files.join(', ')}` : ''}`,
+      `Stopped (${why}${failures && summary.reason !== 'failed' ? `, ${failures} failed` : ''}): ${plural(files.length, 'dump')} written${files.length ? `: ${files.join(', ')}` : ''}`,
     ),
   );
-  return failures ? EXIT.failure : EXIT.ok;
+  return failures || summary.reason === 'failed' ? EXIT.failure : EXIT.ok;
 }

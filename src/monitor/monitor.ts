@@ -2,13 +2,14 @@
 // the actions when one fires. The sustain window (--for), the cooldown (-s), the dump count (-n, shared
 // by all triggers of a target) and the quit logic live here, once, for every trigger.
 import { readFileSync } from 'node:fs';
+import { sleep } from '../abort.js';
 import type { Action, ActionContext, HistoryEntry, TargetInfo } from '../actions/action.js';
 import { processName } from '../dump/naming.js';
 import { ProcessGoneError, UsageError } from '../errors.js';
 import { FIELD_NAMES, type FieldName, type ProcessRecord } from '../sampler/fields.js';
 import { Sampler, type WakeCondition } from '../sampler/sampler.js';
 import type { Snapshot } from '../sampler/snapshot.js';
-import type { DumpFn, Firing, Judgement, Trigger, TriggerState } from '../triggers/trigger.js';
+import type { DumpFn, FireOptions, Firing, Judgement, Trigger, TriggerState } from '../triggers/trigger.js';
 
 const DISCOVERY_BITS = (1 << FIELD_NAMES.indexOf('comm')) | (1 << FIELD_NAMES.indexOf('pgid'));
 /** Paths the summary lists (the latest ones); `writtenTotal` counts them all. */
@@ -76,6 +77,11 @@ export interface MonitorOptions extends Partial<MonitorRule> {
 
 export type MonitorEvent =
   | { type: 'target'; target: TargetInfo }
+  /**
+   * Every trigger of a target watches it (event-driven ones have subscribed: their session, watcher or
+   * inspector is up): from here on no event is missed. Right after 'target' when all are polled.
+   */
+  | { type: 'armed'; target: TargetInfo }
   | { type: 'exit'; target: TargetInfo }
   | { type: 'sample'; target: TargetInfo; record: ProcessRecord }
   | { type: 'fire'; target: TargetInfo; firing: Firing; index: number }
@@ -85,14 +91,23 @@ export type MonitorEvent =
   | { type: 'action'; target: TargetInfo; firing: Firing; kind: string; path?: string; message: string }
   | { type: 'error'; target: TargetInfo; firing: Firing | undefined; kind: string; error: Error };
 
+/** An event-driven trigger that could not watch a target that still runs. */
+export interface MonitorFailure {
+  target: TargetInfo;
+  /** The trigger's tag. */
+  kind: string;
+  error: Error;
+}
+
 export interface MonitorSummary {
   /** Files written by actions, in order: the latest 1,000 (a long run forgets older paths). */
   written: string[];
   /** How many files actions wrote in all. */
   writtenTotal: number;
   firings: number;
-  /** Why the monitor stopped. */
-  reason: 'done' | 'exited' | 'aborted';
+  /** Why the monitor stopped: 'failed' when a trigger could not watch a target named to it (`failures`). */
+  reason: 'done' | 'exited' | 'aborted' | 'failed';
+  failures: MonitorFailure[];
 }
 
 interface TriggerSlot {
@@ -126,6 +141,10 @@ interface Target {
   history: HistoryEntry[];
   firings: number;
   busy: boolean;
+  /** The actions of the firing in flight (while busy). */
+  running: Promise<void> | undefined;
+  /** Event-driven triggers that have not said they are armed yet. */
+  unarmed: number;
   /** Epoch ms, like Snapshot.time. */
   cooldownUntil: number;
   exited: boolean;
@@ -172,8 +191,8 @@ export class Monitor {
   #seen = false;
   /** A target went away before it was done: the summary says 'exited' rather than 'done'. */
   #cutShort = false;
-  /** An event-driven trigger could not start: the monitor ends. */
-  #failed = false;
+  /** Event-driven triggers that could not watch a target named to the monitor: it ends. */
+  readonly #failures: MonitorFailure[] = [];
   /** The rules changed: the next discovery sweep looks at every process, not only new ones. */
   #rescan = false;
   /** Processes a rule's predicate could not decide yet: looked at again at the next sweep. */
@@ -286,7 +305,7 @@ export class Monitor {
         if ('pid' in r.spec) this.#add(sampler, r, r.spec.pid);
         else if ('pgid' in r.spec) this.#checkGroup(r.spec.pgid);
       }
-      while (!signal.aborted && !this.#failed && !this.#finished()) {
+      while (!signal.aborted && this.#failures.length === 0 && !this.#finished()) {
         const needed = this.#neededFields();
         if ([...needed].some((f) => !fields.has(f))) {
           // New rules read more: a sampler with the new fields takes over the live targets.
@@ -347,10 +366,18 @@ export class Monitor {
     }
     const reason = signal.aborted
       ? 'aborted'
-      : !this.#cutShort && [...this.#targets()].every((t) => this.#done(t))
-        ? 'done'
-        : 'exited';
-    return { written: this.#written, writtenTotal: this.#writtenTotal, firings: this.#firings, reason };
+      : this.#failures.length
+        ? 'failed'
+        : !this.#cutShort && [...this.#targets()].every((t) => this.#done(t))
+          ? 'done'
+          : 'exited';
+    return {
+      written: this.#written,
+      writtenTotal: this.#writtenTotal,
+      firings: this.#firings,
+      reason,
+      failures: [...this.#failures],
+    };
   }
 
   /** What should end the sampler's next wait: the conditions of every target that may fire now. */
@@ -436,22 +463,49 @@ export class Monitor {
     this.#emit({ type: 'fire', target: t.info, firing, index: t.firings });
     const run = this.#runActions(t, firing).finally(() => {
       t.busy = false;
+      t.running = undefined;
       t.cooldownUntil = Date.now() + t.rule.cooldownMs;
       this.#inflight.delete(run);
       if (this.#done(t)) t.events.abort();
       if (t.exited) this.#forget(t);
       this.#nudge();
     });
+    t.running = run;
     this.#inflight.add(run);
     return run;
   }
 
-  /** Starts the event-driven triggers of a new target. */
+  /**
+   * Waits one step towards the target's turn to fire (its dump in flight ends, its cooldown passes).
+   * Resolves false when the turn will never come (the target is done, gone or dropped, or Ctrl-C).
+   */
+  async #turn(t: Target): Promise<boolean> {
+    const signal = t.events.signal;
+    if (signal.aborted || t.exited || this.#done(t) || this.#o.signal.aborted) return false;
+    if (t.running) await t.running.catch(() => {});
+    else await sleep(t.cooldownUntil - Date.now(), signal);
+    return true;
+  }
+
+  /** Starts the event-driven triggers of a new target; 'armed' once all of them watch it. */
   #subscribe(t: Target): void {
+    t.unarmed = t.slots.filter((s) => s.trigger.subscribe).length;
+    if (t.unarmed === 0) this.#emit({ type: 'armed', target: t.info });
     for (const slot of t.slots) {
       const { trigger } = slot;
       if (!trigger.subscribe) continue;
-      const fire = async (j: Judgement, reason: string, dump?: DumpFn): Promise<boolean> => {
+      let armed = false;
+      const arm = () => {
+        if (armed || t.events.signal.aborted) return;
+        armed = true;
+        if (--t.unarmed === 0) this.#emit({ type: 'armed', target: t.info });
+      };
+      const fire = async (
+        j: Judgement,
+        reason: string,
+        dump?: DumpFn,
+        options?: FireOptions,
+      ): Promise<boolean> => {
         if (trigger.sustain) {
           if (!j.met) {
             slot.since = undefined;
@@ -460,14 +514,18 @@ export class Monitor {
           slot.since ??= Date.now();
           if (Date.now() - slot.since < t.rule.sustainMs) return false;
         }
+        // Every event of a series counts: it waits while a dump is written and the cooldown runs. Nothing
+        // may come between the last wait and #fire, or another trigger's event could take the turn.
+        if (options?.queue && j.met) while (!this.#ready(t) && (await this.#turn(t))) {}
         if (!this.#ready(t) || trigger.limit(slot.state) <= 0) return false;
         await this.#fire(t, slot, { ...j, tag: trigger.tag, reason, ...(dump ? { dump } : {}) });
         return true;
       };
-      const watching = trigger.subscribe(t.info.pid, fire, t.events.signal).catch((e: unknown) => {
+      const watching = trigger.subscribe(t.info.pid, fire, t.events.signal, arm).catch((e: unknown) => {
         // The process went away while its trigger was starting (or watching): that is its exit, not a
-        // failure of the monitor.
-        if (e instanceof ProcessGoneError || t.exited) {
+        // failure of the monitor. A ProcessGoneError about a process that still runs (a file of it that
+        // was missing) is a failure like any other.
+        if (t.exited || (e instanceof ProcessGoneError && !running(t.info.pid))) {
           this.#exited(t);
           return;
         }
@@ -483,7 +541,7 @@ export class Monitor {
         // command line cannot be watched as asked: the monitor fails.
         if ('match' in t.rule.spec) this.#drop(t);
         else {
-          this.#failed = true;
+          this.#failures.push({ target: t.info, kind: trigger.tag, error: e as Error });
           this.#nudge();
         }
       });
@@ -672,8 +730,21 @@ export class Monitor {
       history: [],
       firings: 0,
       busy: false,
+      running: undefined,
+      unarmed: 0,
       cooldownUntil: 0,
       exited: false,
     };
+  }
+}
+
+/** Whether a process with this pid runs (not a zombie): a trigger's "gone" is checked against it. */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
   }
 }

@@ -28,6 +28,8 @@ export interface SignalWatcherOptions {
   onSignal(hit: SignalHit, dump: DumpFn): Promise<void> | void;
   /** The target exited (the watcher ends by itself). */
   onExit?(status: number, signal: number | null): void;
+  /** Every thread of the target is held: from here on no watched signal gets past. */
+  onAttached?(): void;
   /** Aborting stops the watch (like stop()). */
   signal?: AbortSignal;
 }
@@ -108,6 +110,7 @@ export class SignalWatcher {
         this.#options.onExit?.(e.status, e.signal);
         break;
       case 'attached':
+        this.#options.onAttached?.();
         break;
     }
   }
@@ -168,10 +171,11 @@ export class SignalTrigger implements Trigger {
     return `Signal ${signalName(j.value)} (${j.value})`;
   }
 
-  async subscribe(pid: number, fire: FireFn, signal: AbortSignal): Promise<void> {
+  async subscribe(pid: number, fire: FireFn, signal: AbortSignal, armed: () => void): Promise<void> {
     const watcher = new SignalWatcher(pid, {
       signals: this.signals,
       signal,
+      onAttached: armed,
       onSignal: async (hit, dump) => {
         const j = { met: true, value: hit.signo, threshold: hit.signo };
         await fire(j, `${this.describe(j)} received by thread ${hit.tid}`, dump);

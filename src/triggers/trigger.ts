@@ -49,11 +49,21 @@ export interface Firing extends Judgement {
   dump?: DumpFn;
 }
 
+export interface FireOptions {
+  /**
+   * The event is one of a series in which each counts (an exception, a collection): while the target is
+   * busy with a dump or cooling down, it waits for its turn instead of being dropped. Readings of a level
+   * (a counter) are not queued: the next reading says more than a stale one.
+   */
+  queue?: boolean;
+}
+
 /**
  * How an event-driven trigger reports an event for a target. Resolves true when the monitor acted on it
- * (false when the target was cooling down, busy or done), once the actions are over.
+ * (false when the target was cooling down, busy or done — after waiting for its turn with `queue`), once
+ * the actions are over.
  */
-export type FireFn = (j: Judgement, reason: string, dump?: DumpFn) => Promise<boolean>;
+export type FireFn = (j: Judgement, reason: string, dump?: DumpFn, options?: FireOptions) => Promise<boolean>;
 
 /** A trigger's state for one target; the monitor keeps one per (target, trigger). */
 export interface TriggerState {
@@ -78,9 +88,11 @@ export interface Trigger {
   condition?(state: TriggerState): Omit<WakeCondition, 'pid'>;
   /**
    * Watches one target for events (event-driven triggers), calling fire for each, until the signal
-   * aborts. Resolves when watching has stopped; rejects if it cannot start (the monitor reports it).
+   * aborts. Calls `armed` once it watches: every event from then on is seen, and a condition that already
+   * holds is reported (the monitor says it is monitoring only when every trigger of the target is armed).
+   * Resolves when watching has stopped; rejects if it cannot start (the monitor reports it).
    */
-  subscribe?(pid: number, fire: FireFn, signal: AbortSignal): Promise<void>;
+  subscribe?(pid: number, fire: FireFn, signal: AbortSignal, armed: () => void): Promise<void>;
   /**
    * An event-driven trigger that reports every value it measures (met or not) sets this: the monitor then
    * applies the sustain window (--for) to its judgements as it does to polled ones.

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { fixture, procStatus, spawnTarget, trackProcesses, waitFor } from '../helpers/processes.js';
+import { hasTool } from '../helpers/requirements.js';
 import { cli, runSync, spawnCopy, start as startCli, uniqueFixture } from './run-cli.js';
 
 const track = trackProcesses();
@@ -178,6 +179,53 @@ describe('signals', () => {
     expect(procStatus(target.pid).State).not.toMatch(/^[tT]/);
     expect(procStatus(target.pid).TracerPid).toBe('0');
   });
+
+  it('-sig is armed when the settings block is printed: a signal sent at that moment is caught (5 runs)', async () => {
+    for (let i = 0; i < 5; i++) {
+      const target = track(await spawnTarget('signal_target', [], { stdin: true }));
+      const run = start(['-sig', 'USR1', String(target.pid), path.join(dir, `run${i}`)]);
+      await waitFor(() => run.out().includes('Press Ctrl-C'), 10_000, 'the settings block');
+      process.kill(target.pid, 'SIGUSR1');
+      let code: number | null | undefined;
+      void run.exit.then((c) => {
+        code = c;
+      });
+      // A watcher not yet attached lets the signal through (the handler runs) and waits for ever.
+      await waitFor(() => code !== undefined, 20_000, `the dump of run ${i + 1}`);
+      expect(code).toBe(0);
+      expect(run.out()).toMatch(/Trigger: Signal SIGUSR1/);
+      await target.kill();
+    }
+  });
+
+  it.runIf(hasTool('strace', 'strace'))(
+    'a trigger that cannot attach to a live target says which, on which process and why, and exits 1',
+    async () => {
+      const target = track(await spawnTarget('signal_target', [], { stdin: true }));
+      // strace holds the target: the signal watcher cannot seize it.
+      const strace = track(
+        spawn('strace', ['-p', String(target.pid), '-o', '/dev/null'], { stdio: 'ignore' }),
+      );
+      await waitFor(
+        () => procStatus(target.pid).TracerPid === String(strace.pid),
+        10_000,
+        'strace to attach',
+      );
+      const run = start(['-sig', 'USR1', String(target.pid), dir]);
+      expect(await run.exit).toBe(1);
+      expect(run.out()).toMatch(
+        new RegExp(`ERROR\\]: signal of process ${target.pid} failed: .*traced`, 'i'),
+      );
+      expect(run.out()).toMatch(
+        new RegExp(
+          `Stopped \\(the signal trigger could not watch signal_target \\(${target.pid}\\), which still runs: `,
+        ),
+      );
+      expect(run.out()).not.toMatch(/the target exited/);
+      expect(run.out()).not.toMatch(/Press Ctrl-C/);
+      expect(dumps()).toEqual([]);
+    },
+  );
 
   it('-sig refuses to be combined with a polled trigger', () => {
     const r = spawnSync(process.execPath, [cli, '-sig', '10', '-c', '90', '1'], {

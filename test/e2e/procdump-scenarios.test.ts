@@ -7,6 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { dotnetAvailable, startDotnetTarget } from '../fixtures/dotnet/target.js';
 import { procStatus, spawnTarget, type Target, trackProcesses, waitFor } from '../helpers/processes.js';
 import { hasTool } from '../helpers/requirements.js';
 import { isCore, runSync, spawnCopy, start, uniqueFixture } from './run-cli.js';
@@ -447,3 +448,39 @@ describe('switches ProcDump has and tripdump does not (yet)', () => {
     expect(r.stderr).toContain('tripdump: -f filters exceptions: use it with -e');
   });
 });
+
+// ProcDump 3.x's dotnet_* exception-filter scenarios, against the .NET test target: each -f filter is
+// matched anywhere in "Type: message" (ProcDump wraps it in *...*), case-insensitive.
+describe.runIf(dotnetAvailable())(
+  '.NET exception filters (dotnet_*Filter*, dotnet_*Wildcard* scenarios)',
+  () => {
+    const MESSAGE = 'Operation is not valid due to the current state of the object.';
+    it.each([
+      ['invalid', 1],
+      ['current state', 1],
+      ['Invali*xception', 1],
+      ['*current*sta*', 1],
+      ['SYSTEM.INVALIDOPERATIONEXCEPTION', 1],
+      ['timeout', 0],
+      ['Invalid*timeout', 0],
+    ])('-e -f %j on System.InvalidOperationException: %i dump(s)', async (filter, expected) => {
+      const t = track(await startDotnetTarget());
+      const run = start(['-e', '-f', filter as string, '-n', '1', String(t.pid), dir]);
+      track(run.child);
+      await waitFor(() => run.out().includes('Press Ctrl-C'), 60_000, 'the settings block');
+      await t.send(`throw InvalidOperationException ${MESSAGE}`, 'thrown');
+      if (expected) {
+        expect(await run.exit).toBe(0);
+        expect(files()).toHaveLength(1);
+        expect(run.out()).toContain(`Trigger: Exception System.InvalidOperationException: ${MESSAGE}`);
+        return;
+      }
+      // A matching exception after it proves the session saw the first one and let it go.
+      await t.send('throw InvalidOperationException request timeout', 'thrown');
+      expect(await run.exit).toBe(0);
+      expect(files()).toHaveLength(1);
+      expect(run.out()).toContain('Trigger: Exception System.InvalidOperationException: request timeout');
+      expect(run.out()).not.toContain(MESSAGE);
+    });
+  },
+);

@@ -1,6 +1,10 @@
 // The .NET triggers against a real target through the real Monitor: each fires on the target's spike,
 // exception or gauge and not without it; several share one EventPipe session; a killed target ends them
-// cleanly; Ctrl-C stops the session.
+// cleanly; Ctrl-C stops the session. Through the CLI: every trigger is armed when the settings block is
+// printed, a condition already true then fires, and no event is lost while a dump is being written.
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it, type MockInstance, vi } from 'vitest';
 import type { Action, ActionContext } from '../../src/actions/action.js';
 import {
@@ -14,7 +18,8 @@ import {
 } from '../../src/index.js';
 import { EventPipeSession } from '../../src/runtimes/dotnet/eventpipe.js';
 import type { Firing, Trigger } from '../../src/triggers/trigger.js';
-import { dotnetAvailable, startDotnetTarget } from '../fixtures/dotnet/target.js';
+import { start as startCli } from '../e2e/run-cli.js';
+import { type DotnetTarget, dotnetAvailable, startDotnetTarget } from '../fixtures/dotnet/target.js';
 import { sleep, trackProcesses, waitFor } from '../helpers/processes.js';
 
 const ok = dotnetAvailable();
@@ -137,7 +142,7 @@ describe.runIf(ok)('.NET triggers', () => {
     });
   });
 
-  it('-e without a filter fires on any exception; a filter on the message works too', () => {
+  it('-e without a filter fires on any exception; a filter matches anywhere in "Type: message", as ProcDump does', () => {
     const any = new ExceptionTrigger();
     expect(any.matches('System.InvalidOperationException', 'x')).toBe(true);
     const byMessage = new ExceptionTrigger(['System.InvalidOperationException: *timeout*']);
@@ -145,7 +150,18 @@ describe.runIf(ok)('.NET triggers', () => {
     expect(byMessage.matches('System.InvalidOperationException', 'bad state')).toBe(false);
     const exact = new ExceptionTrigger(['system.invalidoperationexception']);
     expect(exact.matches('System.InvalidOperationException', 'bad state')).toBe(true);
-    expect(exact.matches('System.InvalidOperationExceptionX', '')).toBe(false);
+    // ProcDump wraps each filter in *...*: a part of the type or of the message is enough.
+    const message = 'Operation is not valid due to the current state of the object.';
+    for (const f of [
+      'invalid',
+      'current state',
+      'Invali*xception',
+      'OPERATIONEXCEPTION: operation',
+      'System',
+    ])
+      expect(new ExceptionTrigger([f]).matches('System.InvalidOperationException', message), f).toBe(true);
+    for (const f of ['timeout', 'current  state', 'Exception*timeout'])
+      expect(new ExceptionTrigger([f]).matches('System.InvalidOperationException', message), f).toBe(false);
   });
 
   it('-pc fires on a Metrics gauge, -pcl on an EventCounter, each in its own unit', async () => {
@@ -242,4 +258,132 @@ describe.runIf(ok)('.NET triggers', () => {
     // The target runs on and answers a new session.
     await t.send('gc 0', 'collected');
   });
+});
+
+/** Runs the CLI on a .NET target in a folder of its own; `dumps()` lists what it wrote. */
+function cli(args: string[]) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'tripdump-dotnet-triggers-'));
+  dirs.push(dir);
+  const run = startCli([...args, dir]);
+  track(run.child);
+  let code: number | null | undefined;
+  void run.exit.then((c) => {
+    code = c;
+  });
+  return {
+    ...run,
+    dir,
+    dumps: () => readdirSync(dir).sort(),
+    /** The exit code, waiting at most `ms` for it (a trigger that missed never exits). */
+    code: (ms: number, what: string) =>
+      waitFor(() => code !== undefined && { code }, ms, what).then((c) => c.code),
+    block: () => waitFor(() => run.out().includes('Press Ctrl-C'), 60_000, 'the settings block'),
+  };
+}
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe.runIf(ok)('.NET triggers through the CLI: armed before the settings block, no event lost', () => {
+  it('-gcm 150 -n 1: 250 MB allocated the moment the settings block is printed, then idle: a dump in 20 runs of 20', async () => {
+    let dumped = 0;
+    for (let i = 0; i < 20; i++) {
+      const t: DotnetTarget = track(await startDotnetTarget());
+      const run = cli(['-gcm', '150', '-n', '1', String(t.pid)]);
+      await run.block();
+      await t.send('alloc 250', 'allocated');
+      expect(await run.code(60_000, `the dump of run ${i + 1} (${dumped} dumped so far)`)).toBe(0);
+      expect(run.dumps()).toHaveLength(1);
+      expect(run.out()).toMatch(/Trigger: \.NET total heap [\d.]+ MB >= 150 MB/);
+      dumped++;
+      await t.kill();
+      rmSync(run.dir, { recursive: true, force: true });
+    }
+    expect(dumped).toBe(20);
+  }, 1_200_000);
+
+  it('-gcm on a heap already above the threshold when it starts (no collection after): fires at once', async () => {
+    const t = track(await startDotnetTarget());
+    await t.send('gc 2', 'collected');
+    await t.send('alloc 200', 'allocated');
+    const run = cli(['-gcm', '150', '-n', '1', String(t.pid)]);
+    expect(await run.code(60_000, 'the dump')).toBe(0);
+    expect(run.dumps()).toHaveLength(1);
+  }, 120_000);
+
+  it('-e and -gcgen: an exception or a collection the moment the settings block is printed is caught', async () => {
+    const t = track(await startDotnetTarget());
+    {
+      const run = cli(['-e', '-n', '1', String(t.pid)]);
+      await run.block();
+      await t.send('throw InvalidOperationException at once', 'thrown');
+      expect(await run.code(60_000, 'the exception dump')).toBe(0);
+      expect(run.dumps()).toHaveLength(1);
+      // What the dump holds, and how late it is, said at the firing.
+      expect(run.out()).toMatch(
+        /Trigger: Exception System\.InvalidOperationException: at once on process ID: \d+ \(\d+ ms after the throw\)/,
+      );
+      expect(run.out()).toMatch(/holds the exception object .* not the throw on the thread's stack/);
+    }
+    {
+      const run = cli(['-gcgen', '0', '-n', '1', String(t.pid)]);
+      await run.block();
+      await t.send('gc 0', 'collected');
+      expect(await run.code(60_000, 'the collection dump')).toBe(0);
+      expect(run.dumps()).toHaveLength(1);
+    }
+  }, 180_000);
+
+  it('-pc: a counter already past its threshold when it starts fires', async () => {
+    const t = track(await startDotnetTarget());
+    await t.send('gauge 80', 'gauge');
+    const run = cli(['-pc', 'Tripdump.Fixture:fixture.gauge', '50', '-n', '1', String(t.pid)]);
+    expect(await run.code(60_000, 'the counter dump')).toBe(0);
+    expect(run.dumps()).toHaveLength(1);
+  }, 120_000);
+
+  it.each([
+    ['-gcm 10,20,30', ['-gcm', '10,20,30'], [10, 20, 30]],
+    ['-gcm LOH:10,20,30', ['-gcm', 'LOH:10,20,30'], [10, 20, 30]],
+    ['-gcm 2:10,20', ['-gcm', '2:10,20'], [10, 20]],
+  ])(
+    '%s: collections back to back while the first dump is written, then freed: one dump per threshold',
+    async (name, args, thresholds) => {
+      const t = track(await startDotnetTarget());
+      const run = cli([...args, '-s', '0', String(t.pid)]);
+      await run.block();
+      // After each pair of collections the heap is past the next threshold (gen2 holds small arrays after
+      // the second); then everything is freed, so only the collections' events can explain each dump.
+      for (let i = 0; i < thresholds.length; i++) {
+        await t.send(name.includes('2:') ? 'allocsmall 12' : 'alloc 12', 'allocated');
+        await t.send('gc 2', 'collected');
+        await t.send('gc 2', 'collected');
+      }
+      await t.send('free', 'freed');
+      expect(await run.code(120_000, 'one dump per threshold')).toBe(0);
+      expect(run.dumps()).toHaveLength(thresholds.length);
+      const fired = [...run.out().matchAll(/Trigger: \.NET \S+ heap [\d.]+ MB >= (\d+) MB/g)].map((m) =>
+        Number(m[1]),
+      );
+      expect(fired).toEqual(thresholds);
+    },
+    180_000,
+  );
+
+  it.each([
+    ['with the default cooldown', []],
+    ['with -s 0', ['-s', '0']],
+  ])(
+    '-n 2 -e: two exceptions thrown back to back make two dumps (%s)',
+    async (_name, cooldown) => {
+      const t = track(await startDotnetTarget());
+      const run = cli(['-e', '-n', '2', ...cooldown, String(t.pid)]);
+      await run.block();
+      await t.send('throws 2 InvalidOperationException back to back', 'thrown 2');
+      expect(await run.code(60_000, 'two dumps')).toBe(0);
+      expect(run.dumps()).toHaveLength(2);
+    },
+    120_000,
+  );
 });

@@ -48,6 +48,8 @@ describe('Monitor', () => {
     );
     expect(events.map((e) => e.type).filter((x) => x !== 'sample' && x !== 'sweep')).toEqual([
       'target',
+      // Polled triggers only: armed as soon as the target is watched.
+      'armed',
       'fire',
       'action',
       'action',

@@ -63,6 +63,29 @@ describe('--heap-used', () => {
   });
 });
 
+describe('armed before the settings block', () => {
+  it('--heap-used on a heap already above the threshold when tripdump starts: fires', async () => {
+    const t = track(await spawnNodeTarget({ env: { FIXTURE_HEAP_MB: '60' } }));
+    const run = start(['--heap-used', '40', '-pf', '200', String(t.pid)]);
+    expect(await run.exit).toBe(0);
+    expect(files()).toEqual([expect.stringMatching(/\.heapsnapshot$/)]);
+    await leftAsItWas(t);
+  });
+
+  it('--loop-delay: a block that starts the moment the settings block is printed is caught', async () => {
+    const t = track(await spawnNodeTarget());
+    const run = start(['--loop-delay', '300', '-pf', '100', String(t.pid)]);
+    await waitFor(() => run.out().includes('Press Ctrl-C'), 20_000, 'the monitor to start');
+    const from = t.lines.length;
+    t.command('block 3000');
+    await t.line('blocking', 10_000, from);
+    expect(await run.exit).toBe(0);
+    expect(files()).toEqual([expect.stringMatching(/\.stack\.json$/)]);
+    await t.line('unblocked', 10_000, from);
+    await leftAsItWas(t);
+  });
+});
+
 describe('--loop-delay', () => {
   it('fires while the loop is blocked and writes the blocked stack; not without a block', async () => {
     const t = track(await spawnNodeTarget());

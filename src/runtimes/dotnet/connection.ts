@@ -24,6 +24,8 @@ import type { TraceEvent } from './nettrace.js';
 import { locateSocket, type SocketLocation } from './socket.js';
 
 export interface SessionListener {
+  /** A session carrying this subscriber's providers runs: its events flow from here on. Called once. */
+  onStart?(): void;
   onEvent(e: TraceEvent): void;
   /** The session ended by itself: `error` when the stream was malformed or the runtime dropped it. */
   onEnd(error?: Error): void;
@@ -32,6 +34,15 @@ export interface SessionListener {
 interface Subscriber {
   providers: readonly Provider[];
   listener: SessionListener;
+  started?: boolean;
+}
+
+function started(subs: readonly Subscriber[]): void {
+  for (const s of subs)
+    if (!s.started) {
+      s.started = true;
+      s.listener.onStart?.();
+    }
 }
 
 /** The keys of provider arguments that take the smallest / the union of all subscribers' values. */
@@ -146,7 +157,10 @@ export class DotnetConnection implements RuntimeConnection {
       return;
     }
     const want = mergeProviders(subs.map((s) => s.providers));
-    if (this.#session && coversProviders(this.#sessionProviders, want)) return;
+    if (this.#session && coversProviders(this.#sessionProviders, want)) {
+      started(subs);
+      return;
+    }
     await this.#stopSession();
     const client = randomUUID();
     let session: EventPipeSession;
@@ -170,6 +184,7 @@ export class DotnetConnection implements RuntimeConnection {
     this.#session = session;
     this.#sessionProviders = want;
     this.#sessionClient = client;
+    started(subs.filter((s) => this.#subscribers.has(s)));
     session.ended.then(
       () => this.#ended(session, undefined),
       (e: Error) => this.#ended(session, e),

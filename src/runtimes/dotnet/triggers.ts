@@ -19,13 +19,25 @@ import {
 import type { TraceEvent } from './nettrace.js';
 
 const INFORMATIONAL = 4;
+/** Discrete events waiting behind dumps beyond this many are dropped: a burst no dump rate could serve. */
+const MAX_QUEUED = 1000;
+/** How long a trigger that arms on its first reading (-gcm) waits for one after the session starts. */
+const FIRST_READING_MS = 3000;
 
-/** What a trigger makes of one event: a judgement to report, and whether it may wait for a dump in flight. */
+/** What a trigger makes of one event. */
 interface Verdict {
-  judgement: Judgement;
-  reason: string;
-  /** Queue it behind a firing in flight instead of dropping it (-gcgen's end after its start). */
-  keep?: boolean;
+  /**
+   * The judgement, made when the event's turn comes: after the dumps of the events before it, so that a
+   * threshold list advances per event.
+   */
+  judge(w: Watch): { judgement: Judgement; reason: string } | undefined;
+  /**
+   * A reading of a level (a counter's value): never waits behind a dump; a newer one of the same series
+   * (this key: a Metrics instrument's tags) replaces it while it waits for its turn.
+   */
+  level?: string;
+  /** A measurement of what the trigger judges (-gcm: the heap's size): it is armed once it has one. */
+  reading?: boolean;
 }
 
 /** Per-target state of one subscription. */
@@ -39,22 +51,29 @@ abstract class DotnetTrigger implements Trigger {
   abstract readonly tag: TriggerTag;
   abstract readonly setting: readonly [string, string];
   readonly fields: readonly FieldName[] = [];
+  /** Armed at its first reading rather than when the session starts (a level must be known first). */
+  protected readonly armsOnReading: boolean = false;
   abstract limit(state: TriggerState): number;
   abstract describe(j: Judgement): string;
   /** What the target's session must carry for this trigger. */
   abstract providers(metricsSession: string, metricsClient: string): Provider[];
-  /** Judges one event of the target's session. */
-  protected abstract onEvent(e: TraceEvent, w: Watch, pid: number): Verdict | undefined;
+  /** What one event of the target's session means to this trigger. */
+  protected abstract onEvent(e: TraceEvent, pid: number, w: Watch): Verdict | undefined;
 
-  async subscribe(pid: number, fire: FireFn, signal: AbortSignal): Promise<void> {
+  async subscribe(pid: number, fire: FireFn, signal: AbortSignal, armed: () => void): Promise<void> {
     const lease = await dotnetConnections.acquire(pid, signal);
     const conn = lease.connection;
     const w: Watch = { fired: 0, metricsSession: conn.metricsSession };
     let stop = () => {};
+    let timer: NodeJS.Timeout | undefined;
     try {
       await new Promise<void>((resolve, reject) => {
+        // Events are judged one after the other, each once the firings before it are over: none is lost
+        // while a dump is written (the monitor holds a queued one until the cooldown has passed).
         let queue = Promise.resolve();
-        let inflight = 0;
+        let queued = 0;
+        const levels = new Map<string, Verdict>();
+        let running = false;
         let failed = false;
         const fail = (e: unknown) => {
           if (failed) return;
@@ -62,29 +81,48 @@ abstract class DotnetTrigger implements Trigger {
           unsubscribe();
           reject(e);
         };
+        const run = async (v: Verdict) => {
+          const r = v.judge(w);
+          if (!r) return;
+          const acted = await fire(r.judgement, r.reason, undefined, { queue: v.level === undefined });
+          if (acted) w.fired++;
+        };
         const unsubscribe = conn.subscribe(this.providers(conn.metricsSession, conn.metricsClient), {
+          onStart: () => {
+            running = true;
+            if (!this.armsOnReading) armed();
+            // A runtime that publishes no counters still gets its heap judged at the next collection.
+            else timer = setTimeout(armed, FIRST_READING_MS);
+          },
           onEvent: (e) => {
             let v: Verdict | undefined;
             try {
-              v = this.onEvent(e, w, pid);
+              v = this.onEvent(e, pid, w);
             } catch (err) {
               fail(err);
               return;
             }
-            // While a firing is in flight the monitor would refuse another: drop it, unless it must wait.
-            // Values that do not meet the condition still go through (they reset --for's window).
-            if (!v || (inflight > 0 && !v.keep && v.judgement.met)) return;
+            if (!v) return;
+            if (v.reading && running) armed();
             const verdict = v;
-            const counts = verdict.judgement.met;
-            if (counts) inflight++;
+            const key = verdict.level;
+            if (key !== undefined) {
+              const pending = levels.has(key);
+              levels.set(key, verdict);
+              if (pending) return;
+            } else if (queued >= MAX_QUEUED) return;
+            else queued++;
             queue = queue
-              .then(() => fire(verdict.judgement, verdict.reason))
-              .then((acted) => {
-                if (acted) w.fired++;
-              }, fail)
-              .finally(() => {
-                if (counts) inflight--;
-              });
+              .then(() => {
+                if (key === undefined) {
+                  queued--;
+                  return run(verdict);
+                }
+                const latest = levels.get(key);
+                levels.delete(key);
+                return latest && run(latest);
+              })
+              .catch(fail);
           },
           onEnd: (error) => {
             if (error) fail(error);
@@ -100,6 +138,7 @@ abstract class DotnetTrigger implements Trigger {
         else signal.addEventListener('abort', stop, { once: true });
       });
     } finally {
+      clearTimeout(timer);
       signal.removeEventListener('abort', stop);
       await lease.release();
     }
@@ -135,15 +174,30 @@ function heapName(h: GcHeap): string {
   return h === 'total' ? 'total' : typeof h === 'number' ? `gen${h}` : h.toUpperCase();
 }
 
+/** The System.Runtime EventCounter that reads each heap (gc-heap-size in decimal MB, the others in bytes). */
+const HEAP_COUNTER: Record<string, string> = {
+  total: 'gc-heap-size',
+  0: 'gen-0-size',
+  1: 'gen-1-size',
+  2: 'gen-2-size',
+  loh: 'loh-size',
+  poh: 'poh-size',
+};
+
 /**
- * -gcm: the managed heap (total, or one generation) is at or above each threshold in turn, judged with the
- * generation sizes the runtime reports at the end of every collection (GCHeapStats), which is when
- * ProcDump's profiler measures too. One dump per threshold.
+ * -gcm: the managed heap (total, or one generation) is at or above each threshold in turn, one dump per
+ * threshold, each collection judged in turn. Two readings: the generation sizes the runtime reports at the
+ * end of every collection (GCHeapStats, when ProcDump's profiler measures), and the System.Runtime
+ * counters every second. A heap that grew after the last collection and then stopped (no collection comes)
+ * is seen by the total's counter (GC.GetTotalMemory: what was allocated since counts); a generation's
+ * counter gives its size at the last collection. The trigger is armed at its first reading, so a heap
+ * already above the threshold fires at once.
  */
 export class GcMemoryTrigger extends DotnetTrigger {
   readonly tag = 'gc_size' as const;
   readonly setting: readonly [string, string];
   readonly sustain = true;
+  protected override readonly armsOnReading = true;
   constructor(
     readonly heap: GcHeap,
     readonly thresholdsMB: readonly number[],
@@ -159,20 +213,38 @@ export class GcMemoryTrigger extends DotnetTrigger {
     return this.thresholdsMB.length - state.fired;
   }
   providers(): Provider[] {
-    return [{ name: RUNTIME_PROVIDER, keywords: RuntimeKeyword.gc, level: INFORMATIONAL }];
+    return [
+      { name: RUNTIME_PROVIDER, keywords: RuntimeKeyword.gc, level: INFORMATIONAL },
+      { name: 'System.Runtime', keywords: 0n, level: INFORMATIONAL, args: { EventCounterIntervalSec: '1' } },
+    ];
   }
   describe(j: Judgement): string {
     return `.NET ${heapName(this.heap)} heap ${j.value.toFixed(1)} MB >= ${j.threshold} MB`;
   }
-  protected onEvent(e: TraceEvent, w: Watch, pid: number): Verdict | undefined {
-    const r = runtimeEvent(e, pid);
-    if (r?.kind !== 'gc-heap' || w.fired >= this.thresholdsMB.length) return undefined;
-    const bytes = this.heap === 'total' ? r.total : r.sizes[HEAP_INDEX[this.heap]]!;
-    const threshold = this.thresholdsMB[w.fired]!;
-    const j: Judgement = { met: bytes / 2 ** 20 >= threshold, value: bytes / 2 ** 20, threshold };
-    const [gen0, gen1, gen2, loh, poh] = r.sizes;
-    j.details = { heapBytes: { gen0, gen1, gen2, loh, poh, total: r.total }, time: e.time };
+  #judge(w: Watch, bytes: number, details: Record<string, unknown>) {
+    const threshold = this.thresholdsMB[w.fired];
+    if (threshold === undefined) return undefined;
+    const j: Judgement = { met: bytes / 2 ** 20 >= threshold, value: bytes / 2 ** 20, threshold, details };
     return { judgement: j, reason: this.describe(j) };
+  }
+  protected onEvent(e: TraceEvent, pid: number, w: Watch): Verdict | undefined {
+    const r = runtimeEvent(e, pid);
+    if (r?.kind === 'gc-heap') {
+      const bytes = this.heap === 'total' ? r.total : r.sizes[HEAP_INDEX[this.heap]]!;
+      const [gen0, gen1, gen2, loh, poh] = r.sizes;
+      const details = {
+        source: 'collection',
+        heapBytes: { gen0, gen1, gen2, loh, poh, total: r.total },
+        time: e.time,
+      };
+      return { reading: true, judge: (w) => this.#judge(w, bytes, details) };
+    }
+    if (r || e.metadata.provider !== 'System.Runtime') return undefined;
+    const c = counterEvent(e, w.metricsSession, pid);
+    if (!c || c.kind === 'notice' || c.name !== HEAP_COUNTER[String(this.heap)]) return undefined;
+    const bytes = this.heap === 'total' ? c.value * 1e6 : c.value;
+    const details = { source: `counter System.Runtime:${c.name}`, time: c.time };
+    return { reading: true, level: c.name, judge: (w) => this.#judge(w, bytes, details) };
   }
 }
 
@@ -201,35 +273,45 @@ export class GcGenerationTrigger extends DotnetTrigger {
   describe(j: Judgement): string {
     return `GC #${j.value} of generation ${j.threshold}`;
   }
-  protected onEvent(e: TraceEvent, w: Watch, pid: number): Verdict | undefined {
+  protected onEvent(e: TraceEvent, pid: number): Verdict | undefined {
     const r = runtimeEvent(e, pid);
-    if (!r) return undefined;
-    const chosen = this.#collection.get(pid);
-    if (r.kind === 'gc-start' && chosen === undefined && w.fired === 0 && r.generation >= this.generation) {
-      this.#collection.set(pid, r.count);
-      const j: Judgement = {
-        met: true,
-        value: r.count,
-        threshold: this.generation,
-        details: { phase: 'start', depth: r.generation, reason: r.reason },
-      };
-      return { judgement: j, reason: `${this.describe(j)} started`, keep: true };
-    }
-    if (r.kind === 'gc-end' && chosen === r.count) {
-      this.#collection.delete(pid);
-      const j: Judgement = {
-        met: true,
-        value: r.count,
-        threshold: this.generation,
-        details: { phase: 'end', depth: r.generation },
-      };
-      return { judgement: j, reason: `${this.describe(j)} finished`, keep: true };
-    }
-    return undefined;
+    if (r?.kind !== 'gc-start' && r?.kind !== 'gc-end') return undefined;
+    // Judged in turn: the end of the chosen collection after its start's dump.
+    return {
+      judge: (w) => {
+        const chosen = this.#collection.get(pid);
+        if (
+          r.kind === 'gc-start' &&
+          chosen === undefined &&
+          w.fired === 0 &&
+          r.generation >= this.generation
+        ) {
+          this.#collection.set(pid, r.count);
+          const j: Judgement = {
+            met: true,
+            value: r.count,
+            threshold: this.generation,
+            details: { phase: 'start', depth: r.generation, reason: r.reason },
+          };
+          return { judgement: j, reason: `${this.describe(j)} started` };
+        }
+        if (r.kind === 'gc-end' && chosen === r.count) {
+          this.#collection.delete(pid);
+          const j: Judgement = {
+            met: true,
+            value: r.count,
+            threshold: this.generation,
+            details: { phase: 'end', depth: r.generation },
+          };
+          return { judgement: j, reason: `${this.describe(j)} finished` };
+        }
+        return undefined;
+      },
+    };
   }
 }
 
-/** ProcDump's wildcard match: case-insensitive, `*` for any run of characters, anchored at both ends. */
+/** A wildcard match: case-insensitive, `*` for any run of characters, anchored at both ends. */
 export function wildcardMatch(text: string, pattern: string): boolean {
   const re = new RegExp(
     `^${pattern
@@ -243,7 +325,14 @@ export function wildcardMatch(text: string, pattern: string): boolean {
 
 /**
  * -e [-f FILTER,…]: a first-chance exception (ExceptionThrown, keyword 0x8000), optionally only those whose
- * "Type" or "Type: message" matches one of the filters (ProcDump's `*` wildcards, case-insensitive).
+ * "Type: message" (or "Type" without a message) holds one of the filters anywhere, case-insensitive, `*`
+ * standing for any run of characters: ProcDump wraps each filter in `*…*` (`-f invalid` matches
+ * System.InvalidOperationException, `-f "current state"` its message).
+ *
+ * The event reaches tripdump some 100 ms after the throw (the runtime flushes its EventPipe buffers to the
+ * stream every 100 ms) and the runtime dump starts then, without stopping the thrower at the throw: the
+ * dump holds the exception object on the heap (when it is still referenced) but the throwing thread has
+ * usually moved on (caught it, unwound, run on). ProcDump's profiler dumps from inside the throw.
  */
 export class ExceptionTrigger extends DotnetTrigger {
   readonly tag = 'exception' as const;
@@ -265,20 +354,26 @@ export class ExceptionTrigger extends DotnetTrigger {
   matches(type: string, message: string): boolean {
     if (this.filters.length === 0) return true;
     const full = message ? `${type}: ${message}` : type;
-    return this.filters.some((f) => wildcardMatch(type, f) || wildcardMatch(full, f));
+    return this.filters.some((f) => wildcardMatch(full, `*${f}*`));
   }
-  protected onEvent(e: TraceEvent, _w: Watch, pid: number): Verdict | undefined {
+  protected onEvent(e: TraceEvent, pid: number): Verdict | undefined {
     const r = runtimeEvent(e, pid);
     if (r?.kind !== 'exception' || !this.matches(r.type, r.message)) return undefined;
+    // details.type (the exception's type name) is what dump names use.
     const j: Judgement = {
       met: true,
       value: 1,
       threshold: 1,
       details: { type: r.type, message: r.message, hresult: r.hresult, time: e.time },
     };
-    return { judgement: j, reason: `Exception ${r.type}${r.message ? `: ${r.message}` : ''}` };
+    const reason = `Exception ${r.type}${r.message ? `: ${r.message}` : ''}`;
+    return { judge: () => ({ judgement: j, reason }) };
   }
 }
+
+/** Said once with the first exception dump: what it holds and what it cannot. */
+export const EXCEPTION_DUMP_NOTE =
+  "the exception dump starts ~100-250 ms after the throw (the runtime sends its events every 100 ms; tripdump loads nothing into the target): it holds the exception object while it is still referenced (dotnet-dump analyze: dumpheap -type TYPE), not the throw on the thread's stack, which has usually moved on (pe and clrthreads show no current exception)";
 
 export interface CounterSpec {
   provider: string;
@@ -377,7 +472,7 @@ export class CounterTrigger extends DotnetTrigger {
   describe(j: Judgement): string {
     return `Counter ${this.#name()} ${+j.value.toPrecision(6)} ${this.direction === 'above' ? '>=' : '<'} ${j.threshold}`;
   }
-  protected onEvent(e: TraceEvent, w: Watch, pid: number): Verdict | undefined {
+  protected onEvent(e: TraceEvent, pid: number, w: Watch): Verdict | undefined {
     const c = counterEvent(e, w.metricsSession, pid);
     if (!c || c.kind === 'notice') return undefined;
     const value = specValue(this.spec, c);
@@ -391,7 +486,8 @@ export class CounterTrigger extends DotnetTrigger {
       threshold: this.threshold,
       details: { counter: this.#name(), unit: c.unit, tags: c.tags, values: [...this.#recent] },
     };
-    return { judgement: j, reason: `${this.describe(j)}${c.tags ? ` (${c.tags})` : ''}` };
+    const reason = `${this.describe(j)}${c.tags ? ` (${c.tags})` : ''}`;
+    return { level: c.tags, judge: () => ({ judgement: j, reason }) };
   }
 }
 

@@ -96,13 +96,28 @@ export class HeapUsedTrigger implements Trigger {
       });
   }
 
-  async subscribe(pid: number, _fire: FireFn, signal: AbortSignal): Promise<void> {
+  async subscribe(pid: number, _fire: FireFn, signal: AbortSignal, armed: () => void): Promise<void> {
     const key = processKey(pid);
     const lease = await nodeInspectors.acquire(pid, signal);
-    const w: HeapWatch = { inspector: lease.connection, asking: false, usedMb: undefined };
+    const w: HeapWatch = { inspector: lease.connection, asking: true, usedMb: undefined };
     this.#watches.set(pid, w);
     try {
-      this.#ask(w);
+      // Armed with a first answer in hand: the next poll judges it, so a heap already above fires then.
+      const first = lease.connection
+        .send<{ usedSize: number }>('Runtime.getHeapUsage')
+        .then(
+          (r) => {
+            if (typeof r.usedSize === 'number') w.usedMb = r.usedSize / MB;
+            armed();
+          },
+          () => {
+            // The connection ended: looked at below.
+          },
+        )
+        .finally(() => {
+          w.asking = false;
+        });
+      await Promise.race([first, aborted(signal), lease.connection.closed]);
       await Promise.race([aborted(signal), lease.connection.closed]);
       // The connection ended while the target lives on (someone closed its inspector): say so. A target
       // that exited is the monitor's to notice.
@@ -152,11 +167,13 @@ export class LoopDelayTrigger implements Trigger {
     return `Event loop blocked ${Math.round(j.value)} ms >= ${j.threshold} ms`;
   }
 
-  async subscribe(pid: number, fire: FireFn, signal: AbortSignal): Promise<void> {
+  async subscribe(pid: number, fire: FireFn, signal: AbortSignal, armed: () => void): Promise<void> {
     const key = processKey(pid);
     const lease: Lease<NodeInspector> = await nodeInspectors.acquire(pid, signal);
     const inspector = lease.connection;
     const stop = aborted(signal).then(() => 'stop' as const);
+    // The first probe goes out now: a loop already blocked fires MS from here.
+    armed();
     try {
       while (!signal.aborted) {
         const sent = performance.now();
