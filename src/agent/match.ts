@@ -135,8 +135,9 @@ function globs(
 ): Test | undefined {
   if (!list) return undefined;
   // In paths (exe, cgroup) `*` stays within one component and `**` crosses them; in names and command
-  // lines `*` matches anything, '/' included (picomatch's bash mode).
-  const re = list.map((g) => picomatch.makeRe(g, { dot: true, bash: !paths }));
+  // lines `*` matches anything, '/' included (picomatch's bash mode). Anything includes a line break: an
+  // argument with one in it must not hide a process from a rule (the `s` flag: `.` matches it too).
+  const re = list.map((g) => picomatch.makeRe(g, { dot: true, bash: !paths, flags: 's' }));
   return (f) => {
     const v = get(f);
     return (Array.isArray(v) ? v : [v]).some((s) => re.some((r) => r.test(s)));
