@@ -602,13 +602,14 @@ export class Agent {
       const message = folderProblem(dir);
       if (message) out.push({ kind: 'folder', message });
     }
-    const names = new Map(this.#monitor.targets().map((t) => [t.pid, t.name]));
+    // Names only when something fails: a scrape asks every rule, and the targets may be thousands.
+    const names = r.failing.size ? new Map(this.#monitor.targets().map((t) => [t.pid, t.name])) : undefined;
     for (const [pid, f] of r.failing)
       out.push({
         kind: f.kind,
         message: f.message,
         pid,
-        ...(names.has(pid) ? { name: names.get(pid)! } : {}),
+        ...(names?.has(pid) ? { name: names.get(pid)! } : {}),
         since: f.since.toISOString(),
         attempts: f.attempts,
         retryAt: f.retryAt.toISOString(),
