@@ -326,7 +326,15 @@ export class Agent {
       );
     return {
       name: rule.name,
-      target: { match: ({ pid, comm, startTime }) => test(new ProcessFacts(pid, comm, startTime)) },
+      target: {
+        // A snapshot's copy of a target being dumped has the target's name but is not a process to watch:
+        // undecided, asked again while it lives (it is gone once the dump is over).
+        match: ({ pid, comm, startTime }) => {
+          const facts = new ProcessFacts(pid, comm, startTime);
+          const ok = test(facts);
+          return ok && facts.snapshotCopy ? undefined : ok;
+        },
+      },
       triggers: triggers.map((t) => this.#retried(live, t)),
       actions,
       count: t.count,
