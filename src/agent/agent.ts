@@ -276,7 +276,8 @@ export class Agent {
     return retrying(trigger, {
       failed: (pid, kind, error, attempts, retryInMs) => {
         const now = new Date();
-        const since = live.failing.get(pid)?.since ?? now;
+        const before = live.failing.get(pid);
+        const since = before?.since ?? now;
         live.failing.set(pid, {
           kind,
           message: error.message,
@@ -286,6 +287,9 @@ export class Agent {
         });
         live.errors++;
         this.metrics.ruleErrors.inc({ rule: name, kind });
+        // The log says a failure once, and again when it changes (a process that can never be reached,
+        // such as one without a SIGUSR1 handler, would write a line a minute); /status and the metric count.
+        if (before?.message === error.message) return;
         const target = this.#monitor.targets().find((t) => t.pid === pid && t.rule === name);
         this.#log(
           'error',
