@@ -25,7 +25,7 @@ import { dotnetAvailable, startDotnetTarget } from '../fixtures/dotnet/target.js
 import { withCorePattern } from '../helpers/host-state.js';
 import { procStat, spawnTarget, trackProcesses, waitFor } from '../helpers/processes.js';
 import { hasTool, isRoot, needsRoot } from '../helpers/requirements.js';
-import { listeningSockets, spawnNodeTarget, withoutSigusr1 } from '../native/node-target.js';
+import { listeningSockets, spawnNodeTarget } from '../native/node-target.js';
 import { cli, isCore, runSync, spawnCopy, start, uniqueFixture } from './run-cli.js';
 
 const track = trackProcesses();
@@ -826,39 +826,6 @@ rules:
     agent.child.kill('SIGTERM');
     expect(await agent.exit).toBe(0);
   }, 240_000);
-
-  it('runtime rules: a Node process whose inspector cannot be opened (no SIGUSR1 handler) stays watched, its failure listed, the process untouched', async () => {
-    const marker = `--max-semi-space-size=${16 + Math.floor(Math.random() * 40)}`;
-    const config = path.join(dir, 'agent.yaml');
-    writeRules(
-      config,
-      `metrics: 127.0.0.1:0\npoll: 200ms\nrules:\n  - name: unreachable\n    match: { runtime: node, cmdline: "*${marker}*" }\n    trigger: { heapUsed: 1000 }\n    actions: [ { node: { dir: ${dir} } } ]\n`,
-    );
-    const agent = await startAgent(config);
-    const options = withoutSigusr1();
-    const t = track(await spawnNodeTarget({ ...options, nodeArgs: [...(options.nodeArgs ?? []), marker] }));
-    // Not reachable, so decided once it is no longer young (10 s): then its trigger fails, and is retried.
-    const s = await waitFor(
-      async () => {
-        const st = await agent.status();
-        return st.rules[0]!.problems.some((p) => p.pid === t.pid) && st;
-      },
-      30_000,
-      'the failure listed',
-      100,
-    );
-    expect(s.rules[0]!.matched.map((x) => x.pid)).toEqual([t.pid]);
-    expect(s.rules[0]!.problems[0]).toMatchObject({ kind: 'heapused', pid: t.pid });
-    expect(s.rules[0]!.problems[0]!.message).toMatch(/SIGUSR1/);
-    const m = await agent.metrics();
-    expect(series(m, 'tripdump_agent_processes_watched', { rule: 'unreachable' })).toBe(1);
-    expect(series(m, 'tripdump_agent_rule_problems', { rule: 'unreachable' })).toBe(1);
-    // Never signalled (SIGUSR1's default action would have killed it): it runs on.
-    await t.beatsAfter(5);
-    expect(listeningSockets(t.pid)).toEqual([]);
-    agent.child.kill('SIGTERM');
-    expect(await agent.exit).toBe(0);
-  });
 
   it('a cmdline glob matches across a line break inside an argument: a process cannot hide from a rule by it', async () => {
     const marker = `td${process.pid}x${Math.random().toString(36).slice(2, 8)}`;
