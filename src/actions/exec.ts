@@ -26,11 +26,17 @@ export class ExecAction implements Action {
       const child = spawn(args[0]!, args.slice(1), {
         stdio: ['ignore', 'inherit', 'inherit'],
         signal: ctx.signal,
-        timeout: this.timeoutMs,
         killSignal: 'SIGKILL',
       });
-      child.once('error', reject);
+      // A timer of our own, not spawn's `timeout`: Node keeps that one running when the command cannot be
+      // started (ENOENT), which held a stopping agent for the whole timeout.
+      const timer = setTimeout(() => child.kill('SIGKILL'), this.timeoutMs);
+      child.once('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
       child.once('exit', (code, sig) => {
+        clearTimeout(timer);
         const how = sig ? `killed by ${sig}` : `exited with ${code}`;
         if (code === 0) resolve({ message: `Command ${args[0]} ${how}` });
         else reject(new Error(`command ${args.join(' ')} ${how}`));

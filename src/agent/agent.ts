@@ -25,11 +25,13 @@ import { NodeOutputAction } from '../runtimes/node/actions.js';
 import { HeapUsedTrigger, LoopDelayTrigger } from '../runtimes/node/triggers.js';
 import type { FieldName, ProcessRecord } from '../sampler/fields.js';
 import { ThresholdTrigger } from '../triggers/threshold.js';
-import type { Firing, Trigger } from '../triggers/trigger.js';
-import { type AgentConfig, loadConfig, type Rule } from './config.js';
+import type { Firing, Trigger, TriggerTag } from '../triggers/trigger.js';
+import { type AgentConfig, ConfigError, loadConfig, type Rule } from './config.js';
+import { folderProblem } from './folders.js';
 import { Limiter } from './limits.js';
 import { compileFilter, ProcessFacts } from './match.js';
 import { AgentMetrics } from './metrics.js';
+import { retrying } from './retry.js';
 
 /** Fields sampled for every watched process whatever the rules read: the per-process metrics. */
 const METRIC_FIELDS: readonly FieldName[] = [
@@ -68,9 +70,32 @@ export interface Firings {
   errors: string[];
 }
 
+/**
+ * What keeps a rule from doing its job now: a folder its actions write to that cannot be used, or a
+ * trigger that failed on a process it watches (retried, `retryAt`).
+ */
+export interface RuleProblem {
+  kind: 'folder' | TriggerTag;
+  message: string;
+  pid?: number;
+  name?: string;
+  /** When the trigger first failed (since its last recovery). */
+  since?: string;
+  attempts?: number;
+  retryAt?: string;
+}
+
 export interface AgentStatus {
   config: { file: string; loadedAt: string; lastReload?: { time: string; ok: boolean; error?: string } };
-  rules: { name: string; matched: { pid: number; name: string }[]; firings: number; suppressed: number }[];
+  rules: {
+    name: string;
+    matched: { pid: number; name: string }[];
+    firings: number;
+    suppressed: number;
+    /** Failed actions and triggers, refused firings (an unusable folder) since the rule was loaded. */
+    errors: number;
+    problems: RuleProblem[];
+  }[];
   limits: { bytesInWindow: number; bytesLimit?: number; windowMs: number };
   processes: { watched: number; host: number };
   recent: Firings[];
@@ -85,9 +110,14 @@ interface LiveRule {
   /** The compiled filter. */
   test: (f: ProcessFacts) => boolean | undefined;
   dumpDirs: string[];
+  /** Every folder its actions write to (dumps, Node outputs, histories). */
+  folders: string[];
   actions: readonly Action[];
   firings: number;
   suppressed: number;
+  errors: number;
+  /** Triggers failing on a watched process, by pid (retried). */
+  failing: Map<number, { kind: TriggerTag; message: string; since: Date; attempts: number; retryAt: Date }>;
 }
 
 export class Agent {
@@ -112,8 +142,12 @@ export class Agent {
     this.#o = options;
     this.#config = loadConfig(options.configPath);
     this.#limiter = new Limiter(this.#config.limits);
-    this.metrics = new AgentMetrics(this.#config.maxSeries);
+    this.metrics = new AgentMetrics(this.#config.maxSeries, {
+      watched: () => this.#watched(),
+      problems: () => this.#rules.map((r) => [r.config.name, this.#problems(r).length] as const),
+    });
     this.#rules = this.#build(this.#config, []);
+    this.#logFolders();
     this.#monitor = new Monitor({
       rules: this.#monitorRules(),
       pollMs: this.#config.pollMs,
@@ -141,8 +175,30 @@ export class Agent {
   async run(): Promise<void> {
     this.#listenForCrashes();
     this.metrics.reloadOk.set(1);
-    await this.#monitor.run();
-    this.#crashListening?.abort();
+    try {
+      await this.#monitor.run();
+    } catch (e) {
+      // The monitor failed (a bug: a rule's failures are contained where they happen). What it still
+      // holds open (inspector and EventPipe sessions) is let go, so the process can end rather than hang.
+      this.#monitor.setRules([]);
+      throw e;
+    } finally {
+      this.#crashListening?.abort();
+      this.#crashListening = undefined;
+    }
+  }
+
+  /** Says, once per load, which folders of the rules cannot be used now (file:line:column). */
+  #logFolders(): void {
+    const c = this.#config;
+    for (const f of c.folders) {
+      const problem = folderProblem(f.dir);
+      if (problem)
+        this.#log(
+          'error',
+          `${c.file}:${f.line}:${f.column}: rule ${f.rule}: ${problem}: its firings are refused until it can be used`,
+        );
+    }
   }
 
   /**
@@ -159,7 +215,9 @@ export class Agent {
       this.#lastReload = { time, ok: false, error: (e as Error).message };
       this.metrics.reloads.inc({ result: 'refused' });
       this.metrics.reloadOk.set(0);
-      this.#log('error', `rules not reloaded, the running ones stay: ${(e as Error).message}`);
+      // One log line per problem (a ConfigError's lines have no line break of their own).
+      for (const line of e instanceof ConfigError ? e.lines : [(e as Error).message])
+        this.#log('error', `rules not reloaded, the running ones stay: ${line}`);
       return { ok: false, error: e as Error };
     }
     this.#config = next;
@@ -173,6 +231,7 @@ export class Agent {
     this.metrics.reloads.inc({ result: 'applied' });
     this.metrics.reloadOk.set(1);
     this.#log('info', `rules reloaded from ${next.file}: ${next.rules.map((r) => r.name).join(', ')}`);
+    this.#logFolders();
     return { ok: true };
   }
 
@@ -189,25 +248,62 @@ export class Agent {
       const actions = rule.actions.flatMap((a) => this.#actions(rule, a));
       const crash = rule.trigger.crash === true;
       const test = compileFilter(rule.match);
-      return {
+      const live: LiveRule = {
         config: rule,
         key,
         crash,
         test,
         actions,
         dumpDirs: rule.actions.flatMap((a) => ('dump' in a ? [a.dump.dir] : 'node' in a ? [a.node.dir] : [])),
-        monitor: crash ? undefined : this.#monitorRule(rule, test, actions),
+        folders: config.folders.filter((f) => f.rule === rule.name).map((f) => f.dir),
+        monitor: undefined,
         firings: 0,
         suppressed: 0,
+        errors: 0,
+        failing: new Map(),
       };
+      if (!crash) live.monitor = this.#monitorRule(live);
+      return live;
     });
   }
 
-  #monitorRule(
-    rule: Rule,
-    test: (f: ProcessFacts) => boolean | undefined,
-    actions: readonly Action[],
-  ): MonitorRule {
+  /**
+   * A trigger of `live` failed on a process it watches: the rule's error (log, metric, status), retried
+   * with backoff (retry.ts) while the process runs.
+   */
+  #retried(live: LiveRule, trigger: Trigger): Trigger {
+    const name = live.config.name;
+    return retrying(trigger, {
+      failed: (pid, kind, error, attempts, retryInMs) => {
+        const now = new Date();
+        const before = live.failing.get(pid);
+        const since = before?.since ?? now;
+        live.failing.set(pid, {
+          kind,
+          message: error.message,
+          since,
+          attempts,
+          retryAt: new Date(now.getTime() + retryInMs),
+        });
+        live.errors++;
+        this.metrics.ruleErrors.inc({ rule: name, kind });
+        // The log says a failure once, and again when it changes (a process that can never be reached,
+        // such as one without a SIGUSR1 handler, would write a line a minute); /status and the metric count.
+        if (before?.message === error.message) return;
+        const target = this.#monitor.targets().find((t) => t.pid === pid && t.rule === name);
+        this.#log(
+          'error',
+          `${name}: ${kind} trigger of ${target?.name ?? 'process'} (${pid}) failed: ${error.message}; retry ${attempts} in ${retryInMs / 1000} s`,
+        );
+      },
+      recovered: (pid) => {
+        if (live.failing.delete(pid)) this.#log('info', `${name}: the trigger of process ${pid} works again`);
+      },
+    });
+  }
+
+  #monitorRule(live: LiveRule): MonitorRule {
+    const { config: rule, test, actions } = live;
     const t = rule.trigger;
     const triggers: Trigger[] = [];
     if (t.cpu !== undefined) triggers.push(new ThresholdTrigger('cpu', 'above', [t.cpu]));
@@ -234,8 +330,16 @@ export class Agent {
       );
     return {
       name: rule.name,
-      target: { match: ({ pid, comm, startTime }) => test(new ProcessFacts(pid, comm, startTime)) },
-      triggers,
+      target: {
+        // A snapshot's copy of a target being dumped has the target's name but is not a process to watch:
+        // undecided, asked again while it lives (it is gone once the dump is over).
+        match: ({ pid, comm, startTime }) => {
+          const facts = new ProcessFacts(pid, comm, startTime);
+          const ok = test(facts);
+          return ok && facts.snapshotCopy ? undefined : ok;
+        },
+      },
+      triggers: triggers.map((t) => this.#retried(live, t)),
       actions,
       count: t.count,
       cooldownMs: t.cooldownMs,
@@ -282,12 +386,44 @@ export class Agent {
     return this.#rules.find((r) => r.config.name === name);
   }
 
-  /** The limits, once per firing, before any action. */
+  /**
+   * The rule's folders and the limits, once per firing, before any action. Whatever goes wrong in here is
+   * the rule's error and refuses its firing: it never reaches the monitor (which would stop every rule).
+   */
   #admit(target: TargetInfo, firing: Firing): string | undefined {
     const rule = this.#live(target.rule);
     if (!rule) return 'its rule was removed by a reload';
-    const rss = this.#latest.get(target.pid)?.rssBytes;
-    const refused = this.#limiter.admit(rule.config, rule.dumpDirs, typeof rss === 'number' ? rss : 0);
+    let problem: string | undefined;
+    let refused: ReturnType<Limiter['admit']>;
+    try {
+      problem = rule.folders.map(folderProblem).find((p) => p !== undefined);
+      if (!problem) {
+        const rss = this.#latest.get(target.pid)?.rssBytes;
+        refused = this.#limiter.admit(rule.config, rule.dumpDirs, typeof rss === 'number' ? rss : 0);
+      }
+    } catch (e) {
+      problem = (e as Error).message;
+    }
+    if (problem) {
+      rule.errors++;
+      this.metrics.ruleErrors.inc({ rule: rule.config.name, kind: 'folder' });
+      const message = `${problem}: no action run`;
+      this.#remember({
+        time: new Date().toISOString(),
+        rule: rule.config.name,
+        pid: target.pid,
+        name: target.name,
+        trigger: firing.tag,
+        reason: firing.reason,
+        files: [],
+        errors: [message],
+      });
+      this.#log(
+        'error',
+        `${rule.config.name}: ${firing.reason} on ${target.name} (${target.pid}): ${message}`,
+      );
+      return message;
+    }
     if (!refused) return undefined;
     rule.suppressed++;
     this.metrics.suppressed.inc({ rule: rule.config.name, reason: refused.reason });
@@ -314,7 +450,19 @@ export class Agent {
     if (this.#recent.length > RECENT) this.#recent.shift();
   }
 
+  /** The monitor calls its listeners inline: an error in the agent's bookkeeping must not stop it. */
   #onEvent(e: MonitorEvent): void {
+    try {
+      this.#account(e);
+    } catch (err) {
+      this.#log(
+        'error',
+        `${e.type} event of ${'target' in e ? e.target.pid : 'the host'}: ${(err as Error).message}`,
+      );
+    }
+  }
+
+  #account(e: MonitorEvent): void {
     switch (e.type) {
       case 'sweep':
         this.metrics.sweepSeconds.observe({ of: e.of }, e.durationMs / 1000);
@@ -327,11 +475,8 @@ export class Agent {
         this.#latest.set(e.target.pid, e.record);
         this.metrics.sample(e.target, e.record);
         return;
-      case 'target':
-        this.metrics.watched.inc({ rule: e.target.rule ?? '' });
-        return;
       case 'exit':
-        this.metrics.watched.dec({ rule: e.target.rule ?? '' });
+        this.#live(e.target.rule)?.failing.delete(e.target.pid);
         this.#latest.delete(e.target.pid);
         this.#open.delete(`${e.target.rule}:${e.target.pid}`); // its firing stays in #recent
         this.metrics.forget(e.target.pid);
@@ -367,7 +512,11 @@ export class Agent {
       case 'error': {
         const rule = e.target.rule ?? '';
         if (e.kind === 'dump') this.metrics.dumpsFailed.inc({ rule });
-        if (!(e.error instanceof AbortError)) this.metrics.ruleErrors.inc({ rule, kind: e.kind });
+        if (!(e.error instanceof AbortError)) {
+          this.metrics.ruleErrors.inc({ rule, kind: e.kind });
+          const live = this.#live(e.target.rule);
+          if (live) live.errors++;
+        }
         this.#open.get(`${rule}:${e.target.pid}`)?.errors.push(`${e.kind}: ${e.error.message}`);
         this.#log(
           'error',
@@ -439,10 +588,54 @@ export class Agent {
     }
   }
 
-  status(): AgentStatus {
+  /** The processes each rule watches now, from the monitor: what /status lists and /metrics counts. */
+  #matched(): Map<string, { pid: number; name: string }[]> {
     const matched = new Map<string, { pid: number; name: string }[]>();
     for (const r of this.#rules) matched.set(r.config.name, []);
     for (const t of this.#monitor.targets()) matched.get(t.rule ?? '')?.push({ pid: t.pid, name: t.name });
+    // A process the monitor let go without an exit (its rule removed by a reload) has no series left.
+    const pids = new Set([...matched.values()].flat().map((t) => t.pid));
+    for (const pid of this.#latest.keys())
+      if (!pids.has(pid)) {
+        this.#latest.delete(pid);
+        this.metrics.forget(pid);
+      }
+    return matched;
+  }
+
+  #watched(): [string, number][] {
+    return [...this.#matched()].map(([rule, list]) => [rule, list.length]);
+  }
+
+  /** What keeps a rule from doing its job now (looked at when asked: a folder may come and go). */
+  #problems(r: LiveRule): RuleProblem[] {
+    const out: RuleProblem[] = [];
+    for (const dir of new Set(r.folders)) {
+      const message = folderProblem(dir);
+      if (message) out.push({ kind: 'folder', message });
+    }
+    // Names only when something fails: a scrape asks every rule, and the targets may be thousands.
+    const names = r.failing.size ? new Map(this.#monitor.targets().map((t) => [t.pid, t.name])) : undefined;
+    for (const [pid, f] of r.failing)
+      out.push({
+        kind: f.kind,
+        message: f.message,
+        pid,
+        ...(names?.has(pid) ? { name: names.get(pid)! } : {}),
+        since: f.since.toISOString(),
+        attempts: f.attempts,
+        retryAt: f.retryAt.toISOString(),
+      });
+    return out;
+  }
+
+  /** The Prometheus exposition. */
+  exposition(): Promise<{ contentType: string; body: string }> {
+    return this.metrics.exposition();
+  }
+
+  status(): AgentStatus {
+    const matched = this.#matched();
     return {
       config: {
         file: this.#config.file,
@@ -454,6 +647,8 @@ export class Agent {
         matched: matched.get(r.config.name) ?? [],
         firings: r.firings,
         suppressed: r.suppressed,
+        errors: r.errors,
+        problems: this.#problems(r),
       })),
       limits: {
         bytesInWindow: this.#limiter.bytesInWindow(),

@@ -1,24 +1,54 @@
 // The agent's rules file: YAML or JSON (YAML 1.2 reads both), checked against the JSON Schema that ships
 // with the package (schema.json), then turned into typed rules. Every error names the file, the line and
 // column of the offending value, and what is wrong; nothing of a bad file is used.
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import picomatch from 'picomatch';
-import { type Document, LineCounter, parseDocument } from 'yaml';
+import { type Document, isAlias, LineCounter, parseDocument, visit } from 'yaml';
 import { UsageError } from '../errors.js';
 import type { DotnetDumpType } from '../runtimes/dotnet/dump.js';
 import { parseCounterSpec, parseGcm } from '../runtimes/dotnet/triggers.js';
 import schema from './schema.json' with { type: 'json' };
 
-/** A rules file that cannot be used: `file:line:column: reason`, one per problem. */
+/**
+ * The largest rules file read. A thousand rules (the schema's most) fit in a tenth of it; a Kubernetes
+ * ConfigMap cannot be larger. Past it, parsing and checking cost seconds and hundreds of MB before any
+ * refusal could be said.
+ */
+export const MAX_CONFIG_BYTES = 2 ** 20;
+/** Aliases a rules file may resolve: a few anchors shared by rules; a YAML alias bomb needs millions. */
+const MAX_ALIASES = 100;
+
+/** Where in a rules file: line and column from 1; 0 for the file as a whole. */
+export interface Place {
+  line: number;
+  column: number;
+}
+
+/**
+ * A rules file that cannot be used: `file:line:column: reason`, one line per problem. Each line says one
+ * problem: a line break quoted from the file is written as `\n`, so the lines cannot be forged by it.
+ */
 export class ConfigError extends UsageError {
   override name = 'ConfigError';
+  /** One per problem, without line breaks. */
+  readonly lines: readonly string[];
   constructor(
     readonly file: string,
-    readonly problems: readonly { line: number; column: number; message: string }[],
+    readonly problems: readonly (Place & { message: string })[],
   ) {
-    super(problems.map((p) => `${file}:${p.line}:${p.column}: ${p.message}`).join('\n'), '--config');
+    const lines = problems.map((p) =>
+      `${p.line ? `${file}:${p.line}:${p.column}` : file}: ${p.message}`.replace(/\r?\n/g, '\\n'),
+    );
+    super(lines.join('\n'), '--config');
+    this.lines = lines;
   }
+}
+
+/** A folder an action writes to, and where the file names it (for `agent check` and the rule's status). */
+export interface FolderRef extends Place {
+  rule: string;
+  dir: string;
 }
 
 export interface ProcessFilter {
@@ -92,6 +122,8 @@ export interface AgentConfig {
     minFree: { bytes: number } | { fraction: number };
   };
   rules: readonly Rule[];
+  /** The folders the rules' actions write to, each with its place in the file. */
+  folders: readonly FolderRef[];
 }
 
 const UNITS: Record<string, number> = {
@@ -175,7 +207,7 @@ function describeAjv(errors: readonly ErrorObject[]): Problem[] {
   return out;
 }
 
-function position(doc: Document, lines: LineCounter, path: Path): { line: number; column: number } {
+function position(doc: Document, lines: LineCounter, path: Path): Place {
   // The deepest node that exists on the path: a missing key is reported where its parent is.
   for (let n = path.length; n >= 0; n--) {
     const node = doc.getIn(path.slice(0, n), true) as { range?: [number, number, number] } | undefined;
@@ -202,13 +234,38 @@ const list = <T>(v: T | readonly T[] | undefined): readonly T[] | undefined =>
 
 /** Reads and checks a rules file. Throws ConfigError (file:line:column) for anything wrong in it. */
 export function loadConfig(file: string): AgentConfig {
-  let text: string;
+  return parseConfig(readRules(file), file);
+}
+
+/** The text of a rules file: a regular file of at most MAX_CONFIG_BYTES (a FIFO or /dev/zero never ends). */
+function readRules(file: string): string {
+  const whole = (message: string) => new ConfigError(file, [{ line: 0, column: 0, message }]);
+  let fd: number;
   try {
-    text = readFileSync(file, 'utf8');
+    fd = openSync(file, 'r');
   } catch (e) {
-    throw new ConfigError(file, [{ line: 0, column: 0, message: `cannot read: ${(e as Error).message}` }]);
+    throw whole(`cannot read: ${(e as Error).message}`);
   }
-  return parseConfig(text, file);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw whole('not a regular file');
+    const tooLarge = (size: number) =>
+      whole(
+        `${size} bytes (${(size / 2 ** 20).toFixed(1)} MiB) is more than a rules file may be: at most ${MAX_CONFIG_BYTES} bytes (${MAX_CONFIG_BYTES / 2 ** 20} MiB)`,
+      );
+    if (st.size > MAX_CONFIG_BYTES) throw tooLarge(st.size);
+    // The size may change under us: one byte more than the cap is enough to know.
+    const buf = Buffer.alloc(MAX_CONFIG_BYTES + 1);
+    let n = 0;
+    for (let got = 1; got > 0 && n < buf.length; n += got) got = readSync(fd, buf, n, buf.length - n, null);
+    if (n > MAX_CONFIG_BYTES) throw tooLarge(n);
+    return buf.toString('utf8', 0, n);
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    throw whole(`cannot read: ${(e as Error).message}`);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Checks the text of a rules file named `file` (for messages). */
@@ -223,7 +280,31 @@ export function parseConfig(text: string, file: string): AgentConfig {
         return { line, column: col, message: e.message.split('\n')[0]! };
       }),
     );
-  const raw: unknown = doc.toJS({ maxAliasCount: 100 });
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: MAX_ALIASES });
+  } catch (e) {
+    // yaml refuses (a ReferenceError) once the aliases expand past the count: point at the first alias.
+    let at: Place = { line: 1, column: 1 };
+    visit(doc, {
+      Alias(_, node) {
+        if (isAlias(node) && node.range) {
+          const { line, col } = lines.linePos(node.range[0]);
+          at = { line, column: col };
+          return visit.BREAK;
+        }
+        return undefined;
+      },
+    });
+    throw new ConfigError(file, [
+      {
+        ...at,
+        message: /alias/i.test((e as Error).message)
+          ? `the aliases expand to more than ${MAX_ALIASES} nodes (an alias bomb?): write the values out`
+          : `cannot be read as data: ${(e as Error).message}`,
+      },
+    ]);
+  }
   const fail = (problems: Problem[]): never => {
     throw new ConfigError(
       file,
@@ -390,7 +471,18 @@ export function parseConfig(text: string, file: string): AgentConfig {
   }
   if (problems.length) fail(problems);
 
+  const folders: FolderRef[] = [];
+  c.rules.forEach((r, i) => {
+    r.actions.forEach((a, j) => {
+      const kind = 'dump' in a ? 'dump' : 'node' in a ? 'node' : 'history' in a ? 'history' : undefined;
+      if (!kind) return;
+      const dir = (a as Record<typeof kind, { dir: string }>)[kind].dir;
+      folders.push({ rule: r.name, dir, ...position(doc, lines, ['rules', i, 'actions', j, kind, 'dir']) });
+    });
+  });
+
   return {
+    folders,
     file,
     ...(metrics ? { metrics } : {}),
     ...(c.crashSocket ? { crashSocket: c.crashSocket } : {}),

@@ -1,7 +1,7 @@
 // Which processes a rule is about. The comm comes from the sampler's sweep; anything else (command line,
 // executable, uid, cgroup) is read from /proc only when a filter asks for it, once per process however
 // many rules look, and only for processes that are new or exec()ed since the last sweep.
-import { readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import picomatch from 'picomatch';
 import { mapsRuntime, runtimeReachable } from '../runtimes/detect.js';
@@ -15,6 +15,7 @@ export class ProcessFacts {
   #cmdline?: string[];
   #exe?: string;
   #uid?: number | null;
+  #status?: string;
   #cgroup?: string[];
   #runtime?: 'node' | 'dotnet' | null;
 
@@ -73,13 +74,37 @@ export class ProcessFacts {
     return this.#exe;
   }
 
+  get #statusText(): string {
+    this.#status ??= this.#read('status');
+    return this.#status;
+  }
+
   /** The real uid (first field of Uid: in status), null if unreadable. */
   get uid(): number | null {
     if (this.#uid === undefined) {
-      const m = /^Uid:\s+(\d+)/m.exec(this.#read('status'));
+      const m = /^Uid:\s+(\d+)/m.exec(this.#statusText);
       this.#uid = m ? Number(m[1]) : null;
     }
     return this.#uid;
+  }
+
+  /**
+   * Whether this is the copy a snapshot dump makes of its target: a child of the target with its name and
+   * memory, traced by a thread of this very process while the dump runs, and cloned with no exit signal
+   * (the target gets no SIGCHLD), which is how it still looks while it dies after the dump.
+   */
+  get snapshotCopy(): boolean {
+    const m = /^TracerPid:\s+(\d+)/m.exec(this.#statusText);
+    if (m && m[1] !== '0' && existsSync(`/proc/self/task/${m[1]}`)) return true;
+    const stat = this.#read('stat');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Field 4 is the parent, field 38 the exit signal (proc(5)); fields[0] is field 3.
+    if (fields[35] !== '0') return false;
+    try {
+      return readFileSync(`/proc/${fields[1]}/comm`, 'latin1').trimEnd() === this.comm;
+    } catch {
+      return false; // the parent is gone: not a copy of a live target
+    }
   }
 
   /** The cgroup paths, one per hierarchy (v2 alone: one). */
@@ -135,8 +160,9 @@ function globs(
 ): Test | undefined {
   if (!list) return undefined;
   // In paths (exe, cgroup) `*` stays within one component and `**` crosses them; in names and command
-  // lines `*` matches anything, '/' included (picomatch's bash mode).
-  const re = list.map((g) => picomatch.makeRe(g, { dot: true, bash: !paths }));
+  // lines `*` matches anything, '/' included (picomatch's bash mode). Anything includes a line break: an
+  // argument with one in it must not hide a process from a rule (the `s` flag: `.` matches it too).
+  const re = list.map((g) => picomatch.makeRe(g, { dot: true, bash: !paths, flags: 's' }));
   return (f) => {
     const v = get(f);
     return (Array.isArray(v) ? v : [v]).some((s) => re.some((r) => r.test(s)));

@@ -56,12 +56,8 @@ export class AgentMetrics {
     help: 'Processes on the host in the last discovery sweep.',
     registers: [this.registry],
   });
-  readonly watched = new client.Gauge({
-    name: 'tripdump_agent_processes_watched',
-    help: 'Processes a rule matches, by rule.',
-    labelNames: ['rule'],
-    registers: [this.registry],
-  });
+  readonly watched: client.Gauge;
+  readonly problems: client.Gauge;
   readonly fired = new client.Counter({
     name: 'tripdump_agent_triggers_fired_total',
     help: 'Firings whose actions ran.',
@@ -115,8 +111,39 @@ export class AgentMetrics {
     registers: [this.registry],
   });
 
-  constructor(maxSeries: number) {
+  /**
+   * `state`: what the per-rule gauges are, asked at each scrape: the same state the agent's /status
+   * document is made of, so both always agree.
+   */
+  constructor(
+    maxSeries: number,
+    state: {
+      watched(): Iterable<readonly [rule: string, n: number]>;
+      problems(): Iterable<readonly [rule: string, n: number]>;
+    },
+  ) {
     this.#maxSeries = maxSeries;
+    const perRule = (name: string, help: string, values: () => Iterable<readonly [string, number]>) =>
+      new client.Gauge({
+        name,
+        help,
+        labelNames: ['rule'],
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          for (const [rule, n] of values()) this.set({ rule }, n);
+        },
+      });
+    this.watched = perRule(
+      'tripdump_agent_processes_watched',
+      'Processes a rule matches, by rule.',
+      state.watched,
+    );
+    this.problems = perRule(
+      'tripdump_agent_rule_problems',
+      'What keeps a rule from doing its job now: its folders that cannot be used, its triggers failing on a process (retried). /status lists them.',
+      state.problems,
+    );
     // The agent's own CPU, memory and fds under the names every exporter uses for itself (prom-client's
     // default set adds Node internals whose names promtool refuses, such as gauges ending in _total).
     new client.Counter({

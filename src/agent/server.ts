@@ -31,8 +31,15 @@ export class AgentServer {
             (e: Error) => send(500, 'text/plain', `${e.message}\n`),
           );
           return;
-        case '/status':
-          return send(200, 'application/json', `${JSON.stringify(this.endpoints.status(), null, 2)}\n`);
+        case '/status': {
+          let body: string;
+          try {
+            body = `${JSON.stringify(this.endpoints.status(), null, 2)}\n`;
+          } catch (e) {
+            return send(500, 'text/plain', `${(e as Error).message}\n`);
+          }
+          return send(200, 'application/json', body);
+        }
         case '/healthz':
           return send(200, 'text/plain', 'ok\n');
         default:

@@ -5,7 +5,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync, watch } from 'node:fs';
 import path from 'node:path';
 import { Agent, type AgentStatus } from '../agent/agent.js';
-import { loadConfig, parseListen } from '../agent/config.js';
+import { ConfigError, loadConfig, parseListen } from '../agent/config.js';
+import { folderProblem } from '../agent/folders.js';
 import { AgentServer } from '../agent/server.js';
 import { UsageError } from '../errors.js';
 import { plural } from '../plural.js';
@@ -49,6 +50,12 @@ export async function agentCommand(argv: string[], out: NodeJS.WriteStream): Pro
   if (values.config === undefined) throw new UsageError('--config FILE is required', '--config');
   if (sub === 'check') {
     const c = loadConfig(values.config);
+    // A folder that cannot be used here: a running agent would refuse that rule's firings.
+    const folders = c.folders.flatMap((f) => {
+      const message = folderProblem(f.dir);
+      return message ? [{ line: f.line, column: f.column, message: `rule ${f.rule}: ${message}` }] : [];
+    });
+    if (folders.length) throw new ConfigError(c.file, folders);
     out.write(`${c.file}: ${plural(c.rules.length, 'rule')} (${c.rules.map((r) => r.name).join(', ')})\n`);
     return EXIT.ok;
   }
@@ -70,7 +77,7 @@ async function run(
   const agent = new Agent({ configPath, ...(metrics ? { metrics } : {}), signal, log });
   const listen = agent.listen ?? DEFAULT_LISTEN;
   const server = new AgentServer({
-    metrics: () => agent.metrics.exposition(),
+    metrics: () => agent.exposition(),
     status: () => agent.status(),
   });
   const address = await server.listen(listen.host, listen.port);
@@ -83,6 +90,9 @@ async function run(
   notifySystemd('READY=1');
   try {
     await running;
+  } catch (e) {
+    log('error', `the agent failed: ${(e as Error).message}`);
+    throw e;
   } finally {
     reloads();
     await server.close();
@@ -163,7 +173,12 @@ async function status(
   const e = escapeControl;
   out.write(`Rules from ${e(s.config.file)}, loaded ${s.config.loadedAt}\n`);
   if (s.config.lastReload && !s.config.lastReload.ok)
-    out.write(`Last reload refused (${s.config.lastReload.time}): ${e(s.config.lastReload.error ?? '')}\n`);
+    out.write(
+      `Last reload refused (${s.config.lastReload.time}):\n${(s.config.lastReload.error ?? '')
+        .split('\n')
+        .map((l) => `  ${e(l)}\n`)
+        .join('')}`,
+    );
   out.write(`Processes: ${s.processes.watched} watched of ${s.processes.host} on the host\n`);
   out.write(
     `Dump bytes in the last ${s.limits.windowMs / 1000} s: ${s.limits.bytesInWindow}${s.limits.bytesLimit !== undefined ? ` of ${s.limits.bytesLimit}` : ''}\n\n`,
@@ -172,8 +187,12 @@ async function status(
     const shown = r.matched.slice(0, 10).map((m) => `${e(m.name)} (${m.pid})`);
     const more = r.matched.length > 10 ? `, … ${r.matched.length - 10} more` : '';
     out.write(
-      `${e(r.name)}: ${r.matched.length} matched${shown.length ? `: ${shown.join(', ')}${more}` : ''}; ${r.firings} fired, ${r.suppressed} suppressed\n`,
+      `${e(r.name)}: ${r.matched.length} matched${shown.length ? `: ${shown.join(', ')}${more}` : ''}; ${r.firings} fired, ${r.suppressed} suppressed, ${r.errors} failed\n`,
     );
+    for (const p of r.problems)
+      out.write(
+        `  problem: ${p.pid !== undefined ? `${p.kind} trigger on ${e(p.name ?? '')} (${p.pid}): ` : ''}${e(p.message)}${p.retryAt ? ` (attempt ${p.attempts}, next at ${p.retryAt})` : ''}\n`,
+      );
   }
   if (s.recent.length) out.write('\nRecent:\n');
   for (const f of s.recent.slice(-20))

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The tripdump command line: dispatches to a command and turns errors into messages and exit codes.
 import { readFileSync } from 'node:fs';
+import { ConfigError } from '../agent/config.js';
 import { AbortError, TripdumpError, UsageError } from '../errors.js';
 import { AGENT_USAGE, agentCommand } from './agent.js';
 import { EXIT, stopWhenStdoutCloses } from './common.js';
@@ -95,7 +96,8 @@ export async function main(argv: string[]): Promise<number> {
           watch: WATCH_USAGE,
           node: NODE_USAGE,
         }[command as string] ?? PROCDUMP_USAGE;
-      say(e.message);
+      // A rules file's problems, one line each (a line break of the file's is not in them).
+      for (const line of e instanceof ConfigError ? e.lines : [e.message]) say(line);
       process.stderr.write(
         `${usage.split('\n')[0]}\n(tripdump ${['sample', 'dump', 'counters', 'crash-handler', 'watch', 'node', 'agent'].includes(command as string) ? `${command} ` : ''}-h for details)\n`,
       );

@@ -3,6 +3,7 @@
 // handler, systemd readiness.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import {
+  chmodSync,
   copyFileSync,
   existsSync,
   mkdirSync,
@@ -16,15 +17,16 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
+import WebSocket from 'ws';
 import type { AgentStatus } from '../../src/agent/agent.js';
 import { install, uninstall } from '../../src/crash/install.js';
 import { dotnetAvailable, startDotnetTarget } from '../fixtures/dotnet/target.js';
 import { withCorePattern } from '../helpers/host-state.js';
 import { procStat, spawnTarget, trackProcesses, waitFor } from '../helpers/processes.js';
-import { hasTool, needsRoot } from '../helpers/requirements.js';
+import { hasTool, isRoot, needsRoot } from '../helpers/requirements.js';
 import { listeningSockets, spawnNodeTarget } from '../native/node-target.js';
-import { cli, isCore, spawnCopy, start, uniqueFixture } from './run-cli.js';
+import { cli, isCore, runSync, spawnCopy, start, uniqueFixture } from './run-cli.js';
 
 const track = trackProcesses();
 let dir: string;
@@ -563,6 +565,307 @@ rules:
       1,
     );
     expect(procStat(shell.pid!)).toBeDefined();
+  });
+
+  it('agent check: an alias bomb, an oversized file and several problems are refused with exit 2, file:line:col, one per line', () => {
+    const fixtures = path.resolve(import.meta.dirname, '../fixtures/agent');
+    const bomb = runSync(['agent', 'check', '--config', path.join(fixtures, 'alias-bomb.yaml')]);
+    expect(bomb.code).toBe(2);
+    expect(bomb.stderr).toMatch(
+      /^tripdump: \S+alias-bomb\.yaml:3:8: the aliases expand to more than 100 nodes/,
+    );
+    expect(bomb.stderr).not.toMatch(/ReferenceError|\n +at /);
+    const big = path.join(dir, 'big.yaml');
+    writeFileSync(big, `rules: []\n${'#'.repeat(7 * 2 ** 20)}\n`);
+    const refused = runSync(['agent', 'check', '--config', big]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(
+      new RegExp(
+        `^tripdump: ${big}: 7340043 bytes \\(7\\.0 MiB\\) is more than a rules file may be: at most 1048576 bytes \\(1 MiB\\)\n`,
+      ),
+    );
+    const several = path.join(fixtures, 'semantic-errors.yaml');
+    const lines = runSync(['agent', 'check', '--config', several]).stderr.split('\n');
+    expect(lines.slice(0, 3)).toEqual([
+      `tripdump: ${several}:6:25: cpu and cpuBelow contradict each other: give one`,
+      `tripdump: ${several}:8:5: a rule named 'twice' is defined twice`,
+      `tripdump: ${several}:10:5: the trigger needs a condition (cpu, memory, threads, fds, sockets, crash…)`,
+    ]);
+    expect(lines.join('\n')).not.toContain('\\x0a');
+  });
+
+  it("one rule's unusable folder or command is that rule's error: check names it, the others run, /metrics answers, SIGTERM stops it", async () => {
+    const copy = uniqueFixture('workload');
+    const marker = `--max-semi-space-size=${16 + Math.floor(Math.random() * 40)}`;
+    const ran = path.join(dir, 'ran.txt');
+    const missing = path.join(dir, 'missing');
+    const aFile = path.join(dir, 'a-file');
+    writeFileSync(aFile, '');
+    const later = path.join(dir, 'later');
+    mkdirSync(later);
+    // A folder the agent cannot write to: a read-only mount as root (root writes anywhere else), a folder
+    // without write permission otherwise.
+    const closed = mkdtempSync(path.join(tmpdir(), 'tripdump-agent-ro-'));
+    const mounted =
+      isRoot && spawnSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', closed]).status === 0;
+    if (!mounted) chmodSync(closed, 0o500);
+    // Whatever ends the test (a timeout too): unmounted, then removed.
+    onTestFinished(() => {
+      if (mounted) spawnSync('umount', [closed]);
+      rmSync(closed, { recursive: true, force: true });
+    });
+    const rule = (name: string, action: string, match = `comm: "${copy.name}"`) =>
+      `  - name: ${name}\n    match: { ${match} }\n    trigger: { memory: 1, cooldown: 1s }\n    actions: [ ${action} ]\n`;
+    const text = `metrics: 127.0.0.1:0
+poll: 200ms
+rules:
+${rule('good', `{ exec: [ "/bin/sh", "-c", "echo x >> ${ran}" ] }`)}${rule('missing', `{ dump: { dir: ${missing} } }`)}${rule('file', `{ dump: { dir: ${aFile} } }`)}${rule('closed', `{ dump: { dir: ${closed} } }`)}${rule('later', `{ history: { dir: ${later} } }`)}${rule('nocommand', '{ exec: [ "/nonexistent/command" ] }')}  - name: node
+    match: { runtime: node, cmdline: "*${marker}*" }
+    trigger: { heapUsed: 100000 }
+    actions: [ { node: { dir: ${dir} } } ]
+`;
+    const config = path.join(dir, 'agent.yaml');
+    writeRules(config, text);
+    // Where the file names each folder: line and column of its key.
+    const place = (value: string) => {
+      const lines = text.split('\n');
+      const line = lines.findIndex((l) => l.includes(`dir: ${value} `));
+      return `${config}:${line + 1}:${lines[line]!.indexOf(`dir: ${value}`) + 1}`;
+    };
+
+    // agent check: every unusable folder, with its place; exit 2.
+    const check = runSync(['agent', 'check', '--config', config]);
+    expect(check.code, check.stderr).toBe(2);
+    expect(check.stderr).toContain(`tripdump: ${place(missing)}: rule missing: ${missing} does not exist\n`);
+    expect(check.stderr).toContain(`tripdump: ${place(aFile)}: rule file: ${aFile} is not a folder\n`);
+    expect(check.stderr).toMatch(
+      new RegExp(
+        `tripdump: ${place(closed)}: rule closed: ${closed} is (on a read-only filesystem|not writable by the agent)`,
+      ),
+    );
+    expect(check.stderr).not.toContain('\\x0a');
+
+    const agent = await startAgent(config);
+    expect(agent.out()).toContain(`${place(missing)}: rule missing: ${missing} does not exist`);
+    // A Node process watched by another rule: its inspector session is what kept a failed agent alive.
+    const node = track(await spawnNodeTarget({ nodeArgs: [marker] }));
+    const t = track(await spawnCopy(copy, ['--alloc', '4']));
+    const byName = (s: AgentStatus) => new Map(s.rules.map((r) => [r.name, r]));
+    const s = await waitFor(
+      async () => {
+        const st = await agent.status();
+        const r = byName(st);
+        return (
+          ['missing', 'file', 'closed', 'nocommand'].every((n) => r.get(n)!.errors >= 1) &&
+          r.get('later')!.firings >= 1 &&
+          r.get('node')!.matched.some((m) => m.pid === node.pid) &&
+          existsSync(ran) &&
+          st
+        );
+      },
+      30_000,
+      "every rule's firing",
+      100,
+    ).catch(async (e) => {
+      throw new Error(
+        `${(e as Error).message}: ${JSON.stringify((await agent.status()).rules)}\n${agent.out()}`,
+      );
+    });
+    const r = byName(s);
+    expect(r.get('missing')!.problems).toEqual([{ kind: 'folder', message: `${missing} does not exist` }]);
+    expect(r.get('file')!.problems).toEqual([{ kind: 'folder', message: `${aFile} is not a folder` }]);
+    expect(r.get('closed')!.problems).toHaveLength(1);
+    expect(r.get('good')!.problems).toEqual([]);
+    expect(r.get('missing')!.firings).toBe(0); // refused: no action ran
+    expect(s.recent.find((f) => f.rule === 'missing')?.errors).toEqual([
+      `${missing} does not exist: no action run`,
+    ]);
+    expect(readdirSync(dir).filter((f) => f.startsWith('.') || f.includes('_commit_'))).toEqual([]);
+    let m = await agent.metrics();
+    expect(
+      series(m, 'tripdump_agent_rule_errors_total', { rule: 'missing', kind: 'folder' }),
+    ).toBeGreaterThan(0);
+    expect(
+      series(m, 'tripdump_agent_rule_errors_total', { rule: 'nocommand', kind: 'exec' }),
+    ).toBeGreaterThan(0);
+    expect(series(m, 'tripdump_agent_rule_problems', { rule: 'missing' })).toBe(1);
+    expect(series(m, 'tripdump_agent_rule_problems', { rule: 'good' })).toBe(0);
+    for (const rule of s.rules)
+      expect(series(m, 'tripdump_agent_processes_watched', { rule: rule.name }), rule.name).toBe(
+        rule.matched.length,
+      );
+
+    // A folder removed while the agent runs: the next firing is the rule's error, as is the folder.
+    await waitFor(() => readdirSync(later).length > 0, 10_000, 'a history in the folder');
+    rmSync(later, { recursive: true });
+    const errorsBefore = byName(await agent.status()).get('later')!.errors;
+    await waitFor(
+      async () => byName(await agent.status()).get('later')!.errors > errorsBefore,
+      10_000,
+      'a firing into the removed folder',
+      100,
+    );
+    expect(byName(await agent.status()).get('later')!.problems).toEqual([
+      { kind: 'folder', message: `${later} does not exist` },
+    ]);
+
+    // A reload that brings a missing folder: applied (the rule's error, not the agent's), said with its place.
+    const gone = path.join(dir, 'gone');
+    const next = text.replace(`dir: ${missing} `, `dir: ${gone} `);
+    writeFileSync(config, next);
+    agent.child.kill('SIGHUP');
+    await waitFor(
+      async () =>
+        byName(await agent.status()).get('missing')!.problems[0]?.message === `${gone} does not exist`,
+      10_000,
+      'the reload',
+      100,
+    );
+    expect((await agent.status()).config.lastReload?.ok).toBe(true);
+    const lines = next.split('\n');
+    const at = lines.findIndex((l) => l.includes(`dir: ${gone} `));
+    expect(agent.out()).toContain(
+      `${config}:${at + 1}:${lines[at]!.indexOf(`dir: ${gone}`) + 1}: rule missing: ${gone} does not exist`,
+    );
+
+    // The good rule ran all along, the endpoint answers, SIGTERM ends the agent and lets the Node target go.
+    const goodRuns = readFileSync(ran, 'utf8').split('\n').length;
+    await waitFor(
+      () => readFileSync(ran, 'utf8').split('\n').length > goodRuns,
+      10_000,
+      'the good rule again',
+    );
+    m = await agent.metrics();
+    expect(series(m, 'tripdump_agent_host_processes')).toBeGreaterThan(1);
+    // At once: a command that could not be started holds nothing (it held the agent for its timeout, 60 s).
+    agent.child.kill('SIGTERM');
+    await waitFor(() => agent.child.exitCode !== null, 20_000, 'the agent to stop', 50);
+    expect(await agent.exit).toBe(0);
+    await waitFor(() => listeningSockets(node.pid).length === 0, 10_000, 'the inspector closed');
+    expect(procStat(t.pid).state).not.toBe('T');
+  }, 120_000);
+
+  it('runtime rules: a Node trigger whose inspector is closed under it is retried; /status and /metrics agree meanwhile', async () => {
+    const marker = `--max-semi-space-size=${16 + Math.floor(Math.random() * 40)}`;
+    const out = path.join(dir, 'node');
+    mkdirSync(out);
+    const config = path.join(dir, 'agent.yaml');
+    writeRules(
+      config,
+      `metrics: 127.0.0.1:0
+poll: 200ms
+rules:
+  - name: node-heap
+    match: { runtime: node, cmdline: "*${marker}*" }
+    trigger: { heapUsed: 15, count: 1 }
+    actions: [ { node: { dir: ${out} } } ]
+`,
+    );
+    const agent = await startAgent(config);
+    const t = track(await spawnNodeTarget({ nodeArgs: [marker] }));
+    const port = await waitFor(
+      () => {
+        const l = listeningSockets(t.pid)[0];
+        return l && Number.parseInt(l.split(':')[1]!, 16);
+      },
+      20_000,
+      'the inspector the agent opened',
+      50,
+    );
+    // Someone else closes the target's inspector: the agent's session ends ("closed (1005)").
+    const list = (await (await fetch(`http://127.0.0.1:${port}/json/list`)).json()) as {
+      webSocketDebuggerUrl: string;
+    }[];
+    const ws = new WebSocket(list[0]!.webSocketDebuggerUrl);
+    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+    const closed = new Promise((resolve) => ws.once('close', resolve));
+    ws.send(
+      JSON.stringify({ id: 1, method: 'Runtime.evaluate', params: { expression: 'process._debugEnd()' } }),
+    );
+    await closed;
+    // The failure is the rule's: counted, the process stays watched (in /status and /metrics alike), and
+    // the status lists the failure with the process.
+    const m = await waitFor(
+      async () => {
+        const text = await agent.metrics();
+        return (
+          series(text, 'tripdump_agent_rule_errors_total', { rule: 'node-heap', kind: 'heapused' }) === 1 &&
+          text
+        );
+      },
+      10_000,
+      'the failure counted',
+      50,
+    );
+    const failing = await agent.status();
+    expect(failing.rules[0]!.matched.map((x) => x.pid)).toEqual([t.pid]);
+    expect(series(m, 'tripdump_agent_processes_watched', { rule: 'node-heap' })).toBe(1);
+    expect(failing.rules[0]!.problems).toEqual([
+      expect.objectContaining({
+        kind: 'heapused',
+        pid: t.pid,
+        attempts: 1,
+        message: expect.stringMatching(/1005/),
+      }),
+    ]);
+    expect(series(m, 'tripdump_agent_rule_problems', { rule: 'node-heap' })).toBe(1);
+    expect(agent.out()).toMatch(/node-heap: heapused trigger of .*\(\d+\) failed: .*1005.*; retry 1 in 1 s/);
+    // Retried: the inspector opens again and the trigger works (the heap passes the threshold: a snapshot).
+    await waitFor(() => listeningSockets(t.pid).length > 0, 15_000, 'the inspector opened again', 50);
+    t.command('grow 20'); // a small heap: its snapshot is quick on a busy machine too
+    const written = () => readdirSync(out).filter((f) => !f.startsWith('.'));
+    await waitFor(() => written().length === 1, 120_000, 'the heap snapshot');
+    expect(written()[0]).toMatch(new RegExp(`^node_heapused_\\d{6}_\\d{6}\\.${t.pid}\\.heapsnapshot$`));
+    // Done with it (count 1): let go, nothing failing any more.
+    await waitFor(() => listeningSockets(t.pid).length === 0, 10_000, 'the inspector closed');
+    await waitFor(
+      async () => (await agent.status()).rules[0]!.problems.length === 0,
+      10_000,
+      'no problem left',
+    );
+    agent.child.kill('SIGTERM');
+    expect(await agent.exit).toBe(0);
+  }, 240_000);
+
+  it('a cmdline glob matches across a line break inside an argument: a process cannot hide from a rule by it', async () => {
+    const marker = `td${process.pid}x${Math.random().toString(36).slice(2, 8)}`;
+    const config = path.join(dir, 'agent.yaml');
+    writeRules(
+      config,
+      `metrics: 127.0.0.1:0
+poll: 200ms
+rules:
+  - name: spans
+    match: { cmdline: "*${marker}-head*${marker}-tail*" }
+    trigger: { threads: 1000 }
+    actions: [ { exec: [ "/bin/true" ] } ]
+  - name: star
+    match: { cmdline: "*${marker}-head?${marker}-tail*", name: "*" }
+    trigger: { threads: 1000 }
+    actions: [ { exec: [ "/bin/true" ] } ]
+`,
+    );
+    const agent = await startAgent(config);
+    const p = track(
+      spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', `${marker}-head\n${marker}-tail`], {
+        stdio: 'ignore',
+      }),
+    );
+    expect(readFileSync(`/proc/${p.pid}/cmdline`, 'latin1')).toContain(`${marker}-head\n${marker}-tail`);
+    const s = await waitFor(
+      async () => {
+        const st = await agent.status();
+        return st.rules.every((r) => r.matched.some((x) => x.pid === p.pid)) && st;
+      },
+      10_000,
+      'the process matched by both rules',
+      50,
+    ).catch(async (e) => {
+      throw new Error(`${(e as Error).message}: ${JSON.stringify((await agent.status()).rules)}`);
+    });
+    expect(s.rules.map((r) => r.matched.map((x) => x.pid))).toEqual([[p.pid], [p.pid]]);
+    agent.child.kill('SIGTERM');
+    expect(await agent.exit).toBe(0);
   });
 
   it.runIf(dotnetAvailable())(

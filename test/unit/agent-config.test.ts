@@ -1,9 +1,17 @@
 // The agent's rules file: the issue's example works as written, every option reaches the typed config, and
 // a bad file is refused with file:line:column for each problem (schema, syntax, and the checks the schema
 // cannot express). Fixture files under test/fixtures/agent.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, parseDuration, parseSize } from '../../src/agent/config.js';
+import {
+  ConfigError,
+  loadConfig,
+  MAX_CONFIG_BYTES,
+  parseDuration,
+  parseSize,
+} from '../../src/agent/config.js';
 
 const fixture = (name: string) => path.resolve(import.meta.dirname, '../fixtures/agent', name);
 
@@ -129,6 +137,37 @@ describe('agent rules file', () => {
 
   it('reads a missing file as an error naming it', () => {
     expect(() => loadConfig('/nonexistent/agent.yaml')).toThrow(/\/nonexistent\/agent\.yaml.*ENOENT/);
+  });
+
+  it('refuses a YAML alias bomb at its first alias, without expanding it', () => {
+    expect(problems('alias-bomb.yaml')).toEqual([
+      `${fixture('alias-bomb.yaml')}:3:8: the aliases expand to more than 100 nodes (an alias bomb?): write the values out`,
+    ]);
+  });
+
+  it('refuses a file larger than the cap before parsing it, naming the file, its size and the cap', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'tripdump-agent-config-'));
+    try {
+      // Valid YAML all along (a comment line repeated): only the size is wrong with it.
+      const file = path.join(dir, 'big.yaml');
+      const text = `rules: []\n${'# padding padding padding padding padding padding padding padding padding\n'.repeat(100_000)}`;
+      writeFileSync(file, text);
+      const size = Buffer.byteLength(text);
+      expect(size).toBeGreaterThan(MAX_CONFIG_BYTES);
+      expect(() => loadConfig(file)).toThrow(
+        `${file}: ${size} bytes (${(size / 2 ** 20).toFixed(1)} MiB) is more than a rules file may be: at most 1048576 bytes (1 MiB)`,
+      );
+      // Not a regular file: refused without reading (/dev/zero never ends).
+      expect(() => loadConfig('/dev/zero')).toThrow('/dev/zero: not a regular file');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('says one problem per line: a line break quoted from the file cannot make a line of its own', () => {
+    const f = fixture('line-break-key.yaml');
+    const lines = problems('line-break-key.yaml');
+    expect(lines).toEqual([`${f}:6:5: unknown key 'evil\\nline\\nforged'`]);
   });
 
   it('parses sizes and durations', () => {
