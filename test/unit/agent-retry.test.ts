@@ -42,7 +42,12 @@ describe('retrying', () => {
       },
       backoff,
     );
-    await t.subscribe!(42, async () => true, new AbortController().signal, () => {});
+    await t.subscribe!(
+      42,
+      async () => true,
+      new AbortController().signal,
+      () => {},
+    );
     expect(failed).toEqual([
       [42, 'a', 1, 5],
       [42, 'b', 2, 10],
@@ -79,7 +84,12 @@ describe('retrying', () => {
       inner,
       { failed: () => ctl.abort(), recovered: () => {} },
       { ...backoff, firstMs: 60_000 },
-    ).subscribe!(42, async () => true, ctl.signal, () => {});
+    ).subscribe!(
+      42,
+      async () => true,
+      ctl.signal,
+      () => {},
+    );
     await watching; // aborted during its wait: no second attempt
     expect(inner.calls).toBe(1);
   });
