@@ -3,6 +3,11 @@
 // resumed and the core's memory is read from the child at leisure; registers come from the stopped threads.
 // RAII: the destructor SIGKILLs the child and reaps it by injecting wait4() into the target, so no zombie
 // or runaway copy is left behind.
+// If this process dies instead (SIGKILL), the kernel kills the child (PTRACE_O_EXITKILL, set the moment
+// its first stop can be seen) but nothing reaps it: a zombie stays in the target, seen only by a wait with
+// __WALL or __WCLONE. Dying between the clone and that moment (the child's way to its first stop: tens to
+// hundreds of microseconds on an idle host, a scheduler wait more on a busy one) leaves the child running
+// as a copy of the target. Callers avoid both by never dying uncleanly: lib/dumper.cc says how.
 #pragma once
 
 #include <sys/types.h>
@@ -20,8 +25,19 @@ class SnapshotChild {
   // snapshot mode cannot be used here (no safe injection point, clone failed with ENOMEM/EAGAIN, ...);
   // throws SysError for ptrace failures.
   // `meanwhile`: work for the other threads while the clone runs (see PtraceSession::inject_syscall).
+  // `created`: told the child's pid the moment the clone reports it, before anything else.
   static SnapshotChild create(PtraceSession& session, std::string& why,
-                              const std::function<void()>& meanwhile = {});
+                              const std::function<bool()>& meanwhile = {},
+                              const std::function<void(pid_t)>& created = {});
+  // Takes over the child a process that died left in `target` (running, if it died before the child was
+  // marked to die with it, else killed), checking first that `child` is still a child of `target`: the
+  // destructor then kills it and reaps it from the target like any other.
+  static SnapshotChild adopt(int target, pid_t child);
+  // The child an injected clone made in `target` that nobody announced (its dumper was SIGKILLed before
+  // it saw the clone's event): one created at or after `since` (clock ticks since boot, as /proc's
+  // starttime) with exit signal 0 and every signal blocked, as no child a program forks itself is. 0 if
+  // there is none.
+  static pid_t find_unannounced(int target, unsigned long long since);
 
   SnapshotChild() = default;
   SnapshotChild(SnapshotChild&& o) noexcept;
