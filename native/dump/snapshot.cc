@@ -84,20 +84,13 @@ SnapshotChild SnapshotChild::create(PtraceSession& session, std::string& why,
   return out;
 }
 
-SnapshotChild SnapshotChild::adopt(int target, pid_t child) {
-  SnapshotChild out;
-  // Its pid cannot have been reused unless the target reaped it: the zombie pins it until then.
-  if (status_field(child, "Tgid") != child || status_field(child, "PPid") != target) return out;
-  out.target_ = target;
-  out.child_ = child;
-  return out;
-}
+namespace {
 
-pid_t SnapshotChild::find_unannounced(int target, unsigned long long since) {
+// The child an injected clone made in `target` since `since` that nobody announced (reap_left_behind).
+pid_t unannounced_child(int target, unsigned long long since) {
   namespace fs = std::filesystem;
-  const std::string proc = "/proc/" + std::to_string(target);
   std::error_code ec;
-  for (const auto& task : fs::directory_iterator(proc + "/task", ec)) {
+  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(target) + "/task", ec)) {
     std::istringstream children;
     try {
       children.str(read_whole_file(task.path().string() + "/children", target));
@@ -123,6 +116,20 @@ pid_t SnapshotChild::find_unannounced(int target, unsigned long long since) {
     }
   }
   return 0;
+}
+
+}  // namespace
+
+pid_t SnapshotChild::reap_left_behind(int target, pid_t announced, unsigned long long since) {
+  PtraceSession session(target, nullptr, PtraceSession::Capture::kGeneral);
+  const pid_t child = announced ? announced : unannounced_child(target, since);
+  // Its pid cannot have been reused unless the target reaped it: the zombie pins it until then.
+  if (!child || status_field(child, "Tgid") != child || status_field(child, "PPid") != target) return 0;
+  SnapshotChild left;
+  left.target_ = target;
+  left.child_ = child;
+  left.release(&session);
+  return child;
 }
 
 namespace {

@@ -29,15 +29,13 @@ class SnapshotChild {
   static SnapshotChild create(PtraceSession& session, std::string& why,
                               const std::function<bool()>& meanwhile = {},
                               const std::function<void(pid_t)>& created = {});
-  // Takes over the child a process that died left in `target` (running, if it died before the child was
-  // marked to die with it, else killed), checking first that `child` is still a child of `target`: the
-  // destructor then kills it and reaps it from the target like any other.
-  static SnapshotChild adopt(int target, pid_t child);
-  // The child an injected clone made in `target` that nobody announced (its dumper was SIGKILLed before
-  // it saw the clone's event): one created at or after `since` (clock ticks since boot, as /proc's
-  // starttime) with exit signal 0 and every signal blocked, as no child a program forks itself is. 0 if
-  // there is none.
-  static pid_t find_unannounced(int target, unsigned long long since);
+  // Kills and reaps the child a dumper SIGKILLed mid-dump left in `target` (running, if it died before the
+  // child was marked to die with it, else killed but unreaped): `announced` (Options::snapshot_child), or
+  // when it had no time to say, a child created at or after `since` (clock ticks since boot, as /proc's
+  // starttime) with exit signal 0 and every signal blocked, as no child a program forks itself is. Every
+  // thread of the target is stopped first: a clone the dumper left running is over by then. Returns the
+  // child's pid, 0 when there was none.
+  static pid_t reap_left_behind(int target, pid_t announced, unsigned long long since);
 
   SnapshotChild() = default;
   SnapshotChild(SnapshotChild&& o) noexcept;

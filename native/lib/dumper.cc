@@ -130,10 +130,9 @@ void remove_temp_files(const std::string& path, pid_t dumper_pid) {
 }
 
 // A dumper SIGKILLed on its own (the OOM killer's choice, kill -9 of its pid) may leave its snapshot child
-// in the target: killed by the kernel (PTRACE_O_EXITKILL) but unreaped, or still running if it died before
-// the child's first stop. A worker of its own (ptrace, see worker_process.h) kills and reaps it.
-void reap_orphan(int pid, pid_t copy) {
-  const pid_t w = fork_worker([&] { dump::SnapshotChild::adopt(pid, copy); });
+// in the target. A worker of its own (ptrace, see worker_process.h) kills and reaps it.
+void reap_left_behind(int pid, pid_t announced, unsigned long long since) {
+  const pid_t w = fork_worker([&] { dump::SnapshotChild::reap_left_behind(pid, announced, since); });
   while (::waitpid(w, nullptr, 0) < 0 && errno == EINTR) {
   }
 }
@@ -226,12 +225,10 @@ dump::Result dump_in_process(int pid, const std::string& path, const dump::Optio
     default: {
       remove_temp_files(path, child);
       // Its snapshot child, announced or not (it may have been killed in the clone's own moment).
-      const long tgid = dump::status_field(pid, "Tgid");
-      const int target = tgid > 0 ? static_cast<int>(tgid) : pid;
-      pid_t copy = sh->snapshot_child.load();
-      if (!copy && options.mode != dump::Mode::kStop)
-        copy = dump::SnapshotChild::find_unannounced(target, since);
-      if (copy) reap_orphan(target, copy);
+      if (options.mode != dump::Mode::kStop) {
+        const long tgid = dump::status_field(pid, "Tgid");
+        reap_left_behind(tgid > 0 ? static_cast<int>(tgid) : pid, sh->snapshot_child.load(), since);
+      }
       throw SysError(ECHILD, "dump", path, pid,
                      reaped_elsewhere ? "the dumper process ended and was reaped by another waiter"
                      : WIFSIGNALED(status)

@@ -30,8 +30,10 @@ namespace tripdump::lib {
 // kernel then lets the target go and kills the snapshot child (PTRACE_O_EXITKILL), which stays in the
 // target as a zombie only a wait with __WALL or __WCLONE would see; or, if the dumper died between the
 // clone and the child's first stop (dump/snapshot.h), the child is not yet marked to die with it and runs
-// on. A caller that outlives its dumper kills and reaps that child itself. Only when both die at once is
-// it left behind.
+// on. A caller that outlives its dumper kills and reaps that child itself (dump::SnapshotChild::
+// reap_left_behind). Only when both die at once is it left behind. A dumper SIGKILLed during the injected
+// clone itself also leaves the injecting thread's registers as the clone set them: the system call it was
+// in returns the child's pid instead of restarting.
 // `cleaning`: when given, a cancelled dump returns as soon as the dumper has let the target go (threads
 // detached, snapshot child killed), before the slow part of its clean-up (the writer's last write, the
 // unlinked file's release, the child's memory teardown: tens of milliseconds each at 1 GiB). ECANCELED is
