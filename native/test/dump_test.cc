@@ -946,7 +946,9 @@ TEST(dumper_cancels_when_its_caller_dies) {
 }
 
 // A dumper SIGKILLed on its own (the OOM killer's choice) leaves its snapshot child in the target; the
-// caller, living on, kills and reaps it before it reports the dumper's death.
+// caller, living on, kills and reaps it before it reports the dumper's death. The kill comes once the
+// target runs again: one during the injected clone itself would also leave the injecting thread's system
+// call returning the child's pid (lib/dumper.h), which nothing can undo, and the target's ping would say so.
 TEST(dumper_killed_alone_leaves_no_child) {
   Target t({"--touch", "256"});
   TmpDir d;
@@ -961,6 +963,9 @@ TEST(dumper_killed_alone_leaves_no_child) {
     }
   });
   const pid_t dumper = dumper_holding_child(t);
+  for (const auto end = Clock::now() + std::chrono::seconds(20);
+       tracer_of(t.pid()) > 0 && Clock::now() < end;)
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
   if (dumper > 0) ::kill(dumper, SIGKILL);
   caller.join();
   REQUIRE(dumper > 0);
