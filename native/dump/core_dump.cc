@@ -64,10 +64,13 @@ std::vector<Vma> read_maps(int pid) {
 struct ChildReaper {
   SnapshotChild& child;
   PtraceSession& session;
+  const std::function<void(pid_t)>& reaped;  // Options::snapshot_child
   double pause_ms = 0;
   ~ChildReaper() { finish(); }
   void finish() noexcept {
-    if (child) pause_ms += child.release(session.holds_threads() ? &session : nullptr);
+    if (!child) return;
+    pause_ms += child.release(session.holds_threads() ? &session : nullptr);
+    if (reaped) reaped(0);
   }
 };
 
@@ -425,13 +428,21 @@ Result write_core(int pid, const std::string& path, const Options& opts, PtraceS
   ProcessInfo info = early_info ? *early_info : read_process_info(pid, session.state_before_stop());
   info.state = session.state_before_stop();
   // What a core needs of every stopped thread: the register sets not captured yet and /proc's view of
-  // each. In snapshot mode this runs while the injected clone copies the page tables.
-  bool captured = false;
+  // each. In snapshot mode this runs while the injected clone copies the page tables, one thread per call
+  // so that the clone's child is taken in hand as soon as it exists (see PtraceSession::inject_syscall).
+  info.threads.clear();
+  auto capture_one = [&] {
+    if (info.threads.size() == threads.size()) return false;
+    ThreadState& t = threads[info.threads.size()];
+    session.capture_rest(t);
+    ProcessInfo one;
+    read_thread_info(pid, {t}, one);
+    info.threads.push_back(one.threads.at(0));
+    return info.threads.size() < threads.size();
+  };
   auto capture_threads = [&] {
-    if (captured) return;
-    captured = true;
-    session.capture_rest();
-    read_thread_info(pid, threads, info);
+    while (capture_one()) {
+    }
   };
   if (mode != Mode::kSnapshot) capture_threads();
 
@@ -440,17 +451,18 @@ Result write_core(int pid, const std::string& path, const Options& opts, PtraceS
   std::vector<Vma> maps;
   SnapshotChild child;
   copy = &child;
-  ChildReaper reaper{child, session};
+  ChildReaper reaper{child, session, opts.snapshot_child};
   std::vector<bool> dontfork;
   if (mode == Mode::kSnapshot) {
     maps = read_maps(pid);
     phase("inspect");
     check_cancel();
     std::string why;
-    child = SnapshotChild::create(session, why, capture_threads);
-    capture_threads();  // when no clone could run it
+    child = SnapshotChild::create(session, why, capture_one, opts.snapshot_child);
+    capture_threads();  // what the clone left to do, or all of it when no clone could run
     phase("clone");
     if (!child) {
+      if (opts.snapshot_child) opts.snapshot_child(0);  // none, or let go already
       res.warnings.push_back("snapshot mode unavailable: " + why + "; used stop mode");
       mode = Mode::kStop;
     } else {

@@ -1,6 +1,8 @@
 // gdb-free ELF core writer for a live process (design §3, §3a). Plain C++; the N-API glue wraps it.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -25,6 +27,10 @@ struct Options {
   // before the slow part of the clean-up (the writer's last write, closing the unlinked file, the child's
   // memory being torn down and its reaping), which then runs on before write_core_dump throws ECANCELED.
   std::function<void()> abandoned;
+  // Snapshot mode: called with the child's pid the moment the clone reports it, and with 0 once it is
+  // reaped (or was let go unused), so that a process that outlives this one can end and reap it if this
+  // one is SIGKILLed in between (lib/dumper.cc).
+  std::function<void(pid_t child)> snapshot_child;
   bool overwrite = false;  // else EEXIST when `path` exists
 };
 

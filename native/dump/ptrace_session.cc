@@ -73,7 +73,8 @@ long status_field(int pid, const char* name) {
   }
 }
 
-bool wait_stop(pid_t tid, int& status, int pid_for_errors, int timeout_ms, const std::atomic<bool>* cancel) {
+bool wait_stop(pid_t tid, int& status, int pid_for_errors, int timeout_ms, const std::atomic<bool>* cancel,
+               long max_sleep_us) {
   // Polling with WNOHANG instead of a blocking waitpid: a thread stuck in uninterruptible sleep must not hang
   // the dump forever, and the cancel flag must be honoured. Stops usually arrive within microseconds.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
@@ -92,7 +93,7 @@ bool wait_stop(pid_t tid, int& status, int pid_for_errors, int timeout_ms, const
     if (spin < 64)
       ::sched_yield();
     else
-      sleep_us(std::min(1000L, 10L << std::min(spin - 64, 7)));
+      sleep_us(std::min(max_sleep_us, 10L << std::min(spin - 64, 7)));
   }
 }
 
@@ -406,7 +407,8 @@ struct InjectionGuard {
 }  // namespace
 
 long PtraceSession::inject_syscall(ThreadState& t, uint64_t insn, long nr, const std::vector<uint64_t>& args,
-                                   pid_t* clone_child, const std::function<void()>& meanwhile) {
+                                   const std::function<void(pid_t)>& on_clone,
+                                   const std::function<bool()>& meanwhile) {
   auto fail = [&](const char* what) { throw SysError(errno, "ptrace", "", pid_, what); };
   arch::GpRegs saved{};
   iovec iov{&saved, sizeof saved};
@@ -422,7 +424,9 @@ long PtraceSession::inject_syscall(ThreadState& t, uint64_t insn, long nr, const
   uint64_t all = ~0ull;
   if (::ptrace(PTRACE_SETSIGMASK, t.tid, reinterpret_cast<void*>(sizeof all), &all) < 0)
     fail("PTRACE_SETSIGMASK");
-  long opts = PTRACE_O_TRACESYSGOOD | (clone_child ? PTRACE_O_TRACECLONE : 0);
+  // Not PTRACE_O_EXITKILL, which the child would inherit (ptrace_init_task copies the parent's ptrace
+  // flags) but which would also kill the target if we died during the call: on_clone sets it on the child.
+  long opts = PTRACE_O_TRACESYSGOOD | (on_clone ? PTRACE_O_TRACECLONE : 0);
   if (::ptrace(PTRACE_SETOPTIONS, t.tid, nullptr, reinterpret_cast<void*>(opts)) < 0)
     fail("PTRACE_SETOPTIONS");
   arch::GpRegs regs = saved;
@@ -435,22 +439,33 @@ long PtraceSession::inject_syscall(ThreadState& t, uint64_t insn, long nr, const
   // re-delivery at detach and go on. (Not one PTRACE_SINGLESTEP over the instruction, which saves a stop:
   // it ends in a SIGTRAP signal-delivery stop, and if tripdump died before detaching, the kernel would
   // deliver that SIGTRAP and kill the target. A syscall-exit stop carries no signal.)
-  bool exited_syscall = false, entered = false, ran_meanwhile = false;
-  std::exception_ptr meanwhile_failed;
+  // Until the child is handed to on_clone it runs on only as long as we live: if we died now, the kernel
+  // would detach it and it would run on as a second copy of the target. So the stop that reports it is
+  // looked for often: between the pieces of `meanwhile`, and then every 50 us at most.
+  const long max_sleep_us = on_clone ? 50 : 1000;
+  bool exited_syscall = false, entered = false, more = static_cast<bool>(meanwhile);
+  std::exception_ptr failed;  // what meanwhile or on_clone threw: rethrown once the thread is restored
   while (!exited_syscall) {
     if (::ptrace(PTRACE_SYSCALL, t.tid, nullptr, nullptr) < 0) fail("PTRACE_SYSCALL");
-    if (entered && meanwhile && !ran_meanwhile) {
-      // The call runs now (a clone of a large process takes milliseconds): other work fits in. Whatever
-      // it throws waits until the call is over and the thread restored.
-      ran_meanwhile = true;
+    int status = 0;
+    bool seen = false, stopped = false;
+    for (const bool running = entered; running && more;) {
+      const pid_t r = ::waitpid(t.tid, &status, __WALL | WNOHANG);
+      if (r == t.tid) {
+        seen = true;
+        stopped = WIFSTOPPED(status);
+        break;
+      }
+      if (r < 0 && errno != EINTR) fail("waitpid");
       try {
-        meanwhile();
+        more = meanwhile();
       } catch (...) {
-        meanwhile_failed = std::current_exception();
+        failed = std::current_exception();
+        more = false;
       }
     }
-    int status = 0;
-    if (!wait_stop(t.tid, status, pid_, 10000)) {
+    if (!seen) stopped = wait_stop(t.tid, status, pid_, 10000, nullptr, max_sleep_us);
+    if (!stopped) {
       t.attached = false;
       guard.armed = false;
       throw SysError(ESRCH, "ptrace", "", pid_, "thread exited during injection");
@@ -459,10 +474,14 @@ long PtraceSession::inject_syscall(ThreadState& t, uint64_t insn, long nr, const
     if (sig == (SIGTRAP | 0x80)) {
       if (entered) exited_syscall = true;
       entered = true;
-    } else if (event == PTRACE_EVENT_CLONE && clone_child) {
+    } else if (event == PTRACE_EVENT_CLONE && on_clone) {
       unsigned long msg = 0;
       if (::ptrace(PTRACE_GETEVENTMSG, t.tid, nullptr, &msg) < 0) fail("PTRACE_GETEVENTMSG");
-      *clone_child = static_cast<pid_t>(msg);
+      try {
+        on_clone(static_cast<pid_t>(msg));
+      } catch (...) {
+        if (!failed) failed = std::current_exception();
+      }
     } else if (event == 0 && !t.pending_signal) {
       t.pending_signal = sig;
     }
@@ -471,7 +490,7 @@ long PtraceSession::inject_syscall(ThreadState& t, uint64_t insn, long nr, const
   iovec got{&after, sizeof after};
   if (::ptrace(PTRACE_GETREGSET, t.tid, reinterpret_cast<void*>(NT_PRSTATUS), &got) < 0)
     fail("PTRACE_GETREGSET");
-  if (meanwhile_failed) std::rethrow_exception(meanwhile_failed);
+  if (failed) std::rethrow_exception(failed);
   // The guard restores the saved registers at this syscall-exit stop. On detach the kernel runs its
   // signal/restart path, which restarts the interrupted syscall exactly as it would have.
   return arch::syscall_result(after);

@@ -92,12 +92,16 @@ class PtraceSession {
   std::chrono::steady_clock::time_point captured_at() const { return captured_; }
 
   // Runs system call `nr` inside stopped thread `t` at syscall instruction `insn`, with all signals
-  // blocked, then restores its registers and signal mask exactly. When `clone_child` is not null, the
-  // clone's child is auto-attached (PTRACE_O_TRACECLONE) and its pid stored there. `meanwhile`, if set, is
-  // called while the system call runs (it may use the other, stopped threads, not `t`). Returns the
+  // blocked, then restores its registers and signal mask exactly. When `on_clone` is set, the call is a
+  // clone whose child is auto-attached (PTRACE_O_TRACECLONE): on_clone gets its pid the moment the clone
+  // event is seen, with `t` still held in that event stop, and must not throw. `meanwhile`, if set, is
+  // work for the time the system call runs, one piece per call (it returns whether more remains): it may
+  // use the other, stopped threads, not `t`; between pieces `t` is polled, so the clone's child is handed
+  // to on_clone within one piece of its creation. Whatever remains is the caller's to finish. Returns the
   // syscall's result (negative errno on failure). Throws SysError when ptrace itself fails.
   long inject_syscall(ThreadState& t, uint64_t insn, long nr, const std::vector<uint64_t>& args,
-                      pid_t* clone_child, const std::function<void()>& meanwhile = {});
+                      const std::function<void(pid_t)>& on_clone,
+                      const std::function<bool()>& meanwhile = {});
 
   // Finds the address of a syscall instruction usable for injection and the thread to run it in:
   // preferably a thread stopped in a syscall (its rip-2), else any syscall instruction in an executable
@@ -127,8 +131,9 @@ class PtraceSession {
 
 // Waits for a ptrace stop (or exit) of `tid` only, never reaping other children of this process.
 // Returns false if the thread exited (status holds the wait status). Throws ETIMEDOUT after `timeout_ms`.
+// It polls, yielding first, then sleeping up to `max_sleep_us` at a time.
 bool wait_stop(pid_t tid, int& status, int pid_for_errors, int timeout_ms = 10000,
-               const std::atomic<bool>* cancel = nullptr);
+               const std::atomic<bool>* cancel = nullptr, long max_sleep_us = 1000);
 
 // "State:" letter from /proc/PID/status (or task status), '?' when unreadable.
 char proc_state(int pid, int tid = 0);

@@ -7,9 +7,14 @@
 #include <sys/wait.h>
 
 #include <cstring>
+#include <filesystem>
+#include <iterator>
+#include <sstream>
 #include <utility>
+#include <vector>
 
 #include "core/error.h"
+#include "dump/memory_map.h"
 
 namespace tripdump::dump {
 
@@ -27,7 +32,8 @@ SnapshotChild& SnapshotChild::operator=(SnapshotChild&& o) noexcept {
 }
 
 SnapshotChild SnapshotChild::create(PtraceSession& session, std::string& why,
-                                    const std::function<void()>& meanwhile) {
+                                    const std::function<bool()>& meanwhile,
+                                    const std::function<void(pid_t)>& created) {
   size_t index = 0;
   uint64_t insn = 0;
   if (!session.pick_injection_point(index, insn)) {
@@ -38,30 +44,92 @@ SnapshotChild SnapshotChild::create(PtraceSession& session, std::string& why,
   session.capture_rest(t);  // before its registers and mask are borrowed
   SnapshotChild out;
   out.target_ = session.pid();
-  // The child's pid lands in `out` as soon as the clone event is seen, so if anything below throws, the
-  // destructor still kills it rather than leaving a stopped copy of the target behind.
+  // The child is auto-attached (PTRACE_O_TRACECLONE) and on its way to a PTRACE_EVENT_STOP when the clone
+  // event reports it; the parent waits in that event until this returns. Its pid lands in `out` at once, so
+  // if anything below fails the destructor kills it rather than leaving a stopped copy of the target
+  // behind. Then, before anything else, PTRACE_O_EXITKILL on it alone (it needs the child in its stop): if
+  // we die, the copy dies too instead of running as a second instance of the target, and the target
+  // itself is never killed. A child that cannot be held so is not used.
+  bool held = false;
+  std::string not_held;
+  auto hold = [&](pid_t child) noexcept {
+    out.child_ = child;
+    try {
+      if (created) created(child);
+      int status = 0;
+      if (!wait_stop(child, status, session.pid(), 10000, nullptr, 50))
+        not_held = "snapshot child exited before its first stop";
+      else if (::ptrace(PTRACE_SETOPTIONS, child, nullptr, reinterpret_cast<void*>(PTRACE_O_EXITKILL)) < 0)
+        not_held =
+            std::string("PTRACE_SETOPTIONS on the snapshot child failed: ") + SysError::errno_name(errno);
+      else
+        held = true;
+    } catch (const SysError& e) {
+      not_held = std::string("snapshot child did not stop: ") + e.what();
+    }
+  };
   // CLONE_FILES: the child shares the fd table, so it holds no extra references to the target's files
   // (a socket the target closes really closes). Exit signal 0: no SIGCHLD reaches the target. Not
   // CLONE_VM (no copy), not CLONE_VFORK (the parent would wait), not CLONE_PARENT (EINVAL for PID 1s).
   const long r =
-      session.inject_syscall(t, insn, arch::nr_clone(), {CLONE_FILES, 0, 0, 0, 0}, &out.child_, meanwhile);
-  const pid_t child = out.child_;
-  if (r < 0 || child <= 0) {
+      session.inject_syscall(t, insn, arch::nr_clone(), {CLONE_FILES, 0, 0, 0, 0}, hold, meanwhile);
+  if (r < 0 || out.child_ <= 0) {
     why = std::string("injected clone failed: ") + SysError::errno_name(static_cast<int>(-r));
     return out;
   }
-  // The child was auto-attached (PTRACE_O_TRACECLONE) and starts in a PTRACE_EVENT_STOP. EXITKILL on it
-  // alone: if we die, the copy dies too instead of running as a second instance of the target, and the
-  // target itself is never killed.
-  int status = 0;
-  if (!wait_stop(child, status, session.pid(), 10000)) {
-    why = "snapshot child exited before its first stop";
+  if (!held) {
+    why = not_held;
     out.release(&session);
-    return out;
   }
-  if (::ptrace(PTRACE_SETOPTIONS, child, nullptr, reinterpret_cast<void*>(PTRACE_O_EXITKILL)) < 0)
-    throw SysError(errno, "ptrace", "", session.pid(), "PTRACE_SETOPTIONS on the snapshot child");
   return out;
+}
+
+namespace {
+
+// The child an injected clone made in `target` since `since` that nobody announced (reap_left_behind).
+pid_t unannounced_child(int target, unsigned long long since) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(target) + "/task", ec)) {
+    std::istringstream children;
+    try {
+      children.str(read_whole_file(task.path().string() + "/children", target));
+    } catch (const SysError&) {
+      continue;  // the thread ended
+    }
+    for (pid_t child; children >> child;) {
+      try {
+        const std::string stat = read_whole_file("/proc/" + std::to_string(child) + "/stat", child);
+        std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+        std::vector<std::string> f{std::istream_iterator<std::string>(fields), {}};
+        // Fields from 3 (state) on: starttime is field 22, exit_signal field 38.
+        if (f.size() < 36 || std::stoull(f[22 - 3]) < since || f[38 - 3] != "0") continue;
+        const std::string status = read_whole_file("/proc/" + std::to_string(child) + "/status", child);
+        const size_t at = status.find("\nSigBlk:");
+        if (at == std::string::npos) continue;
+        const uint64_t blocked = std::strtoull(status.c_str() + at + 8, nullptr, 16);
+        // SIGKILL and SIGSTOP cannot be blocked: every other signal is.
+        if ((blocked | 1ull << (SIGKILL - 1) | 1ull << (SIGSTOP - 1)) == ~0ull) return child;
+      } catch (const std::exception&) {
+        // gone meanwhile, or not a stat line we can read
+      }
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+pid_t SnapshotChild::reap_left_behind(int target, pid_t announced, unsigned long long since) {
+  PtraceSession session(target, nullptr, PtraceSession::Capture::kGeneral);
+  const pid_t child = announced ? announced : unannounced_child(target, since);
+  // Its pid cannot have been reused unless the target reaped it: the zombie pins it until then.
+  if (!child || status_field(child, "Tgid") != child || status_field(child, "PPid") != target) return 0;
+  SnapshotChild left;
+  left.target_ = target;
+  left.child_ = child;
+  left.release(&session);
+  return child;
 }
 
 namespace {
@@ -100,12 +168,12 @@ double SnapshotChild::release(PtraceSession* session) noexcept {
     uint64_t insn = 0;
     long r = 0;
     if (session && !session->threads().empty() && session->pick_injection_point(index, insn)) {
-      r = session->inject_syscall(session->threads()[index], insn, arch::nr_wait4(), args, nullptr);
+      r = session->inject_syscall(session->threads()[index], insn, arch::nr_wait4(), args, {});
     } else {
       PtraceSession one(target_, PtraceSession::OneThread{});
       if (!one.pick_injection_point(index, insn))
         throw SysError(ESRCH, "ptrace", "", target_, "no injection point");
-      r = one.inject_syscall(one.threads()[index], insn, arch::nr_wait4(), args, nullptr);
+      r = one.inject_syscall(one.threads()[index], insn, arch::nr_wait4(), args, {});
       one.detach_all();
       pause = one.paused_ms();
     }

@@ -3,9 +3,10 @@
 // thread of the caller: a tracer's ptrace stops are reported to its whole thread group, and any thread of
 // the caller that waits for its own children with waitpid(-1) — libuv's SIGCHLD handler in Node, a
 // program's reaper loop or SIGCHLD handler — would steal the stops (a dump times out, a signal is never
-// seen) and take a traced child of the caller for exited. A worker is a separate thread group that dies
-// with the thread that forked it (PR_SET_PDEATHSIG; the kernel then detaches its tracees) and talks to it
-// through a shared page (and, for the watcher, a socket).
+// seen) and take a traced child of the caller for exited. A worker is a separate thread group that hears
+// of the end of the thread that forked it (PR_SET_PDEATHSIG: a signal it handles by letting go of its
+// tracees cleanly, or SIGKILL, after which the kernel detaches them) and talks to it through a shared page
+// (and, for the watcher, a socket).
 #pragma once
 
 #include <signal.h>

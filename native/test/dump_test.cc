@@ -5,6 +5,7 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mount.h>
@@ -29,6 +30,7 @@
 #include "dump/elf_writer.h"
 #include "dump/memory_map.h"
 #include "dump/ptrace_session.h"
+#include "lib/dumper.h"
 #include "test/harness.h"
 #include "test/tmp_dir.h"
 
@@ -676,6 +678,52 @@ TEST(dump_injection_restarts_every_syscall_kind) {
     check_running(t);
   }
 }
+
+// An injected clone hands its child over the moment the clone event is seen, with the parent still in that
+// event stop (its clone not yet returned), however much work `meanwhile` still has: the pieces are
+// interleaved with looking for the event. Until the tracer has marked the child PTRACE_O_EXITKILL, its
+// death would let the child run on as a copy of the target, so nothing may hold that up.
+TEST(dump_injected_clone_hands_over_its_child_at_once) {
+  Target t({"--touch", "256"});
+  PtraceSession s(t.pid(), nullptr);
+  size_t index = 0;
+  uint64_t insn = 0;
+  REQUIRE(s.pick_injection_point(index, insn));
+  ThreadState& th = s.threads()[index];
+  constexpr int kPieces = 100000;  // 1 ms each: 100 s of work if it were all done before the clone's end
+  int pieces = 0, pieces_at_clone = -1;
+  char parent_state = '?';
+  pid_t child = 0;
+  const auto start = Clock::now();
+  const long r = s.inject_syscall(
+      th, insn, arch::nr_clone(), {CLONE_FILES, 0, 0, 0, 0},
+      [&](pid_t c) {
+        child = c;
+        pieces_at_clone = pieces;
+        parent_state = proc_state(t.pid(), th.tid);
+      },
+      [&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        return ++pieces < kPieces;
+      });
+  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  std::printf("    clone of 256 MiB: %.1f ms, %d pieces of meanwhile, on_clone after %d\n", ms, pieces,
+              pieces_at_clone);
+  REQUIRE(child > 0);
+  CHECK_EQ(r, static_cast<long>(child));
+  CHECK_EQ(parent_state, 't');
+  CHECK(pieces_at_clone >= 0);
+  CHECK(pieces < kPieces);
+  // The child is ours to end: killed, then reaped from the target (exit signal 0: only __WALL sees it).
+  ::kill(child, SIGKILL);
+  int status = 0;
+  while (wait_stop(child, status, t.pid(), 5000)) {
+  }
+  CHECK_EQ(s.inject_syscall(th, insn, arch::nr_wait4(), {static_cast<uint64_t>(child), 0, __WALL, 0}, {}),
+           static_cast<long>(child));
+  s.detach_all();
+  check_running(t);
+}
 #endif
 
 // Every thread busy in user space: no thread sits after a syscall instruction, so the clone must be run
@@ -843,6 +891,87 @@ TEST(dump_under_signal_storm) {
   CHECK_EQ(ok, 6);
   std::this_thread::sleep_for(std::chrono::milliseconds(10));
   check_running(t);
+}
+
+// The pid of the dumper process once the dump is past the pause: the snapshot child exists, traced by
+// the dumper's dump thread. 0 if none appears in 20 s.
+pid_t dumper_holding_child(Target& t) {
+  const std::string task = "/proc/" + std::to_string(t.pid()) + "/task/";
+  for (const auto end = Clock::now() + std::chrono::seconds(20); Clock::now() < end;) {
+    std::string children;
+    if (DIR* d = ::opendir(task.c_str())) {
+      while (dirent* e = ::readdir(d))
+        if (e->d_name[0] != '.') children += slurp(task + e->d_name + "/children");
+      ::closedir(d);
+    }
+    std::istringstream s(children);
+    for (int child; s >> child;)
+      if (const long tracer = tracer_of(child); tracer > 0)
+        return static_cast<pid_t>(status_field(tracer, "Tgid"));
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  return 0;
+}
+
+bool gone(pid_t pid) {
+  const char s = state_of(pid);
+  return s == '?' || s == 'Z';
+}
+
+// A caller that dies mid-dump (SIGKILL) takes no snapshot child with it into the target's keeping: its
+// dumper hears of it by its death signal and cancels, killing the child and reaping it from the target.
+TEST(dumper_cancels_when_its_caller_dies) {
+  Target t({"--touch", "256"});
+  TmpDir d;
+  const pid_t caller = ::fork();
+  REQUIRE(caller >= 0);
+  if (caller == 0) {
+    Options o;
+    o.mode = Mode::kSnapshot;
+    try {
+      lib::dump_in_process(t.pid(), d.path + "/core", o);
+    } catch (...) {
+    }
+    ::_exit(0);
+  }
+  const pid_t dumper = dumper_holding_child(t);
+  ::kill(caller, SIGKILL);
+  ::waitpid(caller, nullptr, 0);
+  REQUIRE(dumper > 0);
+  const auto end = Clock::now() + std::chrono::seconds(20);
+  while (!gone(dumper) && Clock::now() < end) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK(gone(dumper));
+  check_running(t);
+  CHECK(d.entries().empty());
+}
+
+// A dumper SIGKILLed on its own (the OOM killer's choice) leaves its snapshot child in the target; the
+// caller, living on, kills and reaps it before it reports the dumper's death. The kill comes once the
+// target runs again: one during the injected clone itself would also leave the injecting thread's system
+// call returning the child's pid (lib/dumper.h), which nothing can undo, and the target's ping would say so.
+TEST(dumper_killed_alone_leaves_no_child) {
+  Target t({"--touch", "256"});
+  TmpDir d;
+  int err = 0;
+  std::thread caller([&] {
+    Options o;
+    o.mode = Mode::kSnapshot;
+    try {
+      lib::dump_in_process(t.pid(), d.path + "/core", o);
+    } catch (const SysError& e) {
+      err = e.err();
+    }
+  });
+  const pid_t dumper = dumper_holding_child(t);
+  for (const auto end = Clock::now() + std::chrono::seconds(20);
+       tracer_of(t.pid()) > 0 && Clock::now() < end;)
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  if (dumper > 0) ::kill(dumper, SIGKILL);
+  caller.join();
+  REQUIRE(dumper > 0);
+  CHECK_EQ(err, ECHILD);
+  check_running(t);
+  CHECK(d.entries().empty());
 }
 
 // Measurement only (TRIPDUMP_DUMP_BENCH=1): 1 GiB of touched memory, both modes and gcore.
