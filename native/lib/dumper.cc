@@ -165,6 +165,9 @@ dump::Result dump_in_process(int pid, const std::string& path, const dump::Optio
         // Ctrl-Z) reaches tripdump only, and the dumper hears of it by its death signal, in time to let go
         // of the target cleanly. Only a SIGKILL of the dumper itself can stop it half-way (lib/dumper.h).
         ::setpgid(0, 0);
+        // A background group: a terminal read or (with `stty tostop`) write would stop it mid-dump.
+        ::signal(SIGTTIN, SIG_IGN);
+        ::signal(SIGTTOU, SIG_IGN);
         try {
           run_dumper(job);
         } catch (const SysError& e) {
