@@ -18,17 +18,15 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, sta
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DumpAction, Monitor, writeCoreDump } from 'tripdump';
 import {
   CounterTrigger,
-  DumpAction,
   dotnetConnections,
   dotnetProcessInfo,
   ExceptionTrigger,
   GcMemoryTrigger,
-  Monitor,
-  writeCoreDump,
   writeDotnetDump,
-} from 'tripdump';
+} from 'tripdump/dotnet';
 import { killAll, track } from './children.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');

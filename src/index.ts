@@ -1,4 +1,8 @@
-// tripdump's public API.
+// tripdump's public API, `import … from 'tripdump'`: the sampler, the core writer, triggers, actions and the
+// monitor. The rest is behind its own subpath (package.json `exports`), so this entry loads no YAML,
+// schema, metrics or WebSocket code (test/unit/entry-points.test.ts): `tripdump/agent` (rules file, metrics
+// endpoint), `tripdump/dotnet` (.NET runtime), `tripdump/node` (Node.js inspector), `tripdump/crash` (crash
+// handler notifications).
 
 export type { Action, ActionContext, ActionResult, HistoryEntry, TargetInfo } from './actions/action.js';
 export { DumpAction, type DumpActionOptions } from './actions/dump.js';
@@ -11,11 +15,6 @@ export {
   sidecar,
   writeFileSafely,
 } from './actions/history.js';
-export { Agent, type AgentOptions, type AgentStatus } from './agent/agent.js';
-export { type AgentConfig, ConfigError, loadConfig, parseConfig } from './agent/config.js';
-export { AgentServer } from './agent/server.js';
-export { type CrashInfo, CrashListener, decodeCrash, encodeCrash } from './crash/protocol.js';
-export { CrashTrigger } from './crash/trigger.js';
 export { type CoreDumpOptions, type CoreDumpResult, type DumpMode, writeCoreDump } from './dump/core.js';
 export { dumpPath, processName } from './dump/naming.js';
 export {
@@ -37,8 +36,6 @@ export {
   type TargetSpec,
 } from './monitor/monitor.js';
 export { detectRuntime, type RuntimeFacts } from './runtimes/detect.js';
-export * from './runtimes/dotnet/index.js';
-export * from './runtimes/node/index.js';
 export {
   DEFAULT_FIELDS,
   FIELD_INFO,

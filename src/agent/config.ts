@@ -2,7 +2,7 @@
 // with the package (schema.json), then turned into typed rules. Every error names the file, the line and
 // column of the offending value, and what is wrong; nothing of a bad file is used.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { Ajv, type ErrorObject } from 'ajv';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import picomatch from 'picomatch';
 import { type Document, isAlias, LineCounter, parseDocument, visit } from 'yaml';
 import { UsageError } from '../errors.js';
@@ -155,8 +155,13 @@ export function parseDuration(v: number | string): number {
   return Number(m[1]) * DURATIONS[m[2]!]!;
 }
 
-const ajv = new Ajv({ allErrors: true, strict: true, verbose: true });
-const validate = ajv.compile(schema);
+// Compiled with the first rules file read, not when this module loads: importing tripdump/agent (or the
+// agent command's --help) costs no schema compilation.
+let compiled: ValidateFunction | undefined;
+function validator(): ValidateFunction {
+  compiled ??= new Ajv({ allErrors: true, strict: true, verbose: true }).compile(schema);
+  return compiled;
+}
 
 type Path = readonly (string | number)[];
 interface Problem {
@@ -311,6 +316,7 @@ export function parseConfig(text: string, file: string): AgentConfig {
       problems.map((p) => ({ ...position(doc, lines, p.path), message: p.message })),
     );
   };
+  const validate = validator();
   if (!validate(raw)) fail(describeAjv(validate.errors ?? []));
   const c = raw as RawConfig;
 

@@ -1,19 +1,54 @@
 #!/usr/bin/env node
 // The tripdump command line: dispatches to a command and turns errors into messages and exit codes.
 import { readFileSync } from 'node:fs';
-import { ConfigError } from '../agent/config.js';
 import { AbortError, TripdumpError, UsageError } from '../errors.js';
-import { AGENT_USAGE, agentCommand } from './agent.js';
 import { EXIT, stopWhenStdoutCloses } from './common.js';
-import { COUNTERS_USAGE, countersCommand } from './counters.js';
-import { CRASH_USAGE, crashHandlerCommand } from './crash.js';
-import { DUMP_USAGE, dumpCommand } from './dump.js';
 import { escapeControl } from './format.js';
-import { monitorCommand } from './monitor-command.js';
-import { NODE_USAGE, nodeCommand } from './node.js';
-import { PROCDUMP_USAGE } from './procdump.js';
-import { SAMPLE_USAGE, sampleCommand } from './sample.js';
-import { WATCH_USAGE, watchCommand } from './watch.js';
+
+/** A command once its module is loaded: what runs it, and its usage text (first line shown on a usage error). */
+interface Command {
+  run: (argv: string[], out: NodeJS.WriteStream) => Promise<number>;
+  usage: string;
+}
+
+// The command table. Each module is imported only when its command runs, so a command pays for its own
+// code alone: `--version` loads none of them, `sample` no dump writer, and only `agent` loads yaml, ajv and
+// prom-client. The monitor (no command name: a switch or a pid first) is the default.
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  sample: async () => {
+    const m = await import('./sample.js');
+    return { run: m.sampleCommand, usage: m.SAMPLE_USAGE };
+  },
+  dump: async () => {
+    const m = await import('./dump.js');
+    return { run: m.dumpCommand, usage: m.DUMP_USAGE };
+  },
+  counters: async () => {
+    const m = await import('./counters.js');
+    return { run: m.countersCommand, usage: m.COUNTERS_USAGE };
+  },
+  agent: async () => {
+    const m = await import('./agent.js');
+    return { run: m.agentCommand, usage: m.AGENT_USAGE };
+  },
+  'crash-handler': async () => {
+    const m = await import('./crash.js');
+    return { run: m.crashHandlerCommand, usage: m.CRASH_USAGE };
+  },
+  watch: async () => {
+    const m = await import('./watch.js');
+    return { run: m.watchCommand, usage: m.WATCH_USAGE };
+  },
+  node: async () => {
+    const m = await import('./node.js');
+    return { run: m.nodeCommand, usage: m.NODE_USAGE };
+  },
+};
+
+async function monitor(): Promise<Command> {
+  const [m, p] = await Promise.all([import('./monitor-command.js'), import('./procdump.js')]);
+  return { run: m.monitorCommand, usage: p.PROCDUMP_USAGE };
+}
 
 const USAGE = `Usage: tripdump [options] {PID | [-w] NAME | [-pgid] PGID} [DUMP_FILE | DUMP_DIR]
        tripdump <command> [options]
@@ -48,6 +83,8 @@ function version(): string {
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   stopWhenStdoutCloses();
+  const named = command !== undefined && Object.hasOwn(COMMANDS, command);
+  let loaded: Command | undefined;
   try {
     switch (command) {
       case undefined:
@@ -59,23 +96,9 @@ export async function main(argv: string[]): Promise<number> {
       case '--version':
         process.stdout.write(`tripdump ${version()}\n`);
         return EXIT.ok;
-      case 'sample':
-        return await sampleCommand(rest, process.stdout);
-      case 'dump':
-        return await dumpCommand(rest, process.stdout);
-      case 'counters':
-        return await countersCommand(rest, process.stdout);
-      case 'agent':
-        return await agentCommand(rest, process.stdout);
-      case 'crash-handler':
-        return await crashHandlerCommand(rest, process.stdout);
-      case 'watch':
-        return await watchCommand(rest, process.stdout);
-      case 'node':
-        return await nodeCommand(rest, process.stdout);
-      default:
-        return await monitorCommand(argv, process.stdout);
     }
+    loaded = await (named ? COMMANDS[command]!() : monitor());
+    return await loaded.run(named ? rest : argv, process.stdout);
   } catch (e) {
     // Messages may quote what a process controls (its name) or what was typed: escaped for the terminal.
     const say = (text: string) => process.stderr.write(`tripdump: ${escapeControl(text)}\n`);
@@ -84,22 +107,14 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT.ok;
     }
     // Only a bad command line is a usage error; a process that goes away during the run is a runtime
-    // outcome (exit 1), whatever error class says so.
-    if (e instanceof UsageError) {
-      const usage =
-        {
-          sample: SAMPLE_USAGE,
-          dump: DUMP_USAGE,
-          counters: COUNTERS_USAGE,
-          agent: AGENT_USAGE,
-          'crash-handler': CRASH_USAGE,
-          watch: WATCH_USAGE,
-          node: NODE_USAGE,
-        }[command as string] ?? PROCDUMP_USAGE;
-      // A rules file's problems, one line each (a line break of the file's is not in them).
-      for (const line of e instanceof ConfigError ? e.lines : [e.message]) say(line);
+    // outcome (exit 1), whatever error class says so. It comes from a command that ran, so it is loaded.
+    if (e instanceof UsageError && loaded) {
+      // A rules file's problems (the agent's ConfigError, not imported here: that would load its YAML and
+      // schema code for every command), one line each; a line break of the file's is not in them.
+      const lines: unknown = 'lines' in e ? e.lines : undefined;
+      for (const line of Array.isArray(lines) ? lines.map(String) : [e.message]) say(line);
       process.stderr.write(
-        `${usage.split('\n')[0]}\n(tripdump ${['sample', 'dump', 'counters', 'crash-handler', 'watch', 'node', 'agent'].includes(command as string) ? `${command} ` : ''}-h for details)\n`,
+        `${loaded.usage.split('\n')[0]}\n(tripdump ${named ? `${command} ` : ''}-h for details)\n`,
       );
       return EXIT.usage;
     }

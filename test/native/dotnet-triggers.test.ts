@@ -7,16 +7,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it, type MockInstance, vi } from 'vitest';
 import type { Action, ActionContext } from '../../src/actions/action.js';
+import { Monitor, type MonitorEvent } from '../../src/index.js';
+import { EventPipeSession } from '../../src/runtimes/dotnet/eventpipe.js';
 import {
   CounterTrigger,
   dotnetConnections,
   ExceptionTrigger,
   GcGenerationTrigger,
   GcMemoryTrigger,
-  Monitor,
-  type MonitorEvent,
-} from '../../src/index.js';
-import { EventPipeSession } from '../../src/runtimes/dotnet/eventpipe.js';
+} from '../../src/runtimes/dotnet/index.js';
 import type { Firing, Trigger } from '../../src/triggers/trigger.js';
 import { start as startCli } from '../e2e/run-cli.js';
 import { type DotnetTarget, dotnetAvailable, startDotnetTarget } from '../fixtures/dotnet/target.js';

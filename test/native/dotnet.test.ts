@@ -17,15 +17,14 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AbortError, detectRuntime } from '../../src/index.js';
 import {
-  AbortError,
   DotnetUnavailableError,
-  detectRuntime,
   dotnetConnections,
   dotnetProcessInfo,
   writeDotnetDump,
   writeRuntimeAwareDump,
-} from '../../src/index.js';
+} from '../../src/runtimes/dotnet/index.js';
 import { dotnetTool, TARGET_LINK } from '../fixtures/dotnet/build.js';
 import { dotnetAvailable, startDotnetTarget } from '../fixtures/dotnet/target.js';
 import { procStat, spawnTarget, trackProcesses, waitFor } from '../helpers/processes.js';
@@ -266,7 +265,7 @@ describe.runIf(ok)('nothing is injected', () => {
     const t = track(await startDotnetTarget());
     await t.send('gc 0', 'collected');
     const before = soLibraries(t.pid);
-    const { dotnetCounters } = await import('../../src/index.js');
+    const { dotnetCounters } = await import('../../src/runtimes/dotnet/index.js');
     const ctl = new AbortController();
     let n = 0;
     for await (const c of dotnetCounters(t.pid, {

@@ -1,4 +1,4 @@
-// The .NET runtime support, as the public API exports it.
+// tripdump/dotnet: the .NET runtime over its diagnostics socket (dumps, counters, EventPipe, triggers).
 export {
   type DotnetCountersOptions,
   type DotnetProcessInfo,

@@ -3,7 +3,7 @@
 // in chrome-remote-interface. What arrives is bounded and checked: a frame larger than maxPayload, a binary
 // frame or text that is not a CDP message ends this session (with a typed error), nothing else.
 import type { Duplex } from 'node:stream';
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
 import { AbortError } from '../../errors.js';
 import { NodeInspectorError } from './errors.js';
 
@@ -67,12 +67,15 @@ export class CdpSession {
    * Opens a session on `url` over an already connected socket (made from inside the target's network
    * namespace). Rejects with NodeInspectorError('closed') when the upgrade fails, AbortError on abort.
    */
-  static connect(
+  static async connect(
     url: string,
     socket: Duplex,
     options: { pid: number; timeoutMs: number; signal?: AbortSignal | undefined; maxMessageBytes?: number },
   ): Promise<CdpSession> {
     const { pid, signal } = options;
+    // ws is loaded with the first session, not with this module: the monitor's command line reaches this
+    // file through its Node switches, and a monitor without them must not pay for a WebSocket client.
+    const { default: WebSocket } = await import('ws');
     return new Promise((resolve, reject) => {
       if (signal?.aborted) {
         socket.destroy();
@@ -104,11 +107,11 @@ export class CdpSession {
 
   /** Why the session ended, once it has. */
   get error(): Error | undefined {
-    return this.#ws.readyState === WebSocket.CLOSED ? this.#error : undefined;
+    return this.#ws.readyState === this.#ws.CLOSED ? this.#error : undefined;
   }
 
   get open(): boolean {
-    return this.#ws.readyState === WebSocket.OPEN;
+    return this.#ws.readyState === this.#ws.OPEN;
   }
 
   #fail(message: string): void {
@@ -171,7 +174,7 @@ export class CdpSession {
     params: CdpParams = {},
     options: SendOptions = {},
   ): Promise<T> {
-    if (this.#ws.readyState !== WebSocket.OPEN)
+    if (this.#ws.readyState !== this.#ws.OPEN)
       return Promise.reject(
         this.#error ??
           new NodeInspectorError(
@@ -261,7 +264,7 @@ export class CdpSession {
 
   /** Ends the session with a closing handshake; waits at most timeoutMs, then drops the connection. */
   async close(timeoutMs = 2000): Promise<void> {
-    if (this.#ws.readyState === WebSocket.CLOSED) return;
+    if (this.#ws.readyState === this.#ws.CLOSED) return;
     this.#ws.close(1000);
     const timer = setTimeout(() => this.#ws.terminate(), timeoutMs);
     await this.closed;

@@ -1,4 +1,4 @@
-// The Node.js runtime's public API (re-exported by src/index.ts).
+// tripdump/node: the Node.js runtime from outside (inspector, heap snapshots, stacks, its triggers).
 export {
   type CaptureStackOptions,
   type CpuProfileOptions,
