@@ -72,7 +72,13 @@ async function scenario(
   let code: number | null;
   if (shouldDump) code = await run.exit;
   else {
-    // Several polls at the default 1 s interval with the condition false throughout, then Ctrl-C.
+    // Once the monitor says it watches (a loaded machine can take seconds to get there: a Ctrl-C before
+    // that is not the scenario), several polls at the default 1 s interval with the condition false
+    // throughout, then Ctrl-C.
+    await Promise.race([
+      run.exit,
+      waitFor(() => run.out().includes('Press Ctrl-C'), 60_000, 'the settings block'),
+    ]);
     const ended = await Promise.race([
       run.exit,
       new Promise((res) => setTimeout(() => res('running'), 3500)),
