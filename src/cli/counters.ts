@@ -4,9 +4,11 @@
 import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
 import { dotnetCounters } from '../runtimes/dotnet/api.js';
+import { DotnetUnavailableError } from '../runtimes/dotnet/errors.js';
 import type { CounterValue } from '../runtimes/dotnet/events.js';
+import { locateSocket } from '../runtimes/dotnet/socket.js';
 import { checkPid } from '../sampler/sampler.js';
-import { EXIT, interruptSignal, parseInteger } from './common.js';
+import { EXIT, interruptSignal, parseInteger, requireProcess } from './common.js';
 
 export const COUNTERS_USAGE = `Usage: tripdump counters PID [options]
 
@@ -55,7 +57,15 @@ export async function countersCommand(argv: string[], out: NodeJS.WritableStream
   if (!/^\d+$/.test(pidArg))
     throw new UsageError(`'${pidArg}' is not a pid (a positive whole number)`, 'PID');
   if (extra.length) throw new UsageError(`unexpected argument '${extra[0]}'`);
-  const pid = checkPid(Number(pidArg));
+  const pid = requireProcess(checkPid(Number(pidArg)));
+  // A process that is not .NET (or has its diagnostics off) is the wrong PID, refused as every command
+  // refuses one (exit 2), before anything is asked of it.
+  try {
+    locateSocket(pid);
+  } catch (e) {
+    if (e instanceof DotnetUnavailableError) throw new UsageError(e.message, 'PID');
+    throw e;
+  }
   const providers = values.providers?.split(',').map((p) => p.trim());
   if (providers?.some((p) => p === ''))
     throw new UsageError(`--providers has an empty name: '${values.providers}'`, '--providers');
