@@ -57,7 +57,14 @@ export async function countersCommand(argv: string[], out: NodeJS.WritableStream
   if (!/^\d+$/.test(pidArg))
     throw new UsageError(`'${pidArg}' is not a pid (a positive whole number)`, 'PID');
   if (extra.length) throw new UsageError(`unexpected argument '${extra[0]}'`);
-  const pid = requireProcess(checkPid(Number(pidArg)));
+  const pid = checkPid(Number(pidArg));
+  const providers = values.providers?.split(',').map((p) => p.trim());
+  if (providers?.some((p) => p === ''))
+    throw new UsageError(`--providers has an empty name: '${values.providers}'`, '--providers');
+  const intervalSec =
+    values.interval === undefined ? 1 : parseInteger('--interval', values.interval, 1, 3600);
+  const count = values.count === undefined ? 0 : parseInteger('--count', values.count, 0);
+  requireProcess(pid);
   // A process that is not .NET (or has its diagnostics off) is the wrong PID, refused as every command
   // refuses one (exit 2), before anything is asked of it.
   try {
@@ -66,12 +73,6 @@ export async function countersCommand(argv: string[], out: NodeJS.WritableStream
     if (e instanceof DotnetUnavailableError) throw new UsageError(e.message, 'PID');
     throw e;
   }
-  const providers = values.providers?.split(',').map((p) => p.trim());
-  if (providers?.some((p) => p === ''))
-    throw new UsageError(`--providers has an empty name: '${values.providers}'`, '--providers');
-  const intervalSec =
-    values.interval === undefined ? 1 : parseInteger('--interval', values.interval, 1, 3600);
-  const count = values.count === undefined ? 0 : parseInteger('--count', values.count, 0);
   const signal = interruptSignal();
 
   // An interval's values are in when a series seen in it comes again: the table is printed then.
