@@ -51,6 +51,8 @@ const BUSY_PROBE = {
   returnByValue: true,
 };
 
+const BUSY_ROUNDS = 3;
+
 export interface NodeInspectorOptions {
   /** How long the inspector may take to listen after SIGUSR1 (default 5 s). */
   openTimeoutMs?: number;
@@ -456,22 +458,36 @@ export class NodeInspector implements RuntimeConnection {
     return this.#closing;
   }
 
+  /**
+   * Whether the target's loop is known to be blocked: BUSY_PROBE finds JavaScript beneath it on each of
+   * BUSY_ROUNDS questions in a row, each asked once the previous one was answered. A short task (a timer's
+   * callback) may take one question by interrupt, not several round trips over the connection; a loop
+   * that is idle between them answers "no".
+   */
+  async #blocked(): Promise<boolean> {
+    for (let i = 0; i < BUSY_ROUNDS; i++) {
+      const busy = await this.session
+        .send<{ result?: { value?: unknown } }>('Runtime.evaluate', BUSY_PROBE, {
+          timeoutMs: this.#closeTimeoutMs,
+        })
+        .then(
+          (r) => r.result?.value === true,
+          () => false,
+        );
+      if (!busy) return false;
+    }
+    return true;
+  }
+
   async #close(): Promise<void> {
     const guard = this.#guard;
     if (!guard) {
       await this.session.close();
       return;
     }
-    // A loop running JavaScript now (a blocked one, typically: its stack was just taken) would hold the
-    // close until it goes round: the guard is handed the close at once instead.
-    const busy = await this.session
-      .send<{ result?: { value?: unknown } }>('Runtime.evaluate', BUSY_PROBE, {
-        timeoutMs: this.#closeTimeoutMs,
-      })
-      .then(
-        (r) => r.result?.value === true,
-        () => false,
-      );
+    // A loop that stays inside one task of JavaScript (a blocked one, typically: its stack was just taken)
+    // would hold the close until it goes round: the guard is handed the close at once instead.
+    const busy = await this.#blocked();
     const turned =
       !busy &&
       (await this.session
