@@ -6,10 +6,12 @@
 // (native/inspector/guard.h), which is forked first: it finds the port the inspector really listens on (the
 // target's new listening socket, from /proc), reports it, and keeps a plain connection to it. Releasing
 // the last lease closes the inspector again through this session (Runtime.evaluate of inspector.close());
-// the guard sees that as EOF and exits. If tripdump dies first (even SIGKILL), the guard sees EOF on its
-// control socket instead and closes the inspector itself, and V8 resumes a target this session had paused
-// as soon as the session's socket closes. So no inspector is left open and no target paused, whatever
-// happens to tripdump.
+// the guard sees that as EOF and exits. A loop known to be blocked (it stays in one task of JavaScript
+// across several questions) is not waited for: the guard is told to close the inspector once the loop
+// turns, and a new connection to that process waits until it has. If tripdump dies first (even SIGKILL),
+// the guard sees EOF on its control socket instead and closes the inspector itself, and V8 resumes a
+// target this session had paused as soon as the session's socket closes. So no inspector is left open
+// and no target paused, whatever happens to tripdump.
 
 import net from 'node:net';
 import { constants } from 'node:os';
@@ -472,7 +474,9 @@ export class NodeInspector implements RuntimeConnection {
         })
         .then(
           (r) => r.result?.value === true,
-          () => false,
+          // No answer at all, not even by interrupt: the loop is blocked outside JavaScript, and LOOP_PROBE
+          // would wait as long again. A connection that ended is not a blocked loop.
+          (e: unknown) => e instanceof NodeInspectorError && e.reason === 'timeout',
         );
       if (!busy) return false;
     }
