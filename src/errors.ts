@@ -187,6 +187,53 @@ export function fromNative(e: unknown): unknown {
   return out;
 }
 
+/** PF_KTHREAD in the flags of /proc/PID/stat (include/linux/sched.h). */
+const PF_KTHREAD = 0x00200000;
+
+/** A kernel thread: it has no user memory, so there is no core to write (ptrace would say EPERM). */
+export class KernelThreadError extends SystemError {
+  override name = 'KernelThreadError';
+  constructor(pid: number, comm: string) {
+    super(
+      { errno: -constants.errno.EPERM, code: 'EPERM', syscall: 'ptrace', pid },
+      `process ${pid} (${comm}) is a kernel thread: it has no user memory to dump`,
+    );
+  }
+}
+
+/**
+ * A zombie: the process has exited and its parent has not reaped it yet. Nothing of it is left to dump (its
+ * memory and threads are gone); it is a ProcessGoneError, as the exit it is.
+ */
+export class ZombieProcessError extends ProcessGoneError {
+  override name = 'ZombieProcessError';
+  constructor(pid: number, comm: string, ppid: number) {
+    super({ errno: -constants.errno.ESRCH, code: 'ESRCH', syscall: 'ptrace', pid });
+    // No system call failed: the message says what the process is, not an errno.
+    this.message = `process ${pid} (${comm}) has exited and is not yet reaped by its parent (pid ${ppid}): a zombie has nothing left to dump`;
+  }
+}
+
+/**
+ * Why process pid can never be dumped, read from /proc/PID/stat before a dump starts: it is a kernel thread,
+ * or a zombie. undefined for any other process, and for one that is gone (the dump says so itself).
+ */
+export function notDumpable(pid: number): KernelThreadError | ZombieProcessError | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return undefined;
+  }
+  const close = stat.lastIndexOf(')');
+  const comm = stat.slice(stat.indexOf('(') + 1, close);
+  // After comm: state, ppid, pgrp, session, tty_nr, tpgid, flags (fields 3 to 9).
+  const [state, ppid, , , , , flags] = stat.slice(close + 2).split(' ');
+  if ((Number(flags) & PF_KTHREAD) !== 0) return new KernelThreadError(pid, comm);
+  if (state === 'Z') return new ZombieProcessError(pid, comm, Number(ppid));
+  return undefined;
+}
+
 /** The target exited while it was being dumped. */
 export class ExitedDuringDumpError extends ProcessGoneError {
   override name = 'ExitedDuringDumpError';
@@ -200,7 +247,12 @@ export class ExitedDuringDumpError extends ProcessGoneError {
  * ("process N exited during the dump"), not a pid that never existed.
  */
 export function duringDump(e: unknown, pid: number): unknown {
-  if (!(e instanceof ProcessGoneError) || e instanceof ExitedDuringDumpError) return e;
+  if (
+    !(e instanceof ProcessGoneError) ||
+    e instanceof ExitedDuringDumpError ||
+    e instanceof ZombieProcessError
+  )
+    return e;
   return new ExitedDuringDumpError({
     errno: e.errno,
     code: e.code,

@@ -21,10 +21,12 @@ export {
   AbortError,
   AccessDeniedError,
   AlreadyTracedError,
+  KernelThreadError,
   ProcessGoneError,
   SystemError,
   TripdumpError,
   UsageError,
+  ZombieProcessError,
 } from './errors.js';
 export {
   Monitor,

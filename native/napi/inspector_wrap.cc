@@ -2,6 +2,7 @@
 // TCP connect from inside its network namespace, and the guard process (inspector/guard.h) that closes
 // the inspector when tripdump cannot.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <napi.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -94,6 +95,14 @@ Napi::Value start_inspector_guard(const Napi::CallbackInfo& info) {
           const pid_t guard = ::fork();
           if (guard < 0) ::_exit(errno);
           if (guard == 0) {
+            // The guard may outlive tripdump, on purpose: it must not hold tripdump's stdin, stdout and
+            // stderr open (whoever reads tripdump's output to its end, `tripdump node stack PID | less`, a
+            // shell's $(...), would wait for the guard). It speaks on the control socket only.
+            const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+            if (null < 0) ::_exit(errno);
+            for (int fd = 0; fd <= 2; fd++)
+              if (::dup2(null, fd) < 0) ::_exit(errno);
+            if (null > 2) ::close(null);
             inspector::run_guard(theirs.get(), options);
             ::_exit(0);
           }

@@ -8,7 +8,7 @@ import { chmod, link, lstat, mkdtemp, open, rename, rm, stat, unlink } from 'nod
 import { constants } from 'node:os';
 import path from 'node:path';
 import type { CoreDumpOptions, CoreDumpResult } from '../dump/core.js';
-import { AbortError, ProcessGoneError, SystemError, UsageError } from '../errors.js';
+import { AbortError, notDumpable, ProcessGoneError, SystemError, UsageError } from '../errors.js';
 
 /** ProcDump's words when gcore is missing (its missing_gcore scenario looks for them). */
 export const GCORE_MISSING =
@@ -82,6 +82,8 @@ export async function writeGcoreDump(
   const { signal } = options;
   await checkFinalName(file, overwrite, pid);
   if (signal?.aborted) throw new AbortError('the dump was aborted before it started');
+  const why = notDumpable(pid);
+  if (why) throw why;
   let threads = 0;
   try {
     threads = readdirSync(`/proc/${pid}/task`).length;

@@ -76,13 +76,26 @@ function range(min: number, max: number): string {
   return `${min.toLocaleString('en-US')} to ${max.toLocaleString('en-US')}`;
 }
 
+/**
+ * A number typed with spaces, tabs or newlines around it (`-c ' 50'`, `-pf $'\t100'`) is refused rather than
+ * trimmed: Number() would take it, and a value that is not what was meant must not pass silently.
+ */
+export function refusePadding(option: string, value: string | undefined): void {
+  if (value !== undefined && value !== value.trim())
+    throw new UsageError(
+      `${option} takes its value without spaces or other blanks around it, got '${value}'`,
+      option,
+    );
+}
+
 export function parseInteger(
   option: string,
   value: string | undefined,
   min: number,
   max = Number.MAX_SAFE_INTEGER,
 ): number {
-  if (value === undefined || !/^[+]?\d+$/.test(value.trim()))
+  refusePadding(option, value);
+  if (value === undefined || !/^[+]?\d+$/.test(value))
     throw new UsageError(
       `${option} needs a whole number from ${range(min, max)}, got '${value ?? ''}'`,
       option,
@@ -95,7 +108,8 @@ export function parseInteger(
 
 /** A decimal number (no exponent, no sign) within [min, max]. */
 export function parseNumber(option: string, value: string | undefined, min: number, max: number): number {
-  if (value === undefined || !/^\d+(\.\d+)?$/.test(value.trim()))
+  refusePadding(option, value);
+  if (value === undefined || !/^\d+(\.\d+)?$/.test(value))
     throw new UsageError(`${option} needs a number from ${range(min, max)}, got '${value ?? ''}'`, option);
   const n = Number(value);
   if (n < min || n > max)
@@ -143,12 +157,13 @@ export function stopWhenStdoutCloses(): void {
 
 /** A coredump_filter mask in hex, with or without 0x (ProcDump's -mc takes `33` and `0x33`): 0 to 0x1ff. */
 export function parseMask(option: string, value: string | undefined): number {
-  if (value === undefined || !/^(0x)?[0-9a-f]{1,3}$/i.test(value.trim()))
+  refusePadding(option, value);
+  if (value === undefined || !/^(0x)?[0-9a-f]{1,3}$/i.test(value))
     throw new UsageError(
       `${option} needs a hex coredump_filter mask from 0 to 0x1ff, such as 33 or 0x33, got '${value ?? ''}'`,
       option,
     );
-  const n = Number.parseInt(value.trim().replace(/^0x/i, ''), 16);
+  const n = Number.parseInt(value.replace(/^0x/i, ''), 16);
   if (n > 0x1ff)
     throw new UsageError(
       `${option} must be at most 0x1ff (the bits core(5) defines), got '${value}'`,

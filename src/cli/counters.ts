@@ -4,9 +4,11 @@
 import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
 import { dotnetCounters } from '../runtimes/dotnet/api.js';
+import { DotnetUnavailableError } from '../runtimes/dotnet/errors.js';
 import type { CounterValue } from '../runtimes/dotnet/events.js';
+import { locateSocket } from '../runtimes/dotnet/socket.js';
 import { checkPid } from '../sampler/sampler.js';
-import { EXIT, interruptSignal, parseInteger } from './common.js';
+import { EXIT, interruptSignal, parseInteger, requireProcess } from './common.js';
 
 export const COUNTERS_USAGE = `Usage: tripdump counters PID [options]
 
@@ -65,6 +67,15 @@ export async function countersCommand(argv: string[], out: NodeJS.WritableStream
   const intervalSec =
     values.interval === undefined ? 1 : parseInteger('--interval', values.interval, 1, 3600);
   const count = values.count === undefined ? 0 : parseInteger('--count', values.count, 0);
+  requireProcess(pid);
+  // A process that is not .NET (or has its diagnostics off) is the wrong PID, refused as every command
+  // refuses one (exit 2), before anything is asked of it.
+  try {
+    locateSocket(pid);
+  } catch (e) {
+    if (e instanceof DotnetUnavailableError) throw new UsageError(e.message, 'PID');
+    throw e;
+  }
   const signal = interruptSignal();
 
   // An interval's values are in when a series seen in it comes again: the table is printed then.

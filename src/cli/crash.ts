@@ -16,7 +16,7 @@ import {
 import { CrashListener, DEFAULT_SOCKET } from '../crash/protocol.js';
 import { findCrash, listCrashes } from '../crash/store.js';
 import { UsageError } from '../errors.js';
-import { EXIT, interruptSignal, parseOptions } from './common.js';
+import { EXIT, interruptSignal, parseOptions, refusePadding } from './common.js';
 import { escapeControl, formatBytes, toJson } from './format.js';
 
 export const CRASH_USAGE = `Usage: tripdump crash-handler <install|uninstall|status|list|info|listen> [options]
@@ -52,7 +52,8 @@ const SIGNALS = new Map(Object.entries(constants.signals).map(([k, v]) => [v as 
 
 /** A size option (500M, 2G...), within CRASH_LIMITS.size: 1M to 1P. */
 function parseSize(option: string, value: string | undefined): number {
-  const m = value?.trim().match(/^(\d+)\s*([KMGTP]?)(i?B)?$/i);
+  refusePadding(option, value);
+  const m = value?.match(/^(\d+)\s*([KMGTP]?)(i?B)?$/i);
   if (!m) throw new UsageError(`${option} needs a size such as 500M or 2G, got '${value ?? ''}'`, option);
   const shift = { '': 0, K: 10, M: 20, G: 30, T: 40, P: 50 }[(m[2] ?? '').toUpperCase()] ?? 0;
   const bytes = Number(m[1]) * 2 ** shift;

@@ -4,7 +4,7 @@ import { accessSync, constants, lstatSync, type Stats, statSync } from 'node:fs'
 import path from 'node:path';
 import type { DumpMode } from '../dump/core.js';
 import { dumpPath, processName } from '../dump/naming.js';
-import { duringDump, UsageError } from '../errors.js';
+import { duringDump, notDumpable, UsageError } from '../errors.js';
 import { plural } from '../plural.js';
 import { hasDiagnosticsSocket, parseDumpType, writeRuntimeAwareDump } from '../runtimes/dotnet/dump.js';
 import { checkPid } from '../sampler/sampler.js';
@@ -28,11 +28,38 @@ is written under exactly that name, in an existing folder.
   --json                print the result as JSON
 `;
 
-function stat(file: string): Stats | undefined {
+/** A path's stat, or undefined when there is nothing there; a name too long to exist is refused. */
+function stat(file: string, option: string): Stats | undefined {
   try {
     return statSync(file);
-  } catch {
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENAMETOOLONG') throw tooLong(file, option);
     return undefined;
+  }
+}
+
+/** Quoted for a message: long names cut to their first 40 characters. */
+function quote(text: string): string {
+  return `'${text.length > 40 ? `${text.slice(0, 40)}…` : text}'`;
+}
+
+/** The kernel said ENAMETOOLONG about `file`: which part is too long, as a usage error. */
+function tooLong(file: string, option: string): UsageError {
+  const part = file.split('/').find((p) => Buffer.byteLength(p) > 255);
+  return new UsageError(
+    part !== undefined
+      ? `${option}: the name ${quote(part)} is ${Buffer.byteLength(part)} bytes; a file or folder name holds at most 255 (ENAMETOOLONG)`
+      : `${option}: the path ${quote(file)} is too long for the file system (${Buffer.byteLength(file)} bytes; ENAMETOOLONG)`,
+    option,
+  );
+}
+
+/** A file name made from a folder and a name (a default name, or FILE): refused if the kernel finds it too long. */
+export function checkNameLength(file: string, option: string): void {
+  try {
+    lstatSync(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENAMETOOLONG') throw tooLong(file, option);
   }
 }
 
@@ -48,18 +75,18 @@ export function outputTarget(arg: string | undefined, option: string): { dir: st
       `${option}: an empty path names no file or folder (use . for the current folder)`,
       option,
     );
-  const st = stat(arg);
+  const st = stat(arg, option);
   // stat("afile/") fails with ENOTDIR: look at the name without its slashes to tell "not a folder".
   if (arg.endsWith('/') && !st?.isDirectory())
     throw new UsageError(
-      stat(arg.replace(/\/+$/, '') || '/')
+      stat(arg.replace(/\/+$/, '') || '/', option)
         ? `${option}: '${arg}' ends in '/' but is not a folder`
         : `${option}: folder '${arg}' does not exist (a path ending in '/' is a folder)`,
       option,
     );
   const out = st?.isDirectory() ? { dir: arg } : { dir: path.dirname(arg), file: path.basename(arg) };
   if (out.file !== undefined) {
-    const dir = stat(out.dir);
+    const dir = stat(out.dir, option);
     if (!dir) throw new UsageError(`${option}: folder '${out.dir}' does not exist`, option);
     if (!dir.isDirectory()) throw new UsageError(`${option}: '${out.dir}' is not a folder`, option);
   }
@@ -112,6 +139,9 @@ export async function dumpCommand(argv: string[], out: NodeJS.WriteStream): Prom
   const dotnetType = values.type === undefined ? undefined : parseDumpType(values.type, '--type');
   const target = outputTarget(where, 'FILE|DIR');
   requireProcess(pid);
+  // A kernel thread or a zombie can never be dumped: refused as a pid that does not exist is.
+  const why = notDumpable(pid);
+  if (why) throw new UsageError(why.message, 'PID');
   const now = new Date();
   const manual = dumpPath(target, processName(pid), 'manual', pid, now, 0);
   // A runtime's dump says its type where a ptrace core says `manual`: the two hold different things.
@@ -120,6 +150,7 @@ export async function dumpCommand(argv: string[], out: NodeJS.WriteStream): Prom
     : hasDiagnosticsSocket(pid)
       ? dumpPath(target, processName(pid), dotnetType ?? 'full', pid, now, 0)
       : manual;
+  checkNameLength(file, 'FILE|DIR');
   checkExisting(file, values.overwrite === true);
   const signal = interruptSignal();
   const bar = values.json ? progressBar({ isTTY: false } as NodeJS.WriteStream) : progressBar(process.stderr);

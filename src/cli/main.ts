@@ -126,6 +126,8 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then((code) => {
-  process.exitCode = code;
-});
+// Exit as soon as the command is done, not when Node has torn everything down: what a command writes is
+// already out (stdout and stderr are synchronous on Linux for files, pipes and terminals), and what is left
+// (a closing socket, a timer, the environment's clean-up) would only delay the exit, most of all on a loaded
+// host: Ctrl-C is answered by the exit (issue 19).
+main(process.argv.slice(2)).then((code) => process.exit(code));

@@ -44,8 +44,8 @@ export const NODE_SWITCHES: Record<string, Switch> = {
   'heap-used': {
     values: 1,
     apply(b, [v], s) {
-      const parts = v!.split(',').map((p) => p.trim());
-      if (parts.some((p) => p === '')) throw new UsageError(`${s} needs MB[,MB...], got '${v}'`, s);
+      const parts = v!.split(',');
+      if (parts.some((p) => p.trim() === '')) throw new UsageError(`${s} needs MB[,MB...], got '${v}'`, s);
       const t = new HeapUsedTrigger(parts.map((p) => parseNumber(s, p, 0, MAX_MB)));
       b.triggers.push(t);
       node(b);

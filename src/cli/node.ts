@@ -15,8 +15,8 @@ import { executable, isNodeProcess } from '../runtimes/node/detect.js';
 import { nodeInspectors } from '../runtimes/node/inspector.js';
 import { checkPid } from '../sampler/sampler.js';
 import { EXIT, interruptSignal, parseNumber, parseOptions, RANGE, requireProcess } from './common.js';
-import { outputTarget } from './dump.js';
-import { toJson } from './format.js';
+import { checkNameLength, outputTarget } from './dump.js';
+import { escapeControl, toJson } from './format.js';
 
 export const NODE_USAGE = `Usage: tripdump node <command> PID [FILE|DIR] [options]
 
@@ -85,7 +85,7 @@ export async function nodeCommand(argv: string[], out: NodeJS.WriteStream): Prom
     const lease = await nodeInspectors.acquire(pid, signal);
     try {
       const s = await captureNodeStack(pid, { signal });
-      out.write(values.json ? `${toJson(s)}\n` : formatNodeStack(s));
+      out.write(values.json ? `${toJson(s)}\n` : formatNodeStack(s, escapeControl));
     } finally {
       await lease.release();
     }
@@ -94,6 +94,7 @@ export async function nodeCommand(argv: string[], out: NodeJS.WriteStream): Prom
   const file = target.file
     ? path.join(target.dir, target.file)
     : `${dumpPath(target, processName(pid), 'manual', pid, new Date(), 0)}${EXTENSIONS[command]}`;
+  checkNameLength(file, 'FILE|DIR');
   const overwrite = values.overwrite === true;
   let r: NodeFileResult;
   try {

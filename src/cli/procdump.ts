@@ -16,7 +16,7 @@ import { checkPid } from '../sampler/sampler.js';
 import { SignalTrigger } from '../triggers/signal.js';
 import { KINDS, type ThresholdKind, ThresholdTrigger, TimerTrigger } from '../triggers/threshold.js';
 import type { Trigger } from '../triggers/trigger.js';
-import { parseInteger, parseMask, parseNumber, RANGE } from './common.js';
+import { parseInteger, parseMask, parseNumber, RANGE, refusePadding } from './common.js';
 import {
   checkDotnetTarget,
   DOTNET_SWITCHES,
@@ -169,7 +169,7 @@ function threshold(kind: ThresholdKind, dir: 'above' | 'below', max: number, who
       const parse = (x: string) => (whole ? parseInteger(s, x, 0, max) : parseNumber(s, x, 0, max));
       if (multi && v!.split(',').some((p) => p.trim() === ''))
         throw new UsageError(`${s} needs MB[,MB...], got '${v}'`, s);
-      const values = multi ? v!.split(',').map((p) => parse(p.trim())) : [parse(v!)];
+      const values = multi ? v!.split(',').map(parse) : [parse(v!)];
       b.triggers.push(new ThresholdTrigger(kind, dir, values));
     },
   };
@@ -200,8 +200,9 @@ export const SWITCHES: Record<string, Switch> = {
   fc: threshold('fds', 'above', MAX_FDS, true),
   so: threshold('sockets', 'above', MAX_FDS, true),
   sig: value((b, v, s) => {
-    const list = v.split(',').map((x) => x.trim());
-    if (list.some((x) => x === '')) throw new UsageError(`${s} needs N[,N...], got '${v}'`, s);
+    const list = v.split(',');
+    if (list.some((x) => x.trim() === '')) throw new UsageError(`${s} needs N[,N...], got '${v}'`, s);
+    for (const x of list) refusePadding(s, x);
     b.triggers.push(new SignalTrigger(list));
   }),
   n: value((b, v, s) => {

@@ -1,5 +1,5 @@
 // writeCoreDump: an ELF core of a live process, written by the addon over ptrace (no gdb).
-import { AbortError, fromNative, UsageError } from '../errors.js';
+import { AbortError, fromNative, notDumpable, UsageError } from '../errors.js';
 import { binding } from '../native.js';
 import { checkPid } from '../sampler/sampler.js';
 
@@ -65,6 +65,9 @@ export async function writeCoreDump(
     throw new UsageError(`filter must be a coredump_filter mask 0..0x1ff, got ${options.filter}`, 'filter');
   const { signal } = options;
   if (signal?.aborted) throw new AbortError('the dump was aborted before it started');
+  // A kernel thread or a zombie fails at PTRACE_SEIZE with an errno that says neither: said here instead.
+  const why = notDumpable(pid);
+  if (why) throw why;
   const handle = binding().writeCoreDump(
     pid,
     path,

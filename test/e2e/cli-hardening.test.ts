@@ -19,8 +19,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { encodeCrash } from '../../src/crash/protocol.js';
-import { procStatus, spawnTarget, type Target, trackProcesses, waitFor } from '../helpers/processes.js';
-import { hasTool, nobodyCanRun } from '../helpers/requirements.js';
+import {
+  procStat,
+  procStatus,
+  spawnTarget,
+  type Target,
+  trackProcesses,
+  waitFor,
+} from '../helpers/processes.js';
+import { hasTool, nobodyCanRun, requirement } from '../helpers/requirements.js';
 import { cli, isCore, runSync, spawnCopy, start, uniqueFixture } from './run-cli.js';
 
 const track = trackProcesses();
@@ -31,6 +38,22 @@ beforeEach(() => {
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const files = (d = dir) => readdirSync(d).sort();
+
+/** A kernel thread (PF_KTHREAD in the flags of /proc/PID/stat), read here: kthreadd is pid 2 on a host. */
+function kernelThread(): { pid: number; comm: string } | undefined {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'latin1');
+      const close = stat.lastIndexOf(')');
+      const flags = Number(stat.slice(close + 2).split(' ')[6]);
+      if (flags & 0x00200000) return { pid: Number(entry), comm: stat.slice(stat.indexOf('(') + 1, close) };
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
+}
 
 async function sleeper(): Promise<Target> {
   return track(await spawnTarget('workload', []));
@@ -199,6 +222,27 @@ describe('output paths', () => {
     }
   });
 
+  it('a name or path too long for the file system is bad input (exit 2, ENAMETOOLONG named), wherever a path is taken', async () => {
+    const t = await sleeper();
+    const long = (c: string) => c.repeat(300);
+    const deep = `${dir}/${`${'a'.repeat(200)}/`.repeat(21)}core`; // every name fits, the path does not
+    for (const args of [
+      ['dump', String(t.pid), path.join(dir, long('n'))],
+      ['dump', String(t.pid), `${path.join(dir, long('d'))}/`],
+      ['dump', String(t.pid), path.join(dir, long('x'), 'core')],
+      ['dump', String(t.pid), deep],
+      [String(t.pid), `${path.join(dir, long('d'))}/`],
+      ['-n', '1', String(t.pid), path.join(dir, long('x'), 'core')],
+      // node checks the folder before it touches the process's inspector: this very Node process serves.
+      ['node', 'report', String(process.pid), path.join(dir, long('n'))],
+      ['watch', '--dir', path.join(dir, long('n')), '--on-crash', 'stop'],
+    ])
+      expectRefused(
+        runSync(args, { cwd: dir }),
+        /(is \d+ bytes; a file or folder name holds at most 255|too long for the file system).*ENAMETOOLONG/,
+      );
+  });
+
   it('a custom name too long for the file system with .<pid> is refused up front', async () => {
     const t = await sleeper();
     expectRefused(runSync([String(t.pid), path.join(dir, 'n'.repeat(250))]), /a dump name is at most 240/);
@@ -258,6 +302,81 @@ describe('options', () => {
     expectRefused(runSync(args, { cwd: dir }), message);
   });
 
+  it.each([
+    [['-c', ' 50', '1'], "-c takes its value without spaces or other blanks around it, got ' 50'"],
+    [
+      ['-pf', '\t100', '-c', '5', '1'],
+      "-pf takes its value without spaces or other blanks around it, got '\\x09100'",
+    ],
+    [
+      ['--for', ' 2', '-c', '5', '1'],
+      "--for takes its value without spaces or other blanks around it, got ' 2'",
+    ],
+    [
+      ['-n', '2\n', '-c', '5', '1'],
+      "-n takes its value without spaces or other blanks around it, got '2\\x0a'",
+    ],
+    [['-m', '100, 200', '1'], "-m takes its value without spaces or other blanks around it, got ' 200'"],
+    [['-tc', '10 ', '1'], "-tc takes its value without spaces or other blanks around it, got '10 '"],
+    [['-sig', ' 10', '1'], "-sig takes its value without spaces or other blanks around it, got ' 10'"],
+    [
+      ['-mc', ' 33', '-c', '5', '1'],
+      "-mc takes its value without spaces or other blanks around it, got ' 33'",
+    ],
+    [
+      ['--heap-used', ' 5', '1'],
+      "--heap-used takes its value without spaces or other blanks around it, got ' 5'",
+    ],
+    [
+      ['--loop-delay', '100 ', '1'],
+      "--loop-delay takes its value without spaces or other blanks around it, got '100 '",
+    ],
+    [['-gcm', ' 150', '1'], "-gcm needs [GEN:]MB[,MB...], got ' 150'"],
+    [
+      ['dump', '1', '--filter', ' 33'],
+      "--filter takes its value without spaces or other blanks around it, got ' 33'",
+    ],
+    [
+      ['sample', '1', '--count', ' 1'],
+      "--count takes its value without spaces or other blanks around it, got ' 1'",
+    ],
+    [
+      ['watch', '--interval', ' 100', '--on-crash', 'stop'],
+      "--interval takes its value without spaces or other blanks around it, got ' 100'",
+    ],
+    [
+      ['watch', '--on-crash', 'dump: 1'],
+      "--on-crash dump:PID takes its value without spaces or other blanks around it, got ' 1'",
+    ],
+    [
+      ['node', 'profile', '1', '--seconds', ' 2'],
+      "--seconds takes its value without spaces or other blanks around it, got ' 2'",
+    ],
+    [
+      ['counters', '1', '--interval', ' 1'],
+      "--interval takes its value without spaces or other blanks around it, got ' 1'",
+    ],
+  ])('a number with blanks around it is refused, naming the option and the value: %j', (args, message) => {
+    expectRefused(runSync(args, { cwd: dir }), message);
+  });
+
+  it('a process of the wrong runtime is bad input (exit 2) for counters as for node', async () => {
+    const t = await sleeper();
+    expectRefused(runSync(['counters', String(t.pid)], { cwd: dir }), `process ${t.pid}: not a .NET process`);
+    expectRefused(
+      runSync(['node', 'stack', String(t.pid)], { cwd: dir }),
+      `process ${t.pid} is not a Node.js process`,
+    );
+    expectRefused(
+      runSync(['-gcm', '10', String(t.pid)], { cwd: dir }),
+      `process ${t.pid}: not a .NET process`,
+    );
+    expectRefused(
+      runSync(['--heap-used', '10', String(t.pid)], { cwd: dir }),
+      `process ${t.pid} is not a Node.js process`,
+    );
+  });
+
   it('watch --interval 99999999999 is refused at once instead of spinning on an overflowed timer', () => {
     const t0 = Date.now();
     const r = runSync(['watch', '--interval', '99999999999', '--on-crash', 'stop'], {
@@ -302,6 +421,7 @@ describe('options', () => {
       ['sample', String(gone)],
       ['watch', String(gone), '--on-crash', 'stop'],
       ['watch', '--on-crash', `dump:${gone}`],
+      ['counters', String(gone)],
     ])
       expectRefused(runSync(args, { cwd: dir }), `process ${gone} does not exist`);
     expectRefused(
@@ -341,6 +461,38 @@ describe('faults', () => {
       expect(files()).toEqual([]);
     },
   );
+
+  it('a kernel thread and a zombie are named for what they are, by dump (exit 2) and the monitor (exit 1)', async () => {
+    const t = track(await spawnTarget('sampler_target', ['--zombie']));
+    const zombie = t.value('zombie')!;
+    expect(procStat(zombie).state).toBe('Z');
+    const cases: [number, string][] = [
+      [
+        zombie,
+        `process ${zombie} (sampler_target) has exited and is not yet reaped by its parent (pid ${t.pid}): a zombie has nothing left to dump`,
+      ],
+    ];
+    const kernel = kernelThread();
+    if (requirement(kernel !== undefined, 'no kernel thread is visible here (a PID namespace)'))
+      cases.push([
+        kernel!.pid,
+        `process ${kernel!.pid} (${kernel!.comm}) is a kernel thread: it has no user memory to dump`,
+      ]);
+    for (const [pid, message] of cases) {
+      expectRefused(runSync(['dump', String(pid), dir]), message);
+      for (const monitor of [
+        ['-c', '0', '-n', '1', String(pid), dir],
+        ['-c', '0', '-n', '1', '--mode', 'stop', String(pid), dir],
+        ...(hasTool('gcore', 'gdb') ? [['-c', '0', '-n', '1', '-usegcore', String(pid), dir]] : []),
+      ]) {
+        const r = runSync(monitor);
+        expect(r.code, r.stdout + r.stderr).toBe(1);
+        expect(r.stdout).toContain(`dump of process ${pid} failed: ${message}`);
+        expect(r.stdout + r.stderr).not.toMatch(/EPERM|exited during the dump/);
+        expect(files()).toEqual([]);
+      }
+    }
+  });
 
   it('Ctrl-C during a -usegcore dump: gdb quits and detaches, the target runs on, nothing is left', async () => {
     if (!hasTool('gcore', 'gdb')) return;

@@ -133,11 +133,12 @@ describe('Node actions', () => {
     expect(s.frames[0]!.functionName).toBe('blockTheLoopInNamedFunction');
     expect(s.frames[0]!.url).toMatch(/target\.mjs$/);
     expect(formatNodeStack(s)).toMatch(/^ {4}at blockTheLoopInNamedFunction \(.*target\.mjs:\d+:\d+\)$/m);
-    // Taken while blocked: the first heartbeat after the block came later. (The close waits for the loop
-    // to turn, so captureNodeStack itself returns after the block.)
+    // Taken while blocked: the first heartbeat after the block came later. (The loop is known to be
+    // blocked, so the close is left to the guard: it closes the inspector once the loop turns.)
     await t.beatsAfter(1);
     expect(t.beats[beatsBefore]!).toBeGreaterThan(Date.parse(s.time));
     await t.line('unblocked', 10_000, from);
+    await waitFor(() => listeningSockets(t.pid).length === 0, 30_000, 'the guard to close the inspector');
     await leftAsItWas(t);
   });
 

@@ -164,7 +164,8 @@ export function parseGcm(value: string): { heap: GcHeap; thresholdsMB: number[] 
         '-gcm',
       );
   }
-  const parts = list.split(',').map((p) => p.trim());
+  // Numbers padded with blanks are refused, as everywhere else a number is typed.
+  const parts = list.split(',');
   if (parts.some((p) => !/^\d+(\.\d+)?$/.test(p)))
     throw new UsageError(`-gcm needs [GEN:]MB[,MB...], got '${value}'`, '-gcm');
   return { heap, thresholdsMB: parts.map(Number) };

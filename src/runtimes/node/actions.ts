@@ -212,11 +212,18 @@ export async function captureNodeStack(pid: number, options: CaptureStackOptions
   );
 }
 
-/** The stack as Node prints one: "    at fn (file:line:column)". */
-export function formatNodeStack(s: NodeStack): string {
+/**
+ * The stack as Node prints one: "    at fn (file:line:column)". Function names and URLs are the target's
+ * text: `quote` (the CLI passes its terminal escaping) is applied to each, so a name cannot add a line or
+ * act on the terminal.
+ */
+export function formatNodeStack(s: NodeStack, quote: (text: string) => string = (t) => t): string {
   if (s.idle) return 'No JavaScript is running: the event loop is idle (or blocked outside JavaScript).\n';
   return `${s.frames
-    .map((f) => `    at ${f.functionName || '<anonymous>'} (${f.url || '<unknown>'}:${f.line}:${f.column})`)
+    .map(
+      (f) =>
+        `    at ${quote(f.functionName || '<anonymous>')} (${quote(f.url || '<unknown>')}:${f.line}:${f.column})`,
+    )
     .join('\n')}\n`;
 }
 

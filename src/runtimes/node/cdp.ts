@@ -2,9 +2,12 @@
 // their replies, events dispatched by method name. Domains are plain method names ('Debugger.pause'), as
 // in chrome-remote-interface. What arrives is bounded and checked: a frame larger than maxPayload, a binary
 // frame or text that is not a CDP message ends this session (with a typed error), nothing else.
+
+import { constants } from 'node:os';
 import type { Duplex } from 'node:stream';
 import type WebSocket from 'ws';
-import { AbortError } from '../../errors.js';
+import { AbortError, ProcessGoneError } from '../../errors.js';
+import { hasExited } from './detect.js';
 import { NodeInspectorError } from './errors.js';
 
 /** Largest message accepted: a long CPU profile is tens of MiB, heap snapshot chunks are ~100 KiB. */
@@ -41,11 +44,13 @@ export class CdpSession {
     this.#pid = pid;
     this.closed = new Promise((resolve) => {
       ws.on('close', (code, reason) => {
-        this.#error ??= new NodeInspectorError(
-          pid,
-          'closed',
-          `the inspector connection of process ${pid} closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`,
-        );
+        this.#error ??=
+          CdpSession.#exited(pid) ??
+          new NodeInspectorError(
+            pid,
+            'closed',
+            `the inspector connection of process ${pid} closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`,
+          );
         for (const p of this.#pending.values()) p.reject(this.#error);
         this.#pending.clear();
         resolve();
@@ -54,13 +59,27 @@ export class CdpSession {
     ws.on('error', (e: Error & { code?: string }) => {
       // ws names what the peer got wrong (a frame over maxPayload, a bad opcode...) WS_ERR_*.
       const reason = e.code?.startsWith('WS_ERR_') ? 'protocol' : 'closed';
-      this.#error ??= new NodeInspectorError(
-        pid,
-        reason,
-        `inspector connection of process ${pid}: ${e.message}`,
-      );
+      this.#error ??=
+        (reason === 'closed' ? CdpSession.#exited(pid) : undefined) ??
+        new NodeInspectorError(pid, reason, `inspector connection of process ${pid}: ${e.message}`);
     });
     ws.on('message', (data, isBinary) => this.#receive(data, isBinary));
+  }
+
+  /**
+   * The error of a connection that ended because the target died (it was killed mid-snapshot, it exited):
+   * that is its exit, told apart from an inspector someone closed by looking at the process.
+   */
+  static #exited(pid: number): ProcessGoneError | undefined {
+    if (!hasExited(pid)) return undefined;
+    const e = new ProcessGoneError({
+      errno: -constants.errno.ESRCH,
+      code: 'ESRCH',
+      syscall: 'inspector',
+      pid,
+    });
+    e.message = `process ${pid} exited while tripdump was connected to its inspector`;
+    return e;
   }
 
   /**

@@ -21,6 +21,26 @@ function read(pid: number, file: string): string | undefined {
   }
 }
 
+/** PF_EXITING in the flags of /proc/PID/stat (include/linux/sched.h). */
+const PF_EXITING = 0x4;
+
+/**
+ * Whether process pid has exited or is on its way out: gone, a zombie, or flagged PF_EXITING. The kernel sets
+ * that flag at the start of the exit, before it closes the process's files: a connection to the process that
+ * closed because it died is always seen with this true.
+ */
+export function hasExited(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return true;
+  }
+  // After comm: state, ppid, pgrp, session, tty_nr, tpgid, flags (fields 3 to 9).
+  const [state, , , , , , flags] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return state === 'Z' || state === 'X' || (Number(flags) & PF_EXITING) !== 0;
+}
+
 /** The target's executable, or undefined when it cannot be read (another user's process). */
 export function executable(pid: number): string | undefined {
   try {

@@ -6,10 +6,12 @@
 // (native/inspector/guard.h), which is forked first: it finds the port the inspector really listens on (the
 // target's new listening socket, from /proc), reports it, and keeps a plain connection to it. Releasing
 // the last lease closes the inspector again through this session (Runtime.evaluate of inspector.close());
-// the guard sees that as EOF and exits. If tripdump dies first (even SIGKILL), the guard sees EOF on its
-// control socket instead and closes the inspector itself, and V8 resumes a target this session had paused
-// as soon as the session's socket closes. So no inspector is left open and no target paused, whatever
-// happens to tripdump.
+// the guard sees that as EOF and exits. A loop known to be blocked (it stays in one task of JavaScript
+// across several questions) is not waited for: the guard is told to close the inspector once the loop
+// turns, and a new connection to that process waits until it has. If tripdump dies first (even SIGKILL),
+// the guard sees EOF on its control socket instead and closes the inspector itself, and V8 resumes a
+// target this session had paused as soon as the session's socket closes. So no inspector is left open
+// and no target paused, whatever happens to tripdump.
 
 import net from 'node:net';
 import { constants } from 'node:os';
@@ -37,6 +39,22 @@ export const LOOP_PROBE = {
   awaitPromise: true,
 };
 
+/**
+ * Answers true when the message ran on top of running JavaScript. Inspector messages reach a loop that runs
+ * JavaScript through a V8 interrupt, which runs them on that JavaScript's stack; an idle loop runs them
+ * from its own callback, with nothing beneath. So more frames than this expression's own two (its function
+ * and the script) mean the loop is inside a task now, and LOOP_PROBE waits for that task to end: a blocked
+ * loop is known as such at once, without waiting for a timeout. The application's stackTraceLimit and
+ * prepareStackTrace are put back as they were; anything but a boolean means "cannot tell".
+ */
+const BUSY_PROBE = {
+  expression:
+    '(() => { const E = Error, limit = E.stackTraceLimit, prepare = E.prepareStackTrace; try { E.stackTraceLimit = 3; E.prepareStackTrace = (_, frames) => frames.length; const o = {}; E.captureStackTrace(o); return typeof o.stack === "number" ? o.stack > 2 : undefined; } finally { E.stackTraceLimit = limit; E.prepareStackTrace = prepare; } })()',
+  returnByValue: true,
+};
+
+const BUSY_ROUNDS = 3;
+
 export interface NodeInspectorOptions {
   /** How long the inspector may take to listen after SIGUSR1 (default 5 s). */
   openTimeoutMs?: number;
@@ -62,6 +80,19 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
       timer = setTimeout(() => r(undefined), ms);
     }),
   ]).finally(() => clearTimeout(timer));
+}
+
+/** Resolves when p settles; rejects with AbortError(message) if signal aborts first. */
+function untilSettled(p: Promise<unknown>, signal: AbortSignal, message: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(new AbortError(message));
+    const onAbort = () => reject(new AbortError(message));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.finally(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }).catch(() => {});
+  });
 }
 
 function hostPort(host: string, port: number): string {
@@ -148,10 +179,13 @@ class Guard {
   #wake: () => void = () => {};
   /** The guard's pid (its first line). */
   pid = 0;
+  /** The target's pid:startTicks. */
+  readonly target: string;
   /** Settles when the guard has exited: its end of the control socket is then closed. */
   readonly exited: Promise<void>;
 
   constructor(key: ProcessKey, openTimeoutMs: number) {
+    this.target = `${key.pid}:${key.startTicks}`;
     const fd = native(() =>
       binding().startInspectorGuard({
         pid: key.pid,
@@ -276,6 +310,8 @@ export class NodeInspector implements RuntimeConnection {
         'not-node',
         `process ${pid} is not a Node.js process (${executable(pid) ?? 'executable unreadable'})`,
       );
+    const closing = closingByGuard.get(`${pid}:${key.startTicks}`);
+    if (closing) await untilSettled(closing, signal, `opening the inspector of process ${pid} was aborted`);
     // Open already? Only the target's own listeners on its inspector port are asked (GET /json/list),
     // or all of them when it was started with --inspect on a random port: others are the application's.
     const hints = inspectHints(pid);
@@ -424,16 +460,44 @@ export class NodeInspector implements RuntimeConnection {
     return this.#closing;
   }
 
+  /**
+   * Whether the target's loop is known to be blocked: BUSY_PROBE finds JavaScript beneath it on each of
+   * BUSY_ROUNDS questions in a row, each asked once the previous one was answered. A short task (a timer's
+   * callback) may take one question by interrupt, not several round trips over the connection; a loop
+   * that is idle between them answers "no".
+   */
+  async #blocked(): Promise<boolean> {
+    for (let i = 0; i < BUSY_ROUNDS; i++) {
+      const busy = await this.session
+        .send<{ result?: { value?: unknown } }>('Runtime.evaluate', BUSY_PROBE, {
+          timeoutMs: this.#closeTimeoutMs,
+        })
+        .then(
+          (r) => r.result?.value === true,
+          // No answer at all, not even by interrupt: the loop is blocked outside JavaScript, and LOOP_PROBE
+          // would wait as long again. A connection that ended is not a blocked loop.
+          (e: unknown) => e instanceof NodeInspectorError && e.reason === 'timeout',
+        );
+      if (!busy) return false;
+    }
+    return true;
+  }
+
   async #close(): Promise<void> {
     const guard = this.#guard;
     if (!guard) {
       await this.session.close();
       return;
     }
-    const turned = await this.session
-      .send('Runtime.evaluate', LOOP_PROBE, { timeoutMs: this.#closeTimeoutMs })
-      .then(() => true)
-      .catch(() => false);
+    // A loop that stays inside one task of JavaScript (a blocked one, typically: its stack was just taken)
+    // would hold the close until it goes round: the guard is handed the close at once instead.
+    const busy = await this.#blocked();
+    const turned =
+      !busy &&
+      (await this.session
+        .send('Runtime.evaluate', LOOP_PROBE, { timeoutMs: this.#closeTimeoutMs })
+        .then(() => true)
+        .catch(() => false));
     if (turned && this.session.open) {
       // The reply rarely arrives: the inspector drops every connection, this one too, as it closes.
       this.session.send('Runtime.evaluate', CLOSE_PARAMS).catch(() => {});
@@ -450,13 +514,21 @@ export class NodeInspector implements RuntimeConnection {
     const gone = exited && (await this.#listenerGone(this.#closeTimeoutMs));
     if (!gone) {
       // The target's loop is blocked (or its JavaScript does not get control at all): the guard closes
-      // the inspector once it can, tripdump need not wait for that.
+      // the inspector once it can, tripdump need not wait for that. Until it has, a new connection to
+      // this process waits (open()): it would join an inspector about to be closed under it.
+      const done = guard.exited.finally(() => {
+        if (closingByGuard.get(guard.target) === done) closingByGuard.delete(guard.target);
+      });
+      closingByGuard.set(guard.target, done);
       guard.takeOver();
       this.session.terminate();
     }
     guard.release();
   }
 }
+
+/** Inspectors of processes (by pid:startTicks) whose guard is closing them: settles when it has. */
+const closingByGuard = new Map<string, Promise<void>>();
 
 /** The process-wide pool: every trigger and action on a Node target shares its one connection. */
 export const nodeInspectors = new ConnectionPool<NodeInspector>((key, signal) =>
