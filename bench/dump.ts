@@ -1,7 +1,7 @@
 // Core writer benchmark: tripdump (stop and snapshot modes) against gdb's gcore and the kernel's own dump,
 // for targets with 1 GiB and 4 GiB of touched anonymous memory, and a Node process. For each: elapsed
 // time, the target's pause (the largest gap in a heartbeat it writes every millisecond), and the file's
-// apparent and on-disk size. Output only; the design §5 targets are judged in the verdict lines.
+// apparent and on-disk size. Output only; the docs/design.md §16 targets are judged in the verdict lines.
 // Each writer runs BENCH_DUMP_ROUNDS times against the same target, in an order rotated every round: on
 // a VM the first large write after a quiet spell pays for fresh memory (seconds per GiB here), and a
 // fixed order would hand that cost to the same writer every time. Rows give the median and the range.
@@ -509,7 +509,7 @@ async function main(): Promise<void> {
       "(runs the dump finished before the abort are not timed; the CLI rows include node handling SIGINT, the exit row node's own teardown)",
     );
   }
-  console.log('\nTargets (design §5):');
+  console.log('\nTargets (docs/design.md §16):');
   for (const mib of SIZES) {
     const label = `${mib >= 1024 ? `${mib / 1024} GiB` : `${mib} MiB`} touched`;
     const get = (w: string) => rows.find((r) => r.target === label && r.writer === w);

@@ -1,4 +1,4 @@
-// Node target benchmark, in one run (printed, never asserted; design §7's targets in the verdict lines):
+// Node target benchmark, in one run (printed, never asserted; docs/design.md §16's targets in the verdict lines):
 //  1. A heap snapshot of a 200 MB heap: tripdump from outside (`tripdump node snapshot`, the CLI as a user
 //     runs it) against Node's own `--heapsnapshot-signal` and in-process `v8.writeHeapSnapshot()`, on the
 //     same target, rounds interleaved: elapsed, how long the target was paused (the largest gap in its 20 ms
@@ -323,7 +323,7 @@ async function main(): Promise<void> {
     const out = rows[0]!;
     const inproc = rows[2]!;
     const ratio = median(out.elapsedS) / median(inproc.elapsedS);
-    console.log('\nTargets (design §7):');
+    console.log('\nTargets (docs/design.md §16):');
     console.log(
       `  snapshot from outside / in-process v8.writeHeapSnapshot() (medians) = ${ratio.toFixed(2)} (target ≤ 1.2): ${ratio <= 1.2 ? 'met' : 'NOT met'}`,
     );

@@ -1,7 +1,7 @@
 // Sampler benchmark: µs per process per sample for tripdump's public JS API against a C reference loop over
 // the same /proc files and against the usual peers (pidusage, psutil, ps), over idle processes this
 // benchmark spawns and kills itself; plus the longest event-loop stall during async sweeps of 10,000
-// processes. Output only: the targets of design §5 are judged in the printed verdicts, never asserted.
+// processes. Output only: the targets of docs/design.md §16 are judged in the printed verdicts, never asserted.
 //
 // Run: npm run bench:sampler  (compiles bench/*.c with cc into build/bench/ first)
 

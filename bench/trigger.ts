@@ -2,7 +2,7 @@
 //  1. latency from a threshold crossing (the workload says when it crossed) to "Core dump ... generated";
 //  2. how long the target is paused by that dump (largest gap in a 1 ms heartbeat the target keeps);
 //  3. CPU used by the monitor itself over 60 s of watching one idle process, at 1000 ms and 100 ms polling.
-// Output only; design §5's targets are judged in the verdict lines.
+// Output only; docs/design.md §16's targets are judged in the verdict lines.
 //
 // Run: npm run bench:trigger   (BENCH_TRIGGER_IDLE_S=60 sets the idle window)
 
@@ -260,7 +260,7 @@ async function main(): Promise<void> {
     console.log(
       `\n(CPU: every thread's run time from /proc/PID/task/*/schedstat, from ${STEADY_S} s after start for ${IDLE_S} s; the second row of each pair from ${SETTLE_S} s)`,
     );
-    console.log('\nTargets (design §5):');
+    console.log('\nTargets (docs/design.md §16):');
     const lat = Number.parseFloat(lat1000.tripdump!);
     console.log(
       `  latency at 1000 ms polling ${lat.toFixed(0)} ms (target ≤ 1010 ms + dump time): ${lat <= 1010 + 300 ? 'met' : 'NOT met'}`,

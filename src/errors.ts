@@ -1,4 +1,4 @@
-// Typed errors (design §3). Native code reports {errno, syscall, path?, pid?}; this module turns that into
+// Typed errors (docs/design.md §8). Native code reports {errno, syscall, path?, pid?}; this module turns that into
 // classes with Node's field names: `code` ('ESRCH'), `errno` (negative, as Node's own SystemError),
 // `syscall`, `path`, plus `pid`.
 import { readFileSync, statSync } from 'node:fs';

@@ -1,4 +1,4 @@
-// Error model of the native core (design §3): every failure carries errno, the syscall that failed and,
+// Error model of the native core (docs/design.md §8): every failure carries errno, the syscall that failed and,
 // where known, the path and pid. The N-API glue turns this into a JS error with Node's field names.
 #pragma once
 

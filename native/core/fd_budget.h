@@ -1,4 +1,4 @@
-// Process-wide budget of kept-open /proc fds (design §3 "fd budget"). The sampler keeps one fd per file
+// Process-wide budget of kept-open /proc fds (docs/design.md §4 "fd budget"). The sampler keeps one fd per file
 // per process; past the budget it falls back to open/read/close so it never starves the host program.
 #pragma once
 

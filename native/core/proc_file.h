@@ -1,4 +1,4 @@
-// One /proc file or directory of one process, read the way design §3 prescribes: the fd is opened once
+// One /proc file or directory of one process, read the way docs/design.md §4 prescribes: the fd is opened once
 // and kept (within the FdBudget), each sample is one pread at offset 0 into a buffer that holds the whole
 // file. Past the budget the same object reads by path (open/read/close) so callers never branch.
 #pragma once

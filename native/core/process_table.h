@@ -1,4 +1,4 @@
-// The watched set of processes (and optionally their threads), sampled into columns (design §3
+// The watched set of processes (and optionally their threads), sampled into columns (docs/design.md §4
 // "Sampling"). One sweep reads every kept fd once, parses only what changed, and writes one row per
 // live process into a column block the JS side reads in place.
 #pragma once

@@ -1,5 +1,5 @@
 // Splits one loop over n independent items across the calling thread and a few helper threads of its own
-// (design §3 "Sampling": a sweep of thousands of processes is thousands of independent preads, and the
+// (docs/design.md §4 "Sampling": a sweep of thousands of processes is thousands of independent preads, and the
 // kernel's text generation, not our parsing, is most of each one).
 #pragma once
 

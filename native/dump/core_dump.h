@@ -1,4 +1,4 @@
-// gdb-free ELF core writer for a live process (design §3, §3a). Plain C++; the N-API glue wraps it.
+// gdb-free ELF core writer for a live process (docs/design.md §5, §6). Plain C++; the N-API glue wraps it.
 #pragma once
 
 #include <sys/types.h>

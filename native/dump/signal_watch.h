@@ -1,4 +1,4 @@
-// Signal interception for the `-sig` trigger (design §3b): every thread of the target is PTRACE_SEIZEd
+// Signal interception for the `-sig` trigger (docs/design.md §10): every thread of the target is PTRACE_SEIZEd
 // (new threads followed with PTRACE_O_TRACECLONE), so each signal it receives stops the receiving thread
 // at its signal-delivery stop. An unwatched signal is passed on at once (PTRACE_CONT with it). A watched one
 // stops every other thread, asks the handler whether to dump (the core is written from those stopped

@@ -1,4 +1,4 @@
-// A small self-written test harness for the native core (design §6): TEST registers a case, CHECK and
+// A small self-written test harness for the native core (docs/design.md §17): TEST registers a case, CHECK and
 // CHECK_EQ record a failure and carry on, REQUIRE stops the case. main.cc runs them all.
 #pragma once
 

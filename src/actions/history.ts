@@ -42,7 +42,7 @@ export interface SafeFile {
 }
 
 /**
- * Creates a file the way every output of tripdump is written (design §3), to be filled as a stream: mode
+ * Creates a file the way every output of tripdump is written (docs/design.md §9), to be filled as a stream: mode
  * 0600, an unnamed O_TMPFILE in the destination directory (a named temporary one where the file system
  * lacks O_TMPFILE) that gets its final name only in commit(), so an interrupted or killed writer leaves
  * nothing half-written. Throws EEXIST at once when the final name exists; with overwrite it replaces a

@@ -1,4 +1,4 @@
-// One connection per target per runtime (design §7), shared by every trigger and action on that target:
+// One connection per target per runtime (docs/design.md §13), shared by every trigger and action on that target:
 // .NET allows one Metrics session at a time and makes the EventCounter interval process-wide, and a Node
 // target has one inspector. Users take a lease; the last release closes the connection, which puts the
 // target back as it was (EventPipe session stopped, inspector closed if we opened it).

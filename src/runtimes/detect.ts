@@ -1,4 +1,4 @@
-// Which runtime a process runs (design §7): cheap, lazy checks, one branch per runtime, so `sample`, `-w`
+// Which runtime a process runs (docs/design.md §13): cheap, lazy checks, one branch per runtime, so `sample`, `-w`
 // and the crash watcher can pick the right dump writer. Each runtime's own module knows its signs.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';

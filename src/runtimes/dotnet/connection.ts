@@ -1,4 +1,4 @@
-// One connection per .NET target (design §7), shared through the ConnectionPool by every trigger and action
+// One connection per .NET target (docs/design.md §13), shared through the ConnectionPool by every trigger and action
 // on it: the socket's location, the runtime's ProcessInfo, and at most one EventPipe session carrying the
 // union of what the subscribers need. Subscribers added in the same tick (the monitor subscribes all of a
 // target's triggers at once) share the first session; one that needs more later restarts the session with

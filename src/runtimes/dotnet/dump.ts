@@ -2,7 +2,7 @@
 // its heaps: an idle web app's 18 GB core becomes a 273 MB "full" dump). The runtime writes the file as the
 // target's user, relative to the target's cwd and inside its mount namespace, so tripdump gives it a private
 // folder the target can write (next to the destination when the target can reach it, else in the target's
-// TMPDIR) and then moves the result into place the way every tripdump output appears (design §3): mode
+// TMPDIR) and then moves the result into place the way every tripdump output appears (docs/design.md §9): mode
 // 0600, never through a symlink, under its final name only when complete.
 import { constants, lstatSync, readFileSync, statSync } from 'node:fs';
 import {

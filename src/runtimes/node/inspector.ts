@@ -1,4 +1,4 @@
-// One inspector connection per Node target (design §7), shared through the runtime connection pool by every
+// One inspector connection per Node target (docs/design.md §13), shared through the runtime connection pool by every
 // trigger and action on that target.
 //
 // Opening: a target whose inspector is already open (started with --inspect) is joined as it is and left
