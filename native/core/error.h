@@ -1,5 +1,5 @@
-// Error model of the native core (docs/design.md §8): every failure carries errno, the syscall that failed and,
-// where known, the path and pid. The N-API glue turns this into a JS error with Node's field names.
+// Error model of the native core (docs/design.md §8): every failure carries errno, the syscall that failed
+// and, where known, the path and pid. The N-API glue turns this into a JS error with Node's field names.
 #pragma once
 
 #include <cerrno>

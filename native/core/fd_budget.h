@@ -1,5 +1,5 @@
-// Process-wide budget of kept-open /proc fds (docs/design.md §4 "fd budget"). The sampler keeps one fd per file
-// per process; past the budget it falls back to open/read/close so it never starves the host program.
+// Process-wide budget of kept-open /proc fds (docs/design.md §4 "fd budget"). The sampler keeps one fd per
+// file per process; past the budget it falls back to open/read/close so it never starves the host program.
 #pragma once
 
 #include <atomic>

@@ -1,6 +1,6 @@
-// One /proc file or directory of one process, read the way docs/design.md §4 prescribes: the fd is opened once
-// and kept (within the FdBudget), each sample is one pread at offset 0 into a buffer that holds the whole
-// file. Past the budget the same object reads by path (open/read/close) so callers never branch.
+// One /proc file or directory of one process, read the way docs/design.md §4 prescribes: the fd is opened
+// once and kept (within the FdBudget), each sample is one pread at offset 0 into a buffer that holds the
+// whole file. Past the budget the same object reads by path (open/read/close) so callers never branch.
 #pragma once
 
 #include <cstddef>

@@ -1,6 +1,6 @@
 // Splits one loop over n independent items across the calling thread and a few helper threads of its own
-// (docs/design.md §4 "Sampling": a sweep of thousands of processes is thousands of independent preads, and the
-// kernel's text generation, not our parsing, is most of each one).
+// (docs/design.md §4 "Sampling": a sweep of thousands of processes is thousands of independent preads, and
+// the kernel's text generation, not our parsing, is most of each one).
 #pragma once
 
 #include <atomic>

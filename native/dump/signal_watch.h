@@ -1,11 +1,11 @@
-// Signal interception for the `-sig` trigger (docs/design.md §10): every thread of the target is PTRACE_SEIZEd
-// (new threads followed with PTRACE_O_TRACECLONE), so each signal it receives stops the receiving thread
-// at its signal-delivery stop. An unwatched signal is passed on at once (PTRACE_CONT with it). A watched one
-// stops every other thread, asks the handler whether to dump (the core is written from those stopped
-// threads, the receiving thread's real siginfo included), then resumes all and re-delivers the signal
-// with its original siginfo (PTRACE_CONT with the same signo keeps it): the handler runs, a fatal signal
-// kills. Group stops use PTRACE_LISTEN, so SIGSTOP/SIGCONT keep working. Ending the watch detaches every
-// thread and hands back any signal still held, so nothing is lost and nothing stays stopped. SIGTERM or
+// Signal interception for the `-sig` trigger (docs/design.md §10): every thread of the target is
+// PTRACE_SEIZEd (new threads followed with PTRACE_O_TRACECLONE), so each signal it receives stops the
+// receiving thread at its signal-delivery stop. An unwatched signal is passed on at once (PTRACE_CONT with
+// it). A watched one stops every other thread, asks the handler whether to dump (the core is written from
+// those stopped threads, the receiving thread's real siginfo included), then resumes all and re-delivers the
+// signal with its original siginfo (PTRACE_CONT with the same signo keeps it): the handler runs, a fatal
+// signal kills. Group stops use PTRACE_LISTEN, so SIGSTOP/SIGCONT keep working. Ending the watch detaches
+// every thread and hands back any signal still held, so nothing is lost and nothing stays stopped. SIGTERM or
 // SIGHUP to the watching thread's process ends the watch the same way (they are blocked and read from
 // the same signalfd as SIGCHLD). If the watching process is SIGKILLed, the kernel detaches the threads,
 // but a signal held at that moment is lost (measured on 6.18): hence no SIGKILL as death signal.

@@ -1,5 +1,5 @@
-// Fork-snapshot mode (docs/design.md §6): a clone(CLONE_FILES, exit signal 0) injected into one stopped thread of
-// the target gives a copy-on-write image of its memory in a child that never runs. The target is
+// Fork-snapshot mode (docs/design.md §6): a clone(CLONE_FILES, exit signal 0) injected into one stopped
+// thread of the target gives a copy-on-write image of its memory in a child that never runs. The target is
 // resumed and the core's memory is read from the child at leisure; registers come from the stopped threads.
 // RAII: the destructor SIGKILLs the child and reaps it by injecting wait4() into the target, so no zombie
 // or runaway copy is left behind.

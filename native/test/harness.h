@@ -1,5 +1,5 @@
-// A small self-written test harness for the native core (docs/design.md §17): TEST registers a case, CHECK and
-// CHECK_EQ record a failure and carry on, REQUIRE stops the case. main.cc runs them all.
+// A small self-written test harness for the native core (docs/design.md §17): TEST registers a case, CHECK
+// and CHECK_EQ record a failure and carry on, REQUIRE stops the case. main.cc runs them all.
 #pragma once
 
 #include <functional>
