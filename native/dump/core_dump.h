@@ -73,4 +73,10 @@ Result write_core_dump(PtraceSession& session, const std::string& path, const Op
 
 const char* mode_name(Mode m);
 
+// The snapshot child a dumper SIGKILLed on its own may leave in `target` (a pid or any of its threads; its
+// pid as the dumper announced it, or 0: then found by what the clone made it, a child of the target started
+// at or after `since`, in clock ticks since boot): killed and reaped from inside the target. Returns its pid,
+// or 0 when there was none. Architectures without the core writer have no snapshot mode, so nothing to reap.
+pid_t reap_snapshot_left_behind(int target, pid_t announced, unsigned long long since);
+
 }  // namespace tripdump::dump

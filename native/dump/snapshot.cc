@@ -132,6 +132,12 @@ pid_t SnapshotChild::reap_left_behind(int target, pid_t announced, unsigned long
   return child;
 }
 
+pid_t reap_snapshot_left_behind(int target, pid_t announced, unsigned long long since) {
+  // The caller may name a thread of the target: the clone is a child of its thread group.
+  const long tgid = status_field(target, "Tgid");
+  return SnapshotChild::reap_left_behind(tgid > 0 ? static_cast<int>(tgid) : target, announced, since);
+}
+
 namespace {
 
 // The child's death tears down its copy of the page tables: tens of milliseconds of kernel work at 1 GiB,

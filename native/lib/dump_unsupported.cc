@@ -28,6 +28,10 @@ Result write_core_dump(int pid, const std::string&, const Options&) {
   unsupported("dump", pid);
 }
 
+pid_t reap_snapshot_left_behind(int, pid_t, unsigned long long) {
+  return 0;
+}
+
 const char* mode_name(Mode m) {
   return m == Mode::kStop ? "stop" : m == Mode::kSnapshot ? "snapshot" : "auto";
 }

@@ -13,7 +13,6 @@
 
 #include "core/error.h"
 #include "core/fd.h"
-#include "dump/snapshot.h"
 #include "lib/worker_process.h"
 
 namespace tripdump::lib {
@@ -132,7 +131,7 @@ void remove_temp_files(const std::string& path, pid_t dumper_pid) {
 // A dumper SIGKILLed on its own (the OOM killer's choice, kill -9 of its pid) may leave its snapshot child
 // in the target. A worker of its own (ptrace, see worker_process.h) kills and reaps it.
 void reap_left_behind(int pid, pid_t announced, unsigned long long since) {
-  const pid_t w = fork_worker([&] { dump::SnapshotChild::reap_left_behind(pid, announced, since); });
+  const pid_t w = fork_worker([&] { dump::reap_snapshot_left_behind(pid, announced, since); });
   while (::waitpid(w, nullptr, 0) < 0 && errno == EINTR) {
   }
 }
@@ -228,10 +227,7 @@ dump::Result dump_in_process(int pid, const std::string& path, const dump::Optio
     default: {
       remove_temp_files(path, child);
       // Its snapshot child, announced or not (it may have been killed in the clone's own moment).
-      if (options.mode != dump::Mode::kStop) {
-        const long tgid = dump::status_field(pid, "Tgid");
-        reap_left_behind(tgid > 0 ? static_cast<int>(tgid) : pid, sh->snapshot_child.load(), since);
-      }
+      if (options.mode != dump::Mode::kStop) reap_left_behind(pid, sh->snapshot_child.load(), since);
       throw SysError(ECHILD, "dump", path, pid,
                      reaped_elsewhere ? "the dumper process ended and was reaped by another waiter"
                      : WIFSIGNALED(status)

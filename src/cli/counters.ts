@@ -69,11 +69,13 @@ export async function countersCommand(argv: string[], out: NodeJS.WritableStream
   const count = values.count === undefined ? 0 : parseInteger('--count', values.count, 0);
   requireProcess(pid);
   // A process that is not .NET (or has its diagnostics off) is the wrong PID, refused as every command
-  // refuses one (exit 2), before anything is asked of it.
+  // refuses one (exit 2), before anything is asked of it. A planted socket is no command-line mistake: its
+  // own error, exit 1 (as for the monitor's .NET triggers).
   try {
     locateSocket(pid);
   } catch (e) {
-    if (e instanceof DotnetUnavailableError) throw new UsageError(e.message, 'PID');
+    if (e instanceof DotnetUnavailableError && e.reason !== 'untrusted')
+      throw new UsageError(e.message, 'PID');
     throw e;
   }
   const signal = interruptSignal();

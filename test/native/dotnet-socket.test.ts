@@ -18,6 +18,23 @@ import { hasTool, needsRoot, nobodyCanRun } from '../helpers/requirements.js';
 
 const track = trackProcesses();
 const AS_NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
+const ROOT = path.resolve(import.meta.dirname, '../..');
+/**
+ * Runs the target with a /tmp of its own, as a container has. The checkout (the fixtures, the .NET build)
+ * may itself live below /tmp (CI clones there): it is bound back at its own path inside the new /tmp.
+ */
+const OWN_TMP = [
+  'unshare',
+  '--mount',
+  '--propagation',
+  'private',
+  '/bin/sh',
+  '-c',
+  `root='${ROOT.replaceAll("'", `'\\''`)}'
+mount --bind /tmp /mnt && mount -t tmpfs -o mode=1777 tripdump-test /tmp || exit 1
+case "$root" in /tmp/*) mkdir -p "$root" && mount --bind "/mnt\${root#/tmp}" "$root" || exit 1 ;; esac
+umount -l /mnt && exec "$0" "$@"`,
+];
 let dir: string;
 beforeEach(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'tripdump-dotnet-socket-'));
@@ -146,15 +163,7 @@ describe('a diagnostics socket that is not the target own', () => {
       // The target gets a /tmp of its own; the squatter plants the socket there, from inside.
       const target = track(
         await spawnTarget('sampler_target', [], {
-          wrapper: [
-            'unshare',
-            '--mount',
-            '--propagation',
-            'private',
-            '/bin/sh',
-            '-c',
-            'mount -t tmpfs -o mode=1777 tripdump-test /tmp && exec "$0" "$@"',
-          ],
+          wrapper: OWN_TMP,
         }),
       );
       const inside = socketPath(target.pid);
@@ -216,15 +225,7 @@ describe('a diagnostics socket that is not the target own', () => {
     async () => {
       const t = track(
         await startDotnetTarget({
-          wrapper: [
-            'unshare',
-            '--mount',
-            '--propagation',
-            'private',
-            '/bin/sh',
-            '-c',
-            'mount -t tmpfs -o mode=1777 tripdump-test /tmp && exec "$0" "$@"',
-          ],
+          wrapper: OWN_TMP,
         }),
       );
       const info = await dotnetProcessInfo(t.pid);
