@@ -789,8 +789,9 @@ rules:
       async () => {
         const text = await agent.metrics();
         return (
-          series(text, 'tripdump_agent_rule_errors_total', { rule: 'node-heap', kind: 'heapused' }) === 1 &&
-          text
+          // At least once: a retry may already have failed too by the time of the scrape.
+          (series(text, 'tripdump_agent_rule_errors_total', { rule: 'node-heap', kind: 'heapused' }) ?? 0) >=
+            1 && text
         );
       },
       // A bound for a loaded machine: the failure is counted once the closed session is let go.
@@ -805,12 +806,15 @@ rules:
       expect.objectContaining({
         kind: 'heapused',
         pid: t.pid,
-        attempts: 1,
-        message: expect.stringMatching(/1005/),
+        attempts: expect.any(Number),
+        // The inspector's close reaches the agent as a close frame (1005) or as the socket hung up.
+        message: expect.stringMatching(/1005|socket hang up/),
       }),
     ]);
     expect(series(m, 'tripdump_agent_rule_problems', { rule: 'node-heap' })).toBe(1);
-    expect(agent.out()).toMatch(/node-heap: heapused trigger of .*\(\d+\) failed: .*1005.*; retry 1 in 1 s/);
+    expect(agent.out()).toMatch(
+      /node-heap: heapused trigger of .*\(\d+\) failed: .*(1005|socket hang up).*; retry 1 in 1 s/,
+    );
     // Retried: the inspector opens again and the trigger works (the heap passes the threshold: a snapshot).
     await waitFor(() => listeningSockets(t.pid).length > 0, 15_000, 'the inspector opened again', 50);
     t.command('grow 20'); // a small heap: its snapshot is quick on a busy machine too
